@@ -1,0 +1,280 @@
+//! Builds the whole service — store, job workers, HTTP server — and runs it until a signal, then
+//! shuts down gracefully: stop accepting connections, stop claiming jobs, let in-flight requests
+//! and jobs finish within `server.shutdown_grace`, give back the leases of jobs that did not, and
+//! close the database after the writer drained its queue.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, Authenticator};
+use crate::config::{Config, Secret};
+use crate::error;
+use crate::jobs::worker::{self, Dispatcher, Sweep};
+use crate::jobs::{self, Registry};
+use crate::ops;
+use crate::store::Store;
+use crate::web::{self as webui, health::Readiness};
+
+/// Period of the lease sweep until the `lease_reaper` cron takes it over.
+const MAX_SWEEP_PERIOD: Duration = Duration::from_secs(15);
+
+/// The running service. Build it with [`Application::build`], then [`Application::run_until_stopped`].
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    store: Store,
+    dispatcher: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+    stop: CancellationToken,
+    admin_token: Secret,
+    _lock: File,
+}
+
+/// Everything route handlers can reach, registered as `web::Data`.
+struct Shared {
+    config: web::Data<Config>,
+    store: web::Data<Store>,
+    registry: web::Data<Registry>,
+    auth: web::Data<Authenticator>,
+    readiness: web::Data<Readiness>,
+}
+
+impl Application {
+    /// Opens the database (migrating it), requeues jobs a previous process left running, starts
+    /// the job workers and binds the HTTP listener (`server.bind`; port 0 picks a free port).
+    ///
+    /// # Errors
+    /// When another `hookrelay serve` holds the database, the database cannot be opened or
+    /// migrated, or the address cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let lock = lock_database(&config.database.path)?;
+        let (admin_token, generated) = match &config.auth.admin_token {
+            Some(t) => (t.clone(), false),
+            None => (auth::generate_token(), true),
+        };
+
+        let wake = Arc::new(Notify::new());
+        let store = {
+            let db = config.database.clone();
+            let wake = Arc::clone(&wake);
+            tokio::task::spawn_blocking(move || Store::open(&db, wake))
+                .await
+                .context("opening the database")??
+        };
+        let registry = Arc::new(Registry::with_builtins());
+        let requeued = worker::requeue_expired(&store, Arc::clone(&registry), Sweep::AllRunning)
+            .await
+            .context("requeueing jobs left running by the previous process")?;
+        if requeued > 0 {
+            tracing::warn!(
+                requeued,
+                "jobs left running by the previous process were requeued"
+            );
+        }
+
+        let stop = CancellationToken::new();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            Arc::clone(&registry),
+            config.jobs.workers,
+            config.jobs.lease,
+            wake,
+        );
+        let worker_health = dispatcher.health();
+        let dispatcher =
+            tokio::spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
+        let sweep_period = (config.jobs.lease / 2).min(MAX_SWEEP_PERIOD);
+        let sweeper = tokio::spawn(worker::sweep_loop(
+            store.clone(),
+            Arc::clone(&registry),
+            sweep_period,
+            stop.child_token(),
+        ));
+
+        let listener = TcpListener::bind(&config.server.bind)
+            .with_context(|| format!("binding server.bind = {}", config.server.bind))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let shared = Shared {
+            config: web::Data::new(config.clone()),
+            store: web::Data::new(store.clone()),
+            registry: web::Data::from(Arc::clone(&registry)),
+            auth: web::Data::new(Authenticator::new(&config.auth, &admin_token)),
+            readiness: web::Data::new(Readiness {
+                store: store.clone(),
+                workers: worker_health,
+                max_lag: config.jobs.max_lag,
+            }),
+        };
+        let max_body = config.server.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler(error::rewrite_bare_errors))
+                .app_data(shared.config.clone())
+                .app_data(shared.store.clone())
+                .app_data(shared.registry.clone())
+                .app_data(shared.auth.clone())
+                .app_data(shared.readiness.clone())
+                .app_data(error::json_config(max_body))
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(error::query_config())
+                .app_data(error::path_config())
+                .configure(routes)
+                .default_service(web::to(error::not_found))
+        })
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_grace.as_secs())
+        .run();
+
+        tracing::info!(version = crate::VERSION, %addr, db = %config.database.path.display(), "hookrelay listening on http://{addr}");
+        if generated {
+            tracing::warn!(
+                "auth.admin_token is not set, so a token was generated for this run only: {} — \
+                 sign in at http://{addr}/admin (set auth.admin_token to keep one)",
+                admin_token.expose()
+            );
+        }
+        Ok(Self {
+            port: addr.port(),
+            server,
+            store,
+            dispatcher,
+            sweeper,
+            stop,
+            admin_token,
+            _lock: lock,
+        })
+    }
+
+    /// The port the server listens on.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The store (for tests and embedding).
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The admin token in force (configured or generated).
+    #[must_use]
+    pub fn admin_token(&self) -> &Secret {
+        &self.admin_token
+    }
+
+    /// A token that, when cancelled, shuts the service down as a signal would.
+    #[must_use]
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until SIGTERM, SIGINT or the shutdown token, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// When the HTTP server fails on its own.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let mut server_result = None;
+        tokio::select! {
+            signal = shutdown_signal() => tracing::info!(%signal, "shutting down"),
+            () = self.stop.cancelled() => tracing::info!("shutdown requested"),
+            res = &mut server => server_result = Some(res),
+        }
+        self.stop.cancel();
+        let http = async {
+            handle.stop(true).await;
+            match server_result {
+                Some(res) => res,
+                None => server.await,
+            }
+        };
+        let (http_result, _) = tokio::join!(http, self.dispatcher);
+        self.sweeper.abort();
+        self.store.writer().stop().await;
+        tracing::info!("stopped");
+        match http_result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("the HTTP server failed")),
+            Err(e) => Err(anyhow::Error::from(e).context("the HTTP server task failed")),
+        }
+    }
+}
+
+/// Every module's routes; a new capability adds one `configure` call here.
+fn routes(cfg: &mut web::ServiceConfig) {
+    webui::configure(cfg);
+    jobs::routes::configure(cfg);
+    ops::configure(cfg);
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}
+
+/// The lock file next to the database.
+#[must_use]
+pub fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    db.with_file_name(name)
+}
+
+/// Takes an exclusive lock so that two `serve` processes never share one database (the job
+/// engine's "requeue everything running at start" relies on it). Released by the OS when the
+/// process ends, `kill -9` included.
+fn lock_database(db: &Path) -> anyhow::Result<File> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the database folder {}", dir.display()))?;
+    }
+    let path = lock_path(db);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another hookrelay serve is already running on {} (it holds {})",
+            db.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::from(e).context(format!("locking {}", path.display())))
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The command line (SPEC §1): `serve`, `check-config`, `migrate`. Every verb takes `--config`;
+//! exit codes are 0 ok, 1 runtime or config error, 2 usage error (clap's own).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::app::Application;
+use crate::config::{self, Config, LogFormat};
+use crate::store;
+
+/// A webhook hub in one binary: verified Front ingress, durable jobs, signed outbound webhooks.
+#[derive(Debug, Parser)]
+#[command(name = "hookrelay", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file. Default: $HOOKRELAY_CONFIG, else ./config.toml if present, else built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything: HTTP server, job workers, cron. Stops gracefully on SIGTERM or SIGINT.
+    Serve,
+    /// Load and validate the configuration, print it with every secret redacted.
+    CheckConfig,
+    /// Apply database schema migrations and exit (serve also applies them at start).
+    Migrate,
+}
+
+/// Runs the parsed command line.
+#[must_use]
+pub fn run(cli: Cli) -> ExitCode {
+    let path = config::resolve_path(cli.config.as_deref());
+    let cfg = match config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hookrelay: configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::CheckConfig => check_config(&cfg, path.as_deref()),
+        Command::Migrate => {
+            init_tracing(&cfg);
+            migrate(&cfg)
+        }
+        Command::Serve => {
+            init_tracing(&cfg);
+            serve(cfg)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookrelay: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let toml = cfg.redacted_toml().context("printing the configuration")?;
+    match path {
+        Some(p) => println!("# configuration is valid: {} + environment", p.display()),
+        None => println!("# configuration is valid: built-in defaults + environment"),
+    }
+    print!("{toml}");
+    Ok(())
+}
+
+fn migrate(cfg: &Config) -> anyhow::Result<()> {
+    let report = store::migrate_file(&cfg.database)?;
+    if report.from == report.to {
+        println!(
+            "{}: schema is up to date (version {})",
+            cfg.database.path.display(),
+            report.to
+        );
+    } else {
+        println!(
+            "{}: schema migrated from version {} to {}",
+            cfg.database.path.display(),
+            report.from,
+            report.to
+        );
+    }
+    Ok(())
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookrelay")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let app = Application::build(cfg).await?;
+        app.run_until_stopped().await
+    })
+}
+
+/// Sets up `tracing` per `log.format`; `RUST_LOG` overrides the default `info` level.
+pub fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,r2d2=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match cfg.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+}

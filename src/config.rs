@@ -1,0 +1,1168 @@
+//! Configuration: figment layers, lowest first — built-in defaults → the TOML file →
+//! `HOOKRELAY_<SECTION>__<KEY>` env vars → the seed's `FRONT_WEBHOOK_SECRET` / `FRONT_API_TOKEN` —
+//! extracted into [`RawConfig`] (unknown keys rejected by name) and then validated once into the
+//! typed [`Config`] the rest of the program uses. Nothing outside this module reads the
+//! environment or parses a duration.
+//!
+//! Secrets are [`Secret`]s: their `Debug` and `Serialize` print `[redacted]`, so neither logs nor
+//! `check-config` can leak them. Every secret key `x` also accepts `x_file`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Source};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Env var naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "HOOKRELAY_CONFIG";
+/// Prefix of the env vars that override config keys (`HOOKRELAY_SERVER__BIND`).
+pub const ENV_PREFIX: &str = "HOOKRELAY_";
+/// The most retry waits a webhook (or the global default) may list.
+pub const MAX_RETRY_SCHEDULE: usize = 10;
+
+/// A configuration problem, naming the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or env could not be read or did not fit the schema (figment names key and source).
+    #[error("{0}")]
+    Load(Box<figment::Error>),
+    /// A value was read but is not acceptable.
+    #[error("`{key}` {origin}: {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+    /// `--config` or `HOOKRELAY_CONFIG` names a file that does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        Self::Load(Box::new(e))
+    }
+}
+
+/// A secret string. `Debug`, `Display` and `Serialize` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// A secret as written in TOML or env: figment reads `FRONT_API_TOKEN=12345` as a number, so accept
+/// numbers and booleans too and keep their text.
+#[derive(Clone, Serialize)]
+#[serde(transparent)]
+struct RawSecret(String);
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            S(String),
+            I(i64),
+            U(u64),
+            F(f64),
+            B(bool),
+        }
+        Ok(Self(match Any::deserialize(d)? {
+            Any::S(s) => s,
+            Any::I(n) => n.to_string(),
+            Any::U(n) => n.to_string(),
+            Any::F(n) => n.to_string(),
+            Any::B(b) => b.to_string(),
+        }))
+    }
+}
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw layer: what figment extracts. Every section has defaults and rejects unknown keys.
+// ---------------------------------------------------------------------------------------------
+
+/// The configuration as read, before validation.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    server: RawServer,
+    database: RawDatabase,
+    auth: RawAuth,
+    front: RawFront,
+    delivery: RawDelivery,
+    jobs: RawJobs,
+    retention: RawRetention,
+    cron: RawCron,
+    backup: RawBackup,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    bind: String,
+    max_body_bytes: u64,
+    shutdown_grace: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 1_048_576,
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawDatabase {
+    path: PathBuf,
+    synchronous: String,
+    pool_size: u32,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            path: "data/hookrelay.db".into(),
+            synchronous: "full".into(),
+            pool_size: 8,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_token: Option<RawSecret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_token_file: Option<PathBuf>,
+    publish_tokens: Vec<RawSecret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_tokens_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_header: Option<String>,
+    admin_emails: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawFront {
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_secret: Option<RawSecret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_webhook_secret: Option<RawSecret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_webhook_secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_token: Option<RawSecret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_token_file: Option<PathBuf>,
+    api_base_url: String,
+    allowed_link_hosts: Vec<String>,
+    timestamp_tolerance: String,
+    api_requests_per_minute: u32,
+    fetch_history: bool,
+}
+
+impl Default for RawFront {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            webhook_secret: None,
+            webhook_secret_file: None,
+            rule_webhook_secret: None,
+            rule_webhook_secret_file: None,
+            api_token: None,
+            api_token_file: None,
+            api_base_url: "https://api2.frontapp.com".into(),
+            allowed_link_hosts: vec!["api2.frontapp.com".into(), "*.api.frontapp.com".into()],
+            timestamp_tolerance: "5m".into(),
+            api_requests_per_minute: 50,
+            fetch_history: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawDelivery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_key: Option<RawSecret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_key_file: Option<PathBuf>,
+    previous_encryption_keys: Vec<RawSecret>,
+    timeout: String,
+    retry_schedule: Vec<String>,
+    allow_http: bool,
+    allow_private_networks: bool,
+    auto_disable_after: String,
+}
+
+impl Default for RawDelivery {
+    fn default() -> Self {
+        Self {
+            encryption_key: None,
+            encryption_key_file: None,
+            previous_encryption_keys: Vec::new(),
+            timeout: "3s".into(),
+            retry_schedule: vec!["3s".into(), "6s".into(), "12s".into()],
+            allow_http: false,
+            allow_private_networks: false,
+            auto_disable_after: "5d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawJobs {
+    workers: u32,
+    lease: String,
+    max_lag: String,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            lease: "60s".into(),
+            max_lag: "5m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRetention {
+    succeeded: String,
+    failed: String,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        Self {
+            succeeded: "7d".into(),
+            failed: "30d".into(),
+        }
+    }
+}
+
+/// The built-in cron tasks (SPEC §8) and their default schedules.
+pub const CRON_DEFAULTS: [(&str, &str); 6] = [
+    ("retention", "0 17 * * * *"),
+    ("lease_reaper", "*/15 * * * * *"),
+    ("endpoint_health", "0 */5 * * * *"),
+    ("front_sync", "0 */10 * * * *"),
+    ("db_maintenance", "0 0 3 * * *"),
+    ("backup", "off"),
+];
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawCron {
+    retention: String,
+    lease_reaper: String,
+    endpoint_health: String,
+    front_sync: String,
+    db_maintenance: String,
+    backup: String,
+}
+
+impl Default for RawCron {
+    fn default() -> Self {
+        let d = |name: &str| {
+            CRON_DEFAULTS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| (*s).to_string())
+                .unwrap_or_default()
+        };
+        Self {
+            retention: d("retention"),
+            lease_reaper: d("lease_reaper"),
+            endpoint_health: d("endpoint_health"),
+            front_sync: d("front_sync"),
+            db_maintenance: d("db_maintenance"),
+            backup: d("backup"),
+        }
+    }
+}
+
+impl RawCron {
+    fn entries(&self) -> [(&'static str, &str); 6] {
+        [
+            ("retention", &self.retention),
+            ("lease_reaper", &self.lease_reaper),
+            ("endpoint_health", &self.endpoint_health),
+            ("front_sync", &self.front_sync),
+            ("db_maintenance", &self.db_maintenance),
+            ("backup", &self.backup),
+        ]
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawBackup {
+    dir: PathBuf,
+    keep: u32,
+}
+
+impl Default for RawBackup {
+    fn default() -> Self {
+        Self {
+            dir: "data/backups".into(),
+            keep: 7,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawLog {
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed layer: what the program uses.
+// ---------------------------------------------------------------------------------------------
+
+/// The validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub front: FrontConfig,
+    pub delivery: DeliveryConfig,
+    pub jobs: JobsConfig,
+    pub retention: RetentionConfig,
+    pub cron: CronConfig,
+    pub backup: BackupConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub shutdown_grace: Duration,
+}
+
+/// SQLite's `synchronous` setting: `full` makes every acked write survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    /// The value for `PRAGMA synchronous`.
+    #[must_use]
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthConfig {
+    /// `None` until the app generates one at start (see [`crate::app`]).
+    pub admin_token: Option<Secret>,
+    pub publish_tokens: Vec<Secret>,
+    pub identity_header: Option<String>,
+    pub admin_emails: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontConfig {
+    pub enabled: bool,
+    pub webhook_secret: Option<Secret>,
+    pub rule_webhook_secret: Option<Secret>,
+    pub api_token: Option<Secret>,
+    pub api_base_url: String,
+    pub allowed_link_hosts: Vec<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub timestamp_tolerance: Duration,
+    pub api_requests_per_minute: u32,
+    pub fetch_history: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryConfig {
+    pub encryption_key: Option<Secret>,
+    pub previous_encryption_keys: Vec<Secret>,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    #[serde(serialize_with = "ser_durations")]
+    pub retry_schedule: Vec<Duration>,
+    pub allow_http: bool,
+    pub allow_private_networks: bool,
+    #[serde(serialize_with = "ser_duration")]
+    pub auto_disable_after: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobsConfig {
+    pub workers: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub lease: Duration,
+    /// `/readyz` fails when the oldest due job has waited longer than this.
+    #[serde(serialize_with = "ser_duration")]
+    pub max_lag: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionConfig {
+    #[serde(serialize_with = "ser_duration")]
+    pub succeeded: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub failed: Duration,
+}
+
+/// One cron entry: off, or a parsed 6-field expression.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Off,
+    Cron {
+        expr: String,
+        cron: Box<croner::Cron>,
+    },
+}
+
+impl Schedule {
+    /// The expression as configured, or `"off"`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Off => "off",
+            Self::Cron { expr, .. } => expr,
+        }
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct CronConfig {
+    /// Built-in task name → schedule, for every name of [`CRON_DEFAULTS`].
+    pub schedules: BTreeMap<String, Schedule>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupConfig {
+    pub dir: PathBuf,
+    pub keep: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_durations<S: Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        ds.iter()
+            .map(|d| humantime::format_duration(*d).to_string()),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// Which config file to read: `--config`, else `HOOKRELAY_CONFIG`, else `./config.toml` if present,
+/// else none (built-in defaults).
+#[must_use]
+pub fn resolve_path(cli: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = cli {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from("config.toml");
+    local.exists().then_some(local)
+}
+
+/// The full layer stack for `path`, including the environment.
+///
+/// # Errors
+/// [`ConfigError::MissingFile`] when `path` is given but does not exist.
+pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(p) = path {
+        if !p.exists() {
+            return Err(ConfigError::MissingFile(p.to_path_buf()));
+        }
+        fig = fig.merge(Toml::file_exact(p));
+    }
+    let fig = fig
+        .merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .filter(|k| k.as_str() != "config"),
+        )
+        .merge(
+            Env::raw()
+                .only(&["FRONT_WEBHOOK_SECRET", "FRONT_API_TOKEN"])
+                .map(|k| {
+                    if k == "front_webhook_secret" {
+                        "front.webhook_secret".into()
+                    } else {
+                        "front.api_token".into()
+                    }
+                }),
+        );
+    Ok(fig)
+}
+
+/// Loads and validates the configuration from `path` and the environment.
+///
+/// # Errors
+/// Any [`ConfigError`]: unreadable file, unknown key, bad value; the message names key and source.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    from_figment(&figment(path)?)
+}
+
+/// Built-in defaults overlaid with a TOML string only (no environment) — for tests and benchmarks.
+///
+/// # Errors
+/// As [`load`].
+pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
+    from_figment(
+        &Figment::from(Serialized::defaults(RawConfig::default())).merge(Toml::string(toml)),
+    )
+}
+
+/// Validates the merged layers into a [`Config`].
+///
+/// # Errors
+/// As [`load`].
+pub fn from_figment(fig: &Figment) -> Result<Config, ConfigError> {
+    let raw: RawConfig = fig.extract()?;
+    Validator { fig }.validate(raw)
+}
+
+struct Validator<'a> {
+    fig: &'a Figment,
+}
+
+impl Validator<'_> {
+    /// Where the value of `key` came from, for error messages.
+    fn origin(&self, key: &str) -> String {
+        let Some(md) = self.fig.find_metadata(key) else {
+            return "(built-in default)".into();
+        };
+        match &md.source {
+            Some(Source::File(p)) => format!("(in {})", p.display()),
+            _ if md.name.contains(ENV_PREFIX) => format!(
+                "(from env var {ENV_PREFIX}{})",
+                key.to_ascii_uppercase().replace('.', "__")
+            ),
+            _ if md.name.contains("environment") => {
+                format!(
+                    "(from env var {})",
+                    key.to_ascii_uppercase().replace('.', "_")
+                )
+            }
+            Some(Source::Code(_)) | None => "(built-in default)".into(),
+            Some(other) => format!("(in {other})"),
+        }
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            origin: self.origin(key),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, value: &str) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(value.trim()).map_err(|e| {
+            self.invalid(
+                key,
+                format!("`{value}` is not a duration ({e}); write e.g. \"3s\", \"5m\", \"7d\""),
+            )
+        })
+    }
+
+    fn positive_duration(&self, key: &str, value: &str) -> Result<Duration, ConfigError> {
+        let d = self.duration(key, value)?;
+        if d.is_zero() {
+            return Err(self.invalid(key, "must be longer than zero"));
+        }
+        Ok(d)
+    }
+
+    /// A secret given inline as `key` or as a file at `key_file`, not both.
+    fn secret(
+        &self,
+        key: &str,
+        inline: Option<RawSecret>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let file_key = format!("{key}_file");
+        let value = match (inline, file) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    &file_key,
+                    format!("set either `{key}` or `{file_key}`, not both"),
+                ));
+            }
+            (Some(s), None) => s.0,
+            (None, Some(path)) => read_secret_file(&path)
+                .map_err(|e| self.invalid(&file_key, format!("{}: {e}", path.display())))?,
+            (None, None) => return Ok(None),
+        };
+        if value.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Secret(value)))
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = ServerConfig {
+            bind: {
+                if raw.server.bind.trim().is_empty() || !raw.server.bind.contains(':') {
+                    return Err(self.invalid(
+                        "server.bind",
+                        format!(
+                            "`{}` is not a listen address; write host:port, e.g. 127.0.0.1:8080",
+                            raw.server.bind
+                        ),
+                    ));
+                }
+                raw.server.bind
+            },
+            max_body_bytes: match usize::try_from(raw.server.max_body_bytes) {
+                Ok(n) if n > 0 => n,
+                _ => return Err(self.invalid("server.max_body_bytes", "must be at least 1")),
+            },
+            shutdown_grace: self.duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
+        };
+
+        let database = DatabaseConfig {
+            path: {
+                if raw.database.path.as_os_str().is_empty() {
+                    return Err(self.invalid("database.path", "must not be empty"));
+                }
+                raw.database.path
+            },
+            synchronous: match raw.database.synchronous.to_ascii_lowercase().as_str() {
+                "full" => Synchronous::Full,
+                "normal" => Synchronous::Normal,
+                other => {
+                    return Err(self.invalid(
+                        "database.synchronous",
+                        format!("`{other}` is not `full` or `normal`"),
+                    ));
+                }
+            },
+            pool_size: match raw.database.pool_size {
+                0 => return Err(self.invalid("database.pool_size", "must be at least 1")),
+                n => n,
+            },
+        };
+
+        let mut publish_tokens: Vec<Secret> = raw
+            .auth
+            .publish_tokens
+            .into_iter()
+            .map(|s| Secret(s.0))
+            .filter(|s| !s.0.is_empty())
+            .collect();
+        if let Some(path) = raw.auth.publish_tokens_file {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                self.invalid(
+                    "auth.publish_tokens_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            publish_tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(Secret::new),
+            );
+        }
+        let auth = AuthConfig {
+            admin_token: self.secret(
+                "auth.admin_token",
+                raw.auth.admin_token,
+                raw.auth.admin_token_file,
+            )?,
+            publish_tokens,
+            identity_header: match raw.auth.identity_header.map(|h| h.trim().to_string()) {
+                Some(h) if h.is_empty() => None,
+                Some(h) => {
+                    if actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                        return Err(self.invalid(
+                            "auth.identity_header",
+                            format!("`{h}` is not a valid HTTP header name"),
+                        ));
+                    }
+                    Some(h)
+                }
+                None => None,
+            },
+            admin_emails: raw.auth.admin_emails,
+        };
+
+        let front = FrontConfig {
+            enabled: raw.front.enabled,
+            webhook_secret: self.secret(
+                "front.webhook_secret",
+                raw.front.webhook_secret,
+                raw.front.webhook_secret_file,
+            )?,
+            rule_webhook_secret: self.secret(
+                "front.rule_webhook_secret",
+                raw.front.rule_webhook_secret,
+                raw.front.rule_webhook_secret_file,
+            )?,
+            api_token: self.secret(
+                "front.api_token",
+                raw.front.api_token,
+                raw.front.api_token_file,
+            )?,
+            api_base_url: {
+                let u = raw.front.api_base_url.trim_end_matches('/').to_string();
+                match url::Url::parse(&u) {
+                    Ok(parsed)
+                        if matches!(parsed.scheme(), "http" | "https")
+                            && parsed.host_str().is_some() => {}
+                    _ => {
+                        return Err(self.invalid(
+                            "front.api_base_url",
+                            format!("`{u}` is not an absolute http(s) URL"),
+                        ));
+                    }
+                }
+                u
+            },
+            allowed_link_hosts: raw
+                .front
+                .allowed_link_hosts
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            timestamp_tolerance: self
+                .positive_duration("front.timestamp_tolerance", &raw.front.timestamp_tolerance)?,
+            api_requests_per_minute: match raw.front.api_requests_per_minute {
+                0 => {
+                    return Err(self.invalid("front.api_requests_per_minute", "must be at least 1"));
+                }
+                n => n,
+            },
+            fetch_history: raw.front.fetch_history,
+        };
+
+        let encryption_key = self.secret(
+            "delivery.encryption_key",
+            raw.delivery.encryption_key,
+            raw.delivery.encryption_key_file,
+        )?;
+        if let Some(k) = &encryption_key {
+            parse_encryption_key(k.expose())
+                .map_err(|m| self.invalid("delivery.encryption_key", m))?;
+        }
+        let previous_encryption_keys: Vec<Secret> = raw
+            .delivery
+            .previous_encryption_keys
+            .into_iter()
+            .map(|s| Secret(s.0))
+            .collect();
+        for k in &previous_encryption_keys {
+            parse_encryption_key(k.expose())
+                .map_err(|m| self.invalid("delivery.previous_encryption_keys", m))?;
+        }
+        let retry_schedule = self.retry_schedule(&raw.delivery.retry_schedule)?;
+        let delivery = DeliveryConfig {
+            encryption_key,
+            previous_encryption_keys,
+            timeout: self.positive_duration("delivery.timeout", &raw.delivery.timeout)?,
+            retry_schedule,
+            allow_http: raw.delivery.allow_http,
+            allow_private_networks: raw.delivery.allow_private_networks,
+            auto_disable_after: self.positive_duration(
+                "delivery.auto_disable_after",
+                &raw.delivery.auto_disable_after,
+            )?,
+        };
+
+        let jobs = JobsConfig {
+            workers: match raw.jobs.workers {
+                0 => return Err(self.invalid("jobs.workers", "must be at least 1")),
+                n => n as usize,
+            },
+            lease: {
+                let d = self.positive_duration("jobs.lease", &raw.jobs.lease)?;
+                if d < Duration::from_secs(1) {
+                    return Err(self.invalid("jobs.lease", "must be at least 1s"));
+                }
+                d
+            },
+            max_lag: self.positive_duration("jobs.max_lag", &raw.jobs.max_lag)?,
+        };
+
+        let retention = RetentionConfig {
+            succeeded: self.positive_duration("retention.succeeded", &raw.retention.succeeded)?,
+            failed: self.positive_duration("retention.failed", &raw.retention.failed)?,
+        };
+
+        let mut schedules = BTreeMap::new();
+        for (name, expr) in raw.cron.entries() {
+            let key = format!("cron.{name}");
+            schedules.insert(
+                name.to_string(),
+                parse_schedule(expr).map_err(|m| self.invalid(&key, m))?,
+            );
+        }
+
+        let backup = BackupConfig {
+            dir: raw.backup.dir,
+            keep: match raw.backup.keep {
+                0 => return Err(self.invalid("backup.keep", "must be at least 1")),
+                n => n,
+            },
+        };
+
+        let log = LogConfig {
+            format: match raw.log.format.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(
+                        self.invalid("log.format", format!("`{other}` is not `text` or `json`"))
+                    );
+                }
+            },
+        };
+
+        Ok(Config {
+            server,
+            database,
+            auth,
+            front,
+            delivery,
+            jobs,
+            retention,
+            cron: CronConfig { schedules },
+            backup,
+            log,
+        })
+    }
+
+    fn retry_schedule(&self, raw: &[String]) -> Result<Vec<Duration>, ConfigError> {
+        parse_retry_schedule(raw).map_err(|m| self.invalid("delivery.retry_schedule", m))
+    }
+}
+
+/// Parses a list of humantime waits (at most [`MAX_RETRY_SCHEDULE`]).
+///
+/// # Errors
+/// A message naming the bad entry.
+pub fn parse_retry_schedule(raw: &[String]) -> Result<Vec<Duration>, String> {
+    if raw.len() > MAX_RETRY_SCHEDULE {
+        return Err(format!(
+            "has {} entries; at most {MAX_RETRY_SCHEDULE} retries are allowed",
+            raw.len()
+        ));
+    }
+    raw.iter()
+        .map(|s| {
+            humantime::parse_duration(s.trim())
+                .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"3s\", \"5m\""))
+        })
+        .collect()
+}
+
+/// Parses a cron entry: `"off"` or a 6-field expression (with seconds), the dialect
+/// tokio-cron-scheduler runs.
+///
+/// # Errors
+/// A message saying what is wrong with the expression.
+pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
+    let expr = expr.trim();
+    if expr.eq_ignore_ascii_case("off") {
+        return Ok(Schedule::Off);
+    }
+    if expr.split_whitespace().count() != 6 {
+        return Err(format!(
+            "`{expr}` must have 6 fields (sec min hour day month weekday) or be \"off\""
+        ));
+    }
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;
+    Ok(Schedule::Cron {
+        expr: expr.to_string(),
+        cron: Box::new(cron),
+    })
+}
+
+/// Decodes `delivery.encryption_key`: 64 hex chars, base64 of 32 bytes, or a 32-character string.
+///
+/// # Errors
+/// A message saying which forms are accepted.
+pub fn parse_encryption_key(value: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let v = value.trim();
+    if v.len() == 64
+        && let Ok(bytes) = hex::decode(v)
+    {
+        return bytes
+            .try_into()
+            .map_err(|_| "internal: hex length".to_string());
+    }
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE,
+    ] {
+        if let Ok(bytes) = engine.decode(v)
+            && bytes.len() == 32
+        {
+            return bytes
+                .try_into()
+                .map_err(|_| "internal: base64 length".to_string());
+        }
+    }
+    if v.len() == 32 {
+        return v
+            .as_bytes()
+            .try_into()
+            .map_err(|_| "internal: string length".to_string());
+    }
+    Err("must be 32 bytes: 64 hex chars (`openssl rand -hex 32`), base64 of 32 bytes, or a 32-character string".into())
+}
+
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let mut s = std::fs::read_to_string(path)?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(s)
+}
+
+impl Config {
+    /// The effective configuration as TOML with every secret shown as `[redacted]`.
+    ///
+    /// # Errors
+    /// Only if serialization fails, which would be a bug.
+    pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    /// The folder holding the database file (for the generated encryption key and backups).
+    #[must_use]
+    pub fn database_dir(&self) -> PathBuf {
+        self.database
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = from_toml_str("").expect("defaults are valid");
+        assert_eq!(c.server.bind, "127.0.0.1:8080");
+        assert_eq!(c.server.max_body_bytes, 1_048_576);
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.database.synchronous, Synchronous::Full);
+        assert_eq!(c.database.pool_size, 8);
+        assert_eq!(
+            c.delivery.retry_schedule,
+            vec![
+                Duration::from_secs(3),
+                Duration::from_secs(6),
+                Duration::from_secs(12)
+            ]
+        );
+        assert_eq!(c.jobs.workers, 16);
+        assert_eq!(c.jobs.lease, Duration::from_secs(60));
+        assert_eq!(c.retention.succeeded, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.cron.schedules["backup"].as_str(), "off");
+        assert_eq!(c.cron.schedules["lease_reaper"].as_str(), "*/15 * * * * *");
+        assert!(c.front.enabled && c.auth.admin_token.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = from_toml_str("[server]\nbindd = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bindd"), "{e}");
+        let e = from_toml_str("[nope]\na = 1").unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = from_toml_str("[server]\nshutdown_grace = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.shutdown_grace") && e.contains("soon"),
+            "{e}"
+        );
+        let e = from_toml_str("[cron]\nretention = \"* * *\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cron.retention"), "{e}");
+        let e = from_toml_str("[database]\nsynchronous = \"off\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database.synchronous"), "{e}");
+        let e = from_toml_str("[delivery]\nencryption_key = \"short\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("delivery.encryption_key") && !e.contains("short"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c =
+            from_toml_str("[auth]\nadmin_token = \"hunter2hunter2\"\n[front]\napi_token = 12345")
+                .expect("valid");
+        assert_eq!(
+            c.front.api_token.as_ref().map(Secret::expose),
+            Some("12345")
+        );
+        let shown = format!("{c:?}\n{}", c.redacted_toml().expect("toml"));
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("12345"),
+            "{shown}"
+        );
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn secret_files_strip_one_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("tok");
+        std::fs::write(&p, "abc\n\n").expect("write");
+        let c = from_toml_str(&format!("[auth]\nadmin_token_file = {:?}", p)).expect("valid");
+        assert_eq!(
+            c.auth.admin_token.as_ref().map(Secret::expose),
+            Some("abc\n")
+        );
+        let e = from_toml_str(&format!(
+            "[auth]\nadmin_token = \"x\"\nadmin_token_file = {:?}",
+            p
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auth.admin_token_file"), "{e}");
+    }
+
+    #[test]
+    fn encryption_key_forms() {
+        let hex64 = "00".repeat(32);
+        assert_eq!(parse_encryption_key(&hex64), Ok([0u8; 32]));
+        assert_eq!(
+            parse_encryption_key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            Ok([0u8; 32])
+        );
+        assert_eq!(parse_encryption_key(&"a".repeat(32)), Ok([b'a'; 32]));
+        assert!(parse_encryption_key("abc").is_err());
+    }
+
+    #[test]
+    fn schedules_need_six_fields() {
+        assert!(matches!(parse_schedule("off"), Ok(Schedule::Off)));
+        assert!(parse_schedule("*/15 * * * * *").is_ok());
+        assert!(parse_schedule("* * * * *").is_err());
+        assert!(parse_schedule("99 * * * * *").is_err());
+    }
+}

@@ -1,0 +1,513 @@
+//! The durable job queue (SPEC §8).
+//!
+//! A job is a row in `jobs`: `queued → running → succeeded`, or `running → retrying → running …`
+//! ending `dead` when out of attempts; an operator may `cancel` it. Work is enqueued with
+//! [`enqueue`] *inside the caller's write transaction* (transactional outbox), so a request's data
+//! and the job that processes it commit together. Workers ([`worker::Dispatcher`]) claim due jobs
+//! in batches with a lease, extend the lease while the handler runs, and record the outcome — plus
+//! whatever the handler asked to write — in one transaction. A lease that runs out puts the job
+//! back. A job out of attempts goes to the one error handler ([`on_dead`]): log, audit record, and
+//! the hooks capabilities register (e.g. publishing `system.job.dead`).
+//!
+//! This module must never run a handler inside a write transaction, or let a handler's write
+//! land for a claim it no longer holds (every transition checks `state = 'running'` and the
+//! attempt number of the claim).
+
+pub mod backoff;
+pub mod noop;
+pub mod routes;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::{self, Millis};
+use crate::ids;
+use crate::ops::audit;
+use crate::store::WriteTx;
+
+/// Attempts a job gets unless its kind or the caller says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// The most attempts a job may be given.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Retrying,
+    Succeeded,
+    Dead,
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in life order.
+    pub const ALL: [Self; 6] = [
+        Self::Queued,
+        Self::Running,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Dead,
+        Self::Cancelled,
+    ];
+
+    /// The name stored in the database and shown on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored or requested state name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    /// When it may run first; `None` = now.
+    pub run_at: Option<Millis>,
+    /// At most one job per key exists; enqueueing an existing key returns that job instead.
+    pub idempotency_key: Option<String>,
+    pub max_attempts: u32,
+}
+
+impl NewJob {
+    /// A job of `kind` that may run now, with the default number of attempts.
+    pub fn new(kind: impl Into<String>, payload: Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload,
+            run_at: None,
+            idempotency_key: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Sets the idempotency key.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the earliest run time.
+    #[must_use]
+    pub fn run_at(mut self, at: Millis) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Sets the number of attempts.
+    #[must_use]
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.clamp(1, MAX_ATTEMPTS_LIMIT);
+        self
+    }
+}
+
+/// What [`enqueue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: String,
+    /// `false` when the idempotency key named an existing job, which is returned instead.
+    pub created: bool,
+}
+
+/// Enqueues `job` in the caller's transaction; the workers are woken once it commits.
+///
+/// # Errors
+/// A database error (the caller's whole command then rolls back).
+pub fn enqueue(tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
+    let now = clock::now_ms();
+    let id = ids::new_id(ids::JOB);
+    let payload = job.payload.to_string();
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at,
+                               idempotency_key, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            job.kind,
+            payload,
+            job.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT),
+            job.run_at.unwrap_or(now),
+            job.idempotency_key,
+            now
+        ])?;
+    if inserted == 1 {
+        tx.wake_workers();
+        return Ok(Enqueued { id, created: true });
+    }
+    let existing: String = tx
+        .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
+        .query_row([&job.idempotency_key], |r| r.get(0))?;
+    Ok(Enqueued {
+        id: existing,
+        created: false,
+    })
+}
+
+/// A job as stored, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub state: JobState,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub payload: Value,
+    pub idempotency_key: Option<String>,
+    pub last_error: Option<String>,
+    pub run_at: String,
+    pub lease_until: Option<String>,
+    pub lease_owner: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+const JOB_COLUMNS: &str =
+    "id, kind, state, attempt, max_attempts, payload, idempotency_key, last_error,
+     run_at, lease_until, lease_owner, created_at, updated_at, finished_at";
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let state: String = r.get(2)?;
+    let payload: String = r.get(5)?;
+    Ok(Job {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        state: JobState::parse(&state).unwrap_or(JobState::Dead),
+        attempt: r.get(3)?,
+        max_attempts: r.get(4)?,
+        payload: serde_json::from_str(&payload).unwrap_or(Value::String(payload)),
+        idempotency_key: r.get(6)?,
+        last_error: r.get(7)?,
+        run_at: clock::to_rfc3339(r.get(8)?),
+        lease_until: r.get::<_, Option<Millis>>(9)?.map(clock::to_rfc3339),
+        lease_owner: r.get(10)?,
+        created_at: clock::to_rfc3339(r.get(11)?),
+        updated_at: clock::to_rfc3339(r.get(12)?),
+        finished_at: r.get::<_, Option<Millis>>(13)?.map(clock::to_rfc3339),
+    })
+}
+
+/// Reads one job.
+///
+/// # Errors
+/// A database error.
+pub fn get(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row([id], job_from_row)
+        .optional()
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub kind: Option<String>,
+    /// Only jobs with an id below this one (the page cursor).
+    pub before: Option<String>,
+}
+
+/// Lists jobs newest first, at most `limit`.
+///
+/// # Errors
+/// A database error.
+pub fn list(
+    conn: &rusqlite::Connection,
+    filter: &JobFilter,
+    limit: usize,
+) -> rusqlite::Result<Vec<Job>> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR id < ?3)
+         ORDER BY id DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            filter.state.map(JobState::as_str),
+            filter.kind,
+            filter.before,
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        job_from_row,
+    )?;
+    rows.collect()
+}
+
+/// Jobs per state, for stats and the status page.
+///
+/// # Errors
+/// A database error.
+pub fn count_by_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<JobState, u64>> {
+    let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+    let mut out: HashMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (state, n) = row?;
+        if let Some(s) = JobState::parse(&state) {
+            out.insert(s, u64::try_from(n).unwrap_or(0));
+        }
+    }
+    Ok(out)
+}
+
+/// How long the oldest due job (queued or retrying, `run_at` passed) has been waiting, if any.
+///
+/// # Errors
+/// A database error.
+pub fn oldest_due_wait(
+    conn: &rusqlite::Connection,
+    now: Millis,
+) -> rusqlite::Result<Option<Duration>> {
+    let min: Option<Millis> = conn
+        .prepare_cached(
+            "SELECT MIN(run_at) FROM jobs WHERE state IN ('queued', 'retrying') AND run_at <= ?1",
+        )?
+        .query_row([now], |r| r.get(0))?;
+    Ok(min.map(|m| Duration::from_millis(u64::try_from(now - m).unwrap_or(0))))
+}
+
+/// When the next queued or retrying job becomes due (may be in the past).
+///
+/// # Errors
+/// A database error.
+pub fn next_due(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Millis>> {
+    conn.prepare_cached("SELECT MIN(run_at) FROM jobs WHERE state IN ('queued', 'retrying')")?
+        .query_row([], |r| r.get(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers and the registry
+// ---------------------------------------------------------------------------------------------
+
+/// A claimed job, as its handler sees it.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    pub id: String,
+    pub kind: String,
+    pub payload: Value,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+impl JobRun {
+    /// Whether a failure now would make the job dead.
+    #[must_use]
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+}
+
+/// A write that lands in the same transaction as the job's outcome, and only if the claim is
+/// still held.
+pub type OutcomeWrite = Box<dyn FnOnce(&WriteTx<'_>) -> rusqlite::Result<()> + Send>;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done.
+    Succeeded,
+    /// Failed; try again after `after` (default: [`backoff::backoff`]) if attempts remain,
+    /// else dead.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Failed in a way retrying cannot fix: dead now.
+    Fail { error: String },
+    /// Not failed, not done: run again at `at` without spending an attempt (rate limits).
+    RunAgainAt { at: Millis, reason: String },
+}
+
+/// A handler's answer: the outcome, and optionally a write to commit with it.
+pub struct JobResult {
+    pub outcome: Outcome,
+    pub write: Option<OutcomeWrite>,
+}
+
+impl JobResult {
+    /// Succeeded, nothing else to write.
+    #[must_use]
+    pub fn succeeded() -> Self {
+        Self::from(Outcome::Succeeded)
+    }
+
+    /// Retry with the default backoff.
+    pub fn retry(error: impl Into<String>) -> Self {
+        Self::from(Outcome::Retry {
+            error: error.into(),
+            after: None,
+        })
+    }
+
+    /// Dead now.
+    pub fn fail(error: impl Into<String>) -> Self {
+        Self::from(Outcome::Fail {
+            error: error.into(),
+        })
+    }
+
+    /// Attaches a write committed with the outcome.
+    #[must_use]
+    pub fn with_write(mut self, write: OutcomeWrite) -> Self {
+        self.write = Some(write);
+        self
+    }
+}
+
+impl From<Outcome> for JobResult {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            write: None,
+        }
+    }
+}
+
+/// Runs one job.
+pub type HandlerFn = Arc<dyn Fn(JobRun) -> BoxFuture<'static, JobResult> + Send + Sync>;
+/// Runs inside the transaction that makes a job of this kind dead.
+pub type DeadHookFn = Arc<dyn Fn(&WriteTx<'_>, &DeadJob) -> rusqlite::Result<()> + Send + Sync>;
+/// Checks an operator-supplied payload before it is enqueued.
+pub type ValidateFn = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
+
+/// A job kind: its handler and how it may be used.
+#[derive(Clone)]
+pub struct JobKind {
+    pub name: &'static str,
+    pub handler: HandlerFn,
+    /// Attempts for jobs of this kind when the enqueuer does not say.
+    pub max_attempts: u32,
+    /// Whether `POST /v1beta1/admin/jobs` may enqueue it; its payload is then checked by
+    /// `validate`.
+    pub operator_enqueueable: Option<ValidateFn>,
+    /// Kind-specific effects of death (e.g. marking an inbound event failed).
+    pub on_dead: Option<DeadHookFn>,
+}
+
+/// A job that has just become dead.
+#[derive(Debug, Clone)]
+pub struct DeadJob {
+    pub id: String,
+    pub kind: String,
+    pub payload: Value,
+    pub attempt: u32,
+    pub error: String,
+}
+
+/// Every known job kind, plus hooks that run for every dead job.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: HashMap<&'static str, JobKind>,
+    dead_hooks: Vec<DeadHookFn>,
+}
+
+impl Registry {
+    /// A registry with the built-in diagnostic kind `system.noop`.
+    #[must_use]
+    pub fn with_builtins() -> Self {
+        let mut r = Self::default();
+        r.register(noop::kind());
+        r
+    }
+
+    /// Adds a kind.
+    ///
+    /// # Panics
+    /// When a kind of that name is already registered (a programming error caught at start).
+    pub fn register(&mut self, kind: JobKind) {
+        let name = kind.name;
+        assert!(
+            self.kinds.insert(name, kind).is_none(),
+            "job kind {name} registered twice"
+        );
+    }
+
+    /// Adds a hook run for every job that becomes dead, inside that transaction.
+    pub fn on_any_dead(&mut self, hook: DeadHookFn) {
+        self.dead_hooks.push(hook);
+    }
+
+    /// The kind called `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&JobKind> {
+        self.kinds.get(name)
+    }
+
+    /// Names of the kinds an operator may enqueue.
+    #[must_use]
+    pub fn operator_kinds(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self
+            .kinds
+            .values()
+            .filter(|k| k.operator_enqueueable.is_some())
+            .map(|k| k.name)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// The one error handler: runs in the transaction that made `job` dead. Writes an audit record,
+/// then the kind's own hook and every registered hook. The log line is written by the caller
+/// after the commit.
+///
+/// # Errors
+/// A database error from any hook (the whole transition then rolls back and is retried).
+pub fn on_dead(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> rusqlite::Result<()> {
+    audit::record(
+        tx,
+        &audit::Entry {
+            actor: "system",
+            action: "job.dead",
+            target_type: Some("job"),
+            target_id: Some(&job.id),
+            detail: serde_json::json!({
+                "kind": job.kind,
+                "attempts": job.attempt,
+                "error": job.error,
+            }),
+        },
+    )?;
+    if let Some(hook) = registry.get(&job.kind).and_then(|k| k.on_dead.as_ref()) {
+        hook(tx, job)?;
+    }
+    for hook in &registry.dead_hooks {
+        hook(tx, job)?;
+    }
+    Ok(())
+}

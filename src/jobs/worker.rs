@@ -1,0 +1,607 @@
+//! Job workers: the dispatcher claims due jobs with a lease and runs up to `jobs.workers` of them
+//! at once; each outcome is recorded in one transaction with the handler's own write.
+//!
+//! The dispatcher sleeps until something can be done — woken after any commit that enqueued or
+//! rescheduled a job, when a worker slot frees, or when the next job becomes due — with a slow
+//! poll only as a safety net. While jobs run, their leases are extended in one write every third
+//! of the lease. On shutdown it stops claiming, lets running jobs finish within the grace period,
+//! and gives the leases of the rest back (their attempt is not counted).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use rusqlite::params;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::{DeadJob, JobResult, JobRun, Outcome, Registry, backoff, on_dead};
+use crate::clock::{self, Millis};
+use crate::store::{Store, StoreError, WriteTx};
+
+/// The longest the dispatcher sleeps without checking for due jobs.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Most jobs claimed in one statement.
+pub const CLAIM_BATCH: usize = 64;
+/// Wait after a failed claim before trying again.
+const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Liveness of the dispatcher, read by `/readyz` and metrics.
+#[derive(Debug, Default)]
+pub struct WorkerHealth {
+    running: AtomicBool,
+    heartbeat_ms: AtomicI64,
+    in_flight: AtomicUsize,
+}
+
+impl WorkerHealth {
+    /// Whether the dispatcher is running and looked around recently.
+    #[must_use]
+    pub fn is_alive(&self, now: Millis) -> bool {
+        let stale_after = i64::try_from(POLL_INTERVAL.as_millis() * 5).unwrap_or(i64::MAX);
+        self.running.load(Ordering::SeqCst)
+            && now - self.heartbeat_ms.load(Ordering::SeqCst) < stale_after
+    }
+
+    /// Jobs running right now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn beat(&self) {
+        self.heartbeat_ms.store(clock::now_ms(), Ordering::SeqCst);
+    }
+}
+
+/// Claims and runs jobs.
+pub struct Dispatcher {
+    store: Store,
+    registry: Arc<Registry>,
+    workers: usize,
+    lease: Duration,
+    wake: Arc<Notify>,
+    /// Written to `lease_owner`, so an operator can tell which process holds a job.
+    instance: String,
+    health: Arc<WorkerHealth>,
+}
+
+/// The claim of a running job: its id and the attempt number the claim made.
+type Claims = Arc<Mutex<HashMap<String, u32>>>;
+
+impl Dispatcher {
+    /// A dispatcher over `store` running `registry`'s handlers. `wake` must be the notifier the
+    /// store's writer signals after commits that enqueue jobs.
+    #[must_use]
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        workers: usize,
+        lease: Duration,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            workers: workers.max(1),
+            lease,
+            wake,
+            instance: format!("{}:{}", std::process::id(), ulid::Ulid::generate()),
+            health: Arc::new(WorkerHealth::default()),
+        }
+    }
+
+    /// The health this dispatcher reports.
+    #[must_use]
+    pub fn health(&self) -> Arc<WorkerHealth> {
+        Arc::clone(&self.health)
+    }
+
+    /// Runs until `stop` is cancelled, then finishes or releases running jobs within `grace`.
+    pub async fn run(self, stop: CancellationToken, grace: Duration) {
+        self.health.running.store(true, Ordering::SeqCst);
+        let slots = Arc::new(Semaphore::new(self.workers));
+        let slot_freed = Arc::new(Notify::new());
+        let claims: Claims = Arc::default();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut extend = tokio::time::interval(self.lease / 3);
+        extend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        extend.tick().await;
+
+        loop {
+            self.health.beat();
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "job task ended abnormally");
+                }
+            }
+            let free = slots.available_permits();
+            let mut more_due = false;
+            let mut claim_failed = false;
+            if free > 0 && !stop.is_cancelled() {
+                let want = free.min(CLAIM_BATCH);
+                match claim(&self.store, want, self.lease, &self.instance).await {
+                    Ok(jobs) => {
+                        more_due = jobs.len() == want;
+                        for job in jobs {
+                            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                                break;
+                            };
+                            if let Ok(mut c) = claims.lock() {
+                                c.insert(job.id.clone(), job.attempt);
+                            }
+                            self.health.in_flight.fetch_add(1, Ordering::Relaxed);
+                            let run = RunOne {
+                                store: self.store.clone(),
+                                registry: Arc::clone(&self.registry),
+                                claims: Arc::clone(&claims),
+                                slot_freed: Arc::clone(&slot_freed),
+                                health: Arc::clone(&self.health),
+                            };
+                            tasks.spawn(run.run(job, permit));
+                        }
+                    }
+                    Err(e) => {
+                        claim_failed = true;
+                        tracing::warn!(error = %e, "claiming jobs failed; retrying shortly");
+                    }
+                }
+            }
+            if more_due && slots.available_permits() > 0 {
+                continue;
+            }
+            let wait = if claim_failed {
+                CLAIM_ERROR_BACKOFF
+            } else if slots.available_permits() == 0 {
+                POLL_INTERVAL
+            } else {
+                self.until_next_due().await
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = slot_freed.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = extend.tick() => extend_leases(&self.store, &claims, self.lease).await,
+            }
+        }
+
+        tracing::info!(
+            running = self.health.in_flight(),
+            grace = %humantime::format_duration(grace),
+            "job workers stopping; letting running jobs finish"
+        );
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                () = tokio::time::sleep_until(deadline) => break,
+                _ = extend.tick() => extend_leases(&self.store, &claims, self.lease).await,
+            }
+        }
+        if !tasks.is_empty() {
+            tracing::warn!(
+                unfinished = tasks.len(),
+                "grace period over; releasing the leases of unfinished jobs"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        let unfinished: Vec<(String, u32)> = claims
+            .lock()
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        if !unfinished.is_empty() {
+            match release(&self.store, unfinished).await {
+                Ok(n) => tracing::info!(
+                    released = n,
+                    "leases released; these jobs run again at next start"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "releasing leases failed; they expire on their own")
+                }
+            }
+        }
+        self.health.running.store(false, Ordering::SeqCst);
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match self
+            .store
+            .read(|c| super::next_due(c).map_err(StoreError::from))
+            .await
+        {
+            Ok(Some(at)) => {
+                let ms = u64::try_from(at - clock::now_ms()).unwrap_or(0).max(1);
+                Duration::from_millis(ms).min(POLL_INTERVAL)
+            }
+            Ok(None) => POLL_INTERVAL,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the next due job failed");
+                CLAIM_ERROR_BACKOFF
+            }
+        }
+    }
+}
+
+/// Everything one job run needs after the dispatcher handed it off.
+struct RunOne {
+    store: Store,
+    registry: Arc<Registry>,
+    claims: Claims,
+    slot_freed: Arc<Notify>,
+    health: Arc<WorkerHealth>,
+}
+
+impl RunOne {
+    async fn run(self, job: JobRun, permit: tokio::sync::OwnedSemaphorePermit) {
+        let span =
+            tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempt);
+        async move {
+            let kind = self.registry.get(&job.kind).cloned();
+            let result = match kind {
+                Some(k) => AssertUnwindSafe((k.handler)(job.clone()))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| JobResult::retry("the job handler panicked")),
+                None => JobResult::fail(format!(
+                    "unknown job kind `{}`: no handler is registered for it in this version",
+                    job.kind
+                )),
+            };
+            let committed = self.record(&job, result).await;
+            drop(permit);
+            self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.slot_freed.notify_one();
+            match committed {
+                Ok(pending) => match pending.await {
+                    Ok(recorded) => recorded.log(&job),
+                    Err(e) => tracing::error!(error = %e, "recording the job outcome failed; the job runs again when its lease expires"),
+                },
+                Err(e) => tracing::error!(error = %e, "recording the job outcome failed"),
+            }
+            if let Ok(mut c) = self.claims.lock() {
+                c.remove(&job.id);
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Queues the outcome's transaction; the returned future resolves after its commit. If the
+    /// handler's own write fails, the outcome is recorded again without it, as a retry.
+    async fn record(
+        &self,
+        job: &JobRun,
+        result: JobResult,
+    ) -> Result<impl Future<Output = Result<Recorded, StoreError>> + use<>, StoreError> {
+        let registry = Arc::clone(&self.registry);
+        let job = job.clone();
+        let jitter: f64 = rand::random();
+        self.store
+            .writer()
+            .submit_wait(move |tx| {
+                let JobResult { outcome, write } = result;
+                let attempt = tx.execute_batch("SAVEPOINT outcome");
+                attempt?;
+                match finish(tx, &registry, &job, &outcome, write, jitter) {
+                    Ok(r) => {
+                        tx.execute_batch("RELEASE outcome")?;
+                        Ok(r)
+                    }
+                    Err(e) => {
+                        tx.execute_batch("ROLLBACK TO outcome; RELEASE outcome")?;
+                        tracing::error!(error = %e, "the job's write failed; recording a retry instead");
+                        let fallback = Outcome::Retry {
+                            error: format!("recording the job's result failed: {e}"),
+                            after: None,
+                        };
+                        Ok(finish(tx, &registry, &job, &fallback, None, jitter)?)
+                    }
+                }
+            })
+            .await
+    }
+}
+
+/// What recording an outcome did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Succeeded,
+    Retrying {
+        at: Millis,
+    },
+    Dead {
+        error: String,
+    },
+    Rescheduled {
+        at: Millis,
+    },
+    /// The claim was no longer held (cancelled, or the lease ran out and the job was taken back):
+    /// nothing was written.
+    ClaimLost,
+}
+
+impl Recorded {
+    fn log(&self, job: &JobRun) {
+        match self {
+            Self::Succeeded => tracing::debug!("job succeeded"),
+            Self::Retrying { at } => {
+                tracing::info!(retry_at = %clock::to_rfc3339(*at), "job failed; will retry")
+            }
+            Self::Dead { error } => tracing::error!(
+                job_id = %job.id, kind = %job.kind, attempts = job.attempt, %error,
+                "job is dead: out of attempts or failed permanently"
+            ),
+            Self::Rescheduled { at } => {
+                tracing::info!(run_at = %clock::to_rfc3339(*at), "job rescheduled without spending an attempt")
+            }
+            Self::ClaimLost => tracing::warn!(
+                "job finished after its claim was lost (cancelled or lease expired); result discarded"
+            ),
+        }
+    }
+}
+
+/// Records `outcome` for the claim `(job.id, job.attempt)`, applies `write` and the dead-job
+/// effects, all in `tx`.
+fn finish(
+    tx: &WriteTx<'_>,
+    registry: &Registry,
+    job: &JobRun,
+    outcome: &Outcome,
+    write: Option<super::OutcomeWrite>,
+    jitter: f64,
+) -> Result<Recorded, StoreError> {
+    let now = clock::now_ms();
+    let (changed, recorded) = match outcome {
+        Outcome::Succeeded => (
+            tx.prepare_cached(
+                "UPDATE jobs SET state = 'succeeded', lease_until = NULL, lease_owner = NULL,
+                        updated_at = ?3, finished_at = ?3
+                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+            )?
+            .execute(params![job.id, job.attempt, now])?,
+            Recorded::Succeeded,
+        ),
+        Outcome::Retry { error, after } if !job.is_last_attempt() => {
+            let wait = after.unwrap_or_else(|| backoff::backoff(job.attempt, jitter));
+            let at = clock::add(now, wait);
+            (
+                tx.prepare_cached(
+                    "UPDATE jobs SET state = 'retrying', run_at = ?3, last_error = ?4, lease_until = NULL,
+                            lease_owner = NULL, updated_at = ?5
+                     WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+                )?
+                .execute(params![job.id, job.attempt, at, error, now])?,
+                Recorded::Retrying { at },
+            )
+        }
+        Outcome::Retry { error, .. } | Outcome::Fail { error } => (
+            tx.prepare_cached(
+                "UPDATE jobs SET state = 'dead', last_error = ?3, lease_until = NULL, lease_owner = NULL,
+                        updated_at = ?4, finished_at = ?4
+                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+            )?
+            .execute(params![job.id, job.attempt, error, now])?,
+            Recorded::Dead { error: error.clone() },
+        ),
+        Outcome::RunAgainAt { at, reason } => (
+            tx.prepare_cached(
+                "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                        attempt = attempt - 1, run_at = ?3, last_error = ?4, lease_until = NULL,
+                        lease_owner = NULL, updated_at = ?5
+                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+            )?
+            .execute(params![job.id, job.attempt, at, reason, now])?,
+            Recorded::Rescheduled { at: *at },
+        ),
+    };
+    if changed == 0 {
+        return Ok(Recorded::ClaimLost);
+    }
+    if let Some(w) = write {
+        w(tx)?;
+    }
+    match &recorded {
+        Recorded::Dead { error } => on_dead(
+            tx,
+            registry,
+            &DeadJob {
+                id: job.id.clone(),
+                kind: job.kind.clone(),
+                payload: job.payload.clone(),
+                attempt: job.attempt,
+                error: error.clone(),
+            },
+        )?,
+        Recorded::Retrying { .. } | Recorded::Rescheduled { .. } => tx.wake_workers(),
+        Recorded::Succeeded | Recorded::ClaimLost => {}
+    }
+    Ok(recorded)
+}
+
+/// Claims up to `n` due jobs for `lease`, in one statement.
+async fn claim(
+    store: &Store,
+    n: usize,
+    lease: Duration,
+    owner: &str,
+) -> Result<Vec<JobRun>, StoreError> {
+    let owner = owner.to_string();
+    store
+        .writer()
+        .write_wait(move |tx| {
+            let now = clock::now_ms();
+            let mut stmt = tx.prepare_cached(
+                "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1,
+                        lease_owner = ?2, updated_at = ?3
+                 WHERE id IN (SELECT id FROM jobs
+                              WHERE state IN ('queued', 'retrying') AND run_at <= ?3
+                              ORDER BY run_at LIMIT ?4)
+                 RETURNING id, kind, payload, attempt, max_attempts",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    clock::add(now, lease),
+                    owner,
+                    now,
+                    i64::try_from(n).unwrap_or(1)
+                ],
+                |r| {
+                    let payload: String = r.get(2)?;
+                    Ok(JobRun {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        payload: serde_json::from_str(&payload)
+                            .unwrap_or(serde_json::Value::String(payload)),
+                        attempt: r.get(3)?,
+                        max_attempts: r.get(4)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+}
+
+/// Pushes the lease of every running claim forward.
+async fn extend_leases(store: &Store, claims: &Claims, lease: Duration) {
+    let held: Vec<(String, u32)> = claims
+        .lock()
+        .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default();
+    if held.is_empty() {
+        return;
+    }
+    let result = store
+        .writer()
+        .write_wait(move |tx| {
+            let until = clock::add(clock::now_ms(), lease);
+            let mut stmt = tx.prepare_cached(
+                "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND attempt = ?3 AND state = 'running'",
+            )?;
+            for (id, attempt) in &held {
+                stmt.execute(params![until, id, attempt])?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "extending job leases failed");
+    }
+}
+
+/// Gives claims back without counting their attempt (graceful shutdown).
+async fn release(store: &Store, held: Vec<(String, u32)>) -> Result<usize, StoreError> {
+    store
+        .writer()
+        .write_wait(move |tx| {
+            let now = clock::now_ms();
+            let mut stmt = tx.prepare_cached(
+                "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                        attempt = attempt - 1, run_at = ?3, lease_until = NULL, lease_owner = NULL,
+                        updated_at = ?3
+                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+            )?;
+            let mut n = 0;
+            for (id, attempt) in &held {
+                n += stmt.execute(params![id, attempt, now])?;
+            }
+            tx.wake_workers();
+            Ok(n)
+        })
+        .await
+}
+
+/// Which running jobs [`requeue_expired`] takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Those whose lease ran out.
+    Expired,
+    /// All of them: at start, every running job belongs to a process that is gone.
+    AllRunning,
+}
+
+/// Takes back running jobs whose worker is gone: each counts as a failed attempt (`retrying`, or
+/// `dead` through the error handler when out of attempts). Returns how many were taken back.
+///
+/// # Errors
+/// A storage error.
+pub async fn requeue_expired(
+    store: &Store,
+    registry: Arc<Registry>,
+    sweep: Sweep,
+) -> Result<usize, StoreError> {
+    store
+        .writer()
+        .write_wait(move |tx| {
+            let now = clock::now_ms();
+            let (cutoff, reason) = match sweep {
+                Sweep::Expired => (now, "the lease ran out: the worker stopped or stalled"),
+                Sweep::AllRunning => (i64::MAX, "the process stopped while the job was running"),
+            };
+            let mut stmt = tx.prepare_cached(
+                "UPDATE jobs SET
+                    state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'retrying' END,
+                    finished_at = CASE WHEN attempt >= max_attempts THEN ?2 ELSE NULL END,
+                    run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3, updated_at = ?2
+                 WHERE state = 'running' AND lease_until < ?1
+                 RETURNING id, kind, payload, attempt, state",
+            )?;
+            let rows: Vec<(String, String, String, u32, String)> = stmt
+                .query_map(params![cutoff, now, reason], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            drop(stmt);
+            for (id, kind, payload, attempt, state) in &rows {
+                if state == "dead" {
+                    tracing::error!(job_id = %id, %kind, attempts = attempt, "job is dead: {reason}");
+                    on_dead(
+                        tx,
+                        &registry,
+                        &DeadJob {
+                            id: id.clone(),
+                            kind: kind.clone(),
+                            payload: serde_json::from_str(payload).unwrap_or_default(),
+                            attempt: *attempt,
+                            error: reason.to_string(),
+                        },
+                    )?;
+                }
+            }
+            if !rows.is_empty() {
+                tracing::warn!(count = rows.len(), %reason, "running jobs taken back");
+                tx.wake_workers();
+            }
+            Ok(rows.len())
+        })
+        .await
+}
+
+/// Runs [`requeue_expired`] every `period` until `stop` (the foundation's lease sweep).
+pub async fn sweep_loop(
+    store: Store,
+    registry: Arc<Registry>,
+    period: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = requeue_expired(&store, Arc::clone(&registry), Sweep::Expired).await {
+                    tracing::warn!(error = %e, "lease sweep failed");
+                }
+            }
+        }
+    }
+}

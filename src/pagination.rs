@@ -1,0 +1,90 @@
+//! Cursor pagination shared by every list endpoint (SPEC §7): `limit` (default 50, max 500) and an
+//! opaque `cursor`; answers carry `next_cursor` (`null` on the last page).
+//!
+//! Lists are ordered newest first by id (ids are ULIDs, so by creation time); the cursor is the
+//! last id of the page, and the next page holds ids below it.
+
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// Items per page unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 50;
+/// The largest `limit` accepted.
+pub const MAX_LIMIT: usize = 500;
+
+/// The `limit` and `cursor` query parameters.
+///
+/// `limit` is read as text: list queries flatten this struct into their own, and serde's
+/// `flatten` hands numbers from a query string over as strings.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size asked for.
+    ///
+    /// # Errors
+    /// 400 `invalid_query` when `limit` is 0 or above [`MAX_LIMIT`].
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        let Some(raw) = self.limit.as_deref().filter(|l| !l.is_empty()) else {
+            return Ok(DEFAULT_LIMIT);
+        };
+        match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit must be a number between 1 and {MAX_LIMIT}, not `{raw}`"),
+            )),
+        }
+    }
+
+    /// The cursor, if any (an empty one counts as none).
+    #[must_use]
+    pub fn cursor(&self) -> Option<String> {
+        self.cursor.clone().filter(|c| !c.is_empty())
+    }
+}
+
+/// Trims a result fetched with `limit + 1` rows to `limit` and computes the next cursor.
+pub fn finish<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    id_of: impl Fn(&T) -> &str,
+) -> (Vec<T>, Option<String>) {
+    if items.len() > limit {
+        items.truncate(limit);
+        let next = items.last().map(|i| id_of(i).to_string());
+        (items, next)
+    } else {
+        (items, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_bounds() {
+        let q = |limit: Option<&str>| PageQuery {
+            limit: limit.map(String::from),
+            cursor: None,
+        };
+        assert_eq!(q(None).limit().ok(), Some(DEFAULT_LIMIT));
+        assert_eq!(q(Some("500")).limit().ok(), Some(500));
+        assert!(q(Some("0")).limit().is_err());
+        assert!(q(Some("501")).limit().is_err());
+        assert!(q(Some("ten")).limit().is_err());
+    }
+
+    #[test]
+    fn next_cursor_only_when_more() {
+        let (items, next) = finish(vec!["c", "b", "a"], 2, |s| s);
+        assert_eq!((items, next), (vec!["c", "b"], Some("b".to_string())));
+        let (items, next) = finish(vec!["c", "b"], 2, |s| s);
+        assert_eq!((items, next), (vec!["c", "b"], None));
+    }
+}

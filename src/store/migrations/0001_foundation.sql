@@ -1,0 +1,46 @@
+-- hookrelay schema v1: the durable job queue, the audit log and a small key-value table.
+-- Times are UNIX milliseconds (INTEGER). Ids are `<prefix>_<ULID>` and sort by creation time.
+
+CREATE TABLE jobs (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    kind            TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    state           TEXT    NOT NULL
+                    CHECK (state IN ('queued', 'running', 'retrying', 'succeeded', 'dead', 'cancelled')),
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL CHECK (max_attempts >= 1),
+    run_at          INTEGER NOT NULL,
+    lease_until     INTEGER,
+    lease_owner     TEXT,
+    idempotency_key TEXT,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    finished_at     INTEGER
+) STRICT;
+
+-- An idempotency key names at most one job while that job's row exists.
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- The claim path: due jobs in run_at order.
+CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('queued', 'retrying');
+-- The lease sweep: running jobs by lease expiry.
+CREATE INDEX jobs_leased ON jobs (lease_until) WHERE state = 'running';
+-- Admin lists and stats by state (newest first).
+CREATE INDEX jobs_state ON jobs (state, id);
+
+CREATE TABLE audit_log (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    actor       TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    target_type TEXT,
+    target_id   TEXT,
+    detail      TEXT    NOT NULL DEFAULT '{}'
+) STRICT;
+CREATE INDEX audit_log_action ON audit_log (action, id);
+
+CREATE TABLE kv (
+    key        TEXT    NOT NULL PRIMARY KEY,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;

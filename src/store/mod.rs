@@ -1,0 +1,298 @@
+//! SQLite storage: connection settings, migrations, a read pool, and the single [`Writer`].
+//!
+//! Every write of the process goes through [`Writer`] (one thread, one connection, group commit);
+//! reads use the r2d2 pool, whose connections are `query_only`. Both run off the async threads.
+//! The store knows nothing about jobs, events or webhooks: those modules own their SQL and pass
+//! closures in.
+
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use rusqlite_migration::{M, MigrationDefinitionError, Migrations};
+use tokio::sync::Notify;
+
+pub use writer::{WriteTx, Writer};
+
+use crate::config::{DatabaseConfig, Synchronous};
+
+/// How long a connection waits on a lock held by another connection (e.g. `hookrelay backup`).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page size for new databases; must be set before the first table exists.
+const PAGE_SIZE: u32 = 8192;
+/// WAL file size kept after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// How long a reader waits for a pooled connection.
+const POOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, one migration per file, applied in order and tracked in `PRAGMA user_version`.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("migrations/0001_foundation.sql"))];
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The write queue is full.
+    #[error("the write queue is full")]
+    Busy,
+    /// The database could not be written (disk full, I/O error, read-only, locked too long).
+    #[error("the database cannot be written: {0}")]
+    Unavailable(String),
+    /// The writer has stopped (the process is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// A query failed.
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+    /// No pooled connection became free in time.
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// Anything else (a panicked blocking task).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Failures of the disk or the file (full, I/O, read-only, locked) become [`Self::Unavailable`],
+    /// so that ingress answers 503 and the sender retries; everything else is a plain error.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(
+                C::DiskFull
+                | C::SystemIoFailure
+                | C::ReadOnly
+                | C::CannotOpen
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::OutOfMemory
+                | C::DatabaseCorrupt
+                | C::NotADatabase,
+            ) => Self::Unavailable(e.to_string()),
+            _ => Self::Sqlite(e),
+        }
+    }
+}
+
+/// The read pool.
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// Handle to the database: reads through the pool, writes through the writer.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    writer: Writer,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies migrations, starts the writer thread and
+    /// the read pool. `wake` is notified after commits that enqueued jobs.
+    ///
+    /// # Errors
+    /// When the folder cannot be created, the file cannot be opened, or migrations fail (including
+    /// a database newer than this binary).
+    pub fn open(cfg: &DatabaseConfig, wake: Arc<Notify>) -> anyhow::Result<Self> {
+        let mut conn = open_write_connection(&cfg.path, cfg.synchronous)?;
+        migrate(&mut conn)?;
+        let writer = Writer::start(conn, wake).context("starting the writer thread")?;
+        let pool = read_pool(&cfg.path, cfg.synchronous, cfg.pool_size)?;
+        Ok(Self {
+            pool,
+            writer,
+            path: cfg.path.clone(),
+        })
+    }
+
+    /// The single writer.
+    #[must_use]
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with a pooled read-only connection on the blocking thread pool.
+    ///
+    /// # Errors
+    /// `f`'s error, or a pool/panic failure converted into `E`.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(|e| E::from(StoreError::Pool(e)))?;
+            f(&conn)
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Internal(format!("read task failed: {e}")).into()))
+    }
+}
+
+/// Applies the connection settings every connection shares.
+fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Only takes effect on a new, empty database: it must come before WAL and the first table.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "the database refused WAL mode (journal_mode is {mode})"
+            )),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    Ok(())
+}
+
+/// Opens the write connection, creating the parent folder and the file if missing.
+///
+/// # Errors
+/// When the folder or file cannot be created or the settings cannot be applied.
+pub fn open_write_connection(path: &Path, sync: Synchronous) -> anyhow::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the database folder {}", dir.display()))?;
+    }
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening the database {}", path.display()))?;
+    configure(&conn, sync)
+        .with_context(|| format!("configuring the database {}", path.display()))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn read_pool(path: &Path, sync: Synchronous, size: u32) -> anyhow::Result<Pool> {
+    let manager = SqliteConnectionManager::file(path).with_init(move |c| {
+        configure(c, sync)?;
+        c.pragma_update(None, "query_only", "ON")
+    });
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(POOL_TIMEOUT)
+        .build(manager)
+        .with_context(|| format!("opening the read pool on {}", path.display()))
+}
+
+/// Schema versions: `(found, latest)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub from: usize,
+    pub to: usize,
+}
+
+/// Applies pending migrations. Refuses a database whose schema is newer than this binary.
+///
+/// # Errors
+/// When a migration fails or the database is newer than this binary knows.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<MigrationReport> {
+    let migrations = Migrations::from_slice(MIGRATIONS);
+    let from = user_version(conn)?;
+    let latest = MIGRATIONS.len();
+    if from > latest {
+        anyhow::bail!(
+            "the database schema is version {from}, newer than this hookrelay binary knows \
+             (version {latest}); run a newer hookrelay, or restore a backup taken before the upgrade"
+        );
+    }
+    migrations.to_latest(conn).map_err(|e| match e {
+        rusqlite_migration::Error::MigrationDefinition(
+            MigrationDefinitionError::DatabaseTooFarAhead,
+        ) => {
+            anyhow::anyhow!("the database schema is newer than this hookrelay binary knows")
+        }
+        other => anyhow::anyhow!("applying schema migrations: {other}"),
+    })?;
+    Ok(MigrationReport { from, to: latest })
+}
+
+/// The schema version stored in the database (`PRAGMA user_version`).
+///
+/// # Errors
+/// When the pragma cannot be read.
+pub fn user_version(conn: &Connection) -> anyhow::Result<usize> {
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .context("reading the schema version")?;
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
+/// The schema version this binary migrates to.
+#[must_use]
+pub fn latest_version() -> usize {
+    MIGRATIONS.len()
+}
+
+/// Opens the database at `cfg.path`, applies migrations and closes it (`hookrelay migrate`).
+///
+/// # Errors
+/// As [`migrate`] and [`open_write_connection`].
+pub fn migrate_file(cfg: &DatabaseConfig) -> anyhow::Result<MigrationReport> {
+    let mut conn = open_write_connection(&cfg.path, cfg.synchronous)?;
+    migrate(&mut conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        Migrations::from_slice(MIGRATIONS)
+            .validate()
+            .expect("migrations validate");
+    }
+
+    #[test]
+    fn new_database_gets_page_size_wal_and_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/dir/db.sqlite");
+        let mut conn = open_write_connection(&path, Synchronous::Full).expect("open");
+        let report = migrate(&mut conn).expect("migrate");
+        assert_eq!(
+            report,
+            MigrationReport {
+                from: 0,
+                to: latest_version()
+            }
+        );
+        let page: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .expect("page");
+        assert_eq!(page, i64::from(PAGE_SIZE));
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let again = migrate(&mut conn).expect("idempotent");
+        assert_eq!(again.from, latest_version());
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        let mut conn = open_write_connection(&path, Synchronous::Normal).expect("open");
+        migrate(&mut conn).expect("migrate");
+        conn.pragma_update(None, "user_version", 999).expect("bump");
+        let err = migrate(&mut conn).expect_err("refused").to_string();
+        assert!(err.contains("newer than this hookrelay binary"), "{err}");
+    }
+}

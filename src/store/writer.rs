@@ -1,0 +1,373 @@
+//! The single writer: one thread owns the only write connection and applies every write of the
+//! process, many callers per transaction (group commit).
+//!
+//! Callers send a closure over a bounded channel and wait for its answer. The thread takes the
+//! first waiting command, drains up to [`MAX_BATCH`] more without waiting, runs them all inside one
+//! `BEGIN IMMEDIATE … COMMIT` (each in its own savepoint, so one failing command rolls back only
+//! itself) and answers every caller only after the commit returned. With `synchronous = FULL` that
+//! is one fsync for the whole batch instead of one per request.
+//!
+//! It must never: run a network call or anything slow inside a command (commands are plain
+//! synchronous closures over a `Connection`), answer before the commit, or queue without bound —
+//! when the channel is full, [`Writer::write`] answers [`StoreError::Busy`] at once.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rusqlite::Connection;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::StoreError;
+
+/// Most commands applied in one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Commands that may wait for the writer before new ones are refused with `storage_busy`.
+pub const QUEUE_CAPACITY: usize = 8192;
+
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Command = Box<dyn FnOnce(&WriteTx<'_>) -> (bool, Reply) + Send>;
+
+enum Msg {
+    Cmd(Command),
+    Stop,
+}
+
+/// The transaction a write command runs in.
+///
+/// Derefs to the connection; everything done through it commits together with the rest of the
+/// batch, or not at all.
+pub struct WriteTx<'c> {
+    conn: &'c Connection,
+    wake_workers: Cell<bool>,
+}
+
+impl WriteTx<'_> {
+    /// Asks for the job workers to be woken once this transaction has committed.
+    pub fn wake_workers(&self) {
+        self.wake_workers.set(true);
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+/// Counters the writer keeps about itself (for `/readyz`, metrics and the benchmark).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    alive: AtomicBool,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Commands applied in committed transactions.
+    pub commands: AtomicU64,
+    /// Sum of commit durations (BEGIN to COMMIT returned), in microseconds.
+    pub commit_micros: AtomicU64,
+    /// Transactions that failed to begin or commit.
+    pub failures: AtomicU64,
+}
+
+/// Cheap-to-clone handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    stats: Arc<WriterStats>,
+    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`, which must already be configured and migrated.
+    /// `wake` is notified after every commit in which a command called
+    /// [`WriteTx::wake_workers`].
+    ///
+    /// # Errors
+    /// If the OS cannot start a thread.
+    pub fn start(conn: Connection, wake: Arc<Notify>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(WriterStats::default());
+        stats.alive.store(true, Ordering::SeqCst);
+        let thread_stats = Arc::clone(&stats);
+        let handle = std::thread::Builder::new()
+            .name("hookrelay-writer".into())
+            .spawn(move || {
+                run(conn, rx, &wake, &thread_stats);
+                thread_stats.alive.store(false, Ordering::SeqCst);
+            })?;
+        Ok(Self {
+            tx,
+            stats,
+            thread: Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Runs `f` in the next group-committed transaction and returns its result once committed.
+    /// Refuses at once with [`StoreError::Busy`] when the queue is full: request handlers answer
+    /// 503 `storage_busy` instead of queueing without bound.
+    ///
+    /// # Errors
+    /// `f`'s own error (its changes are rolled back), or [`StoreError::Busy`],
+    /// [`StoreError::Unavailable`] (the transaction could not commit) or [`StoreError::Closed`].
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (cmd, rx) = command(f);
+        match self.tx.try_send(Msg::Cmd(cmd)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy.into()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed.into()),
+        }
+        await_reply(rx).await
+    }
+
+    /// As [`Writer::write`], but waits for room in the queue instead of refusing: for background
+    /// work (job completion, sweeps), where waiting is the right back-pressure.
+    ///
+    /// # Errors
+    /// As [`Writer::write`], except never [`StoreError::Busy`].
+    pub async fn write_wait<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (cmd, rx) = command(f);
+        if self.tx.send(Msg::Cmd(cmd)).await.is_err() {
+            return Err(StoreError::Closed.into());
+        }
+        await_reply(rx).await
+    }
+
+    /// Queues `f` (waiting for room) and returns as soon as it is queued, with a future that
+    /// resolves once its transaction committed. Lets a caller release a resource (a worker slot)
+    /// without waiting for the fsync, while the commit still happens before anything relies on it.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] when the writer has stopped; the returned future as [`Writer::write`].
+    pub async fn submit_wait<T, E, F>(
+        &self,
+        f: F,
+    ) -> Result<impl std::future::Future<Output = Result<T, E>> + Send + use<T, E, F>, E>
+    where
+        F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (cmd, rx) = command(f);
+        if self.tx.send(Msg::Cmd(cmd)).await.is_err() {
+            return Err(StoreError::Closed.into());
+        }
+        Ok(await_reply(rx))
+    }
+
+    /// Whether the writer thread is still running.
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        self.stats.alive.load(Ordering::SeqCst)
+    }
+
+    /// Commands waiting in the queue right now.
+    #[must_use]
+    pub fn queue_len(&self) -> usize {
+        QUEUE_CAPACITY - self.tx.capacity()
+    }
+
+    /// The writer's counters.
+    #[must_use]
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Lets queued commands finish, stops the thread and closes the connection. Later writes
+    /// answer [`StoreError::Closed`].
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop).await;
+        let handle = self.thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn command<T, E, F>(f: F) -> (Command, oneshot::Receiver<Result<T, E>>)
+where
+    F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let cmd: Command = Box::new(move |wtx| {
+        let result = f(wtx);
+        let ok = result.is_ok();
+        let reply: Reply = Box::new(move |commit| {
+            let out = match (result, commit) {
+                (Ok(v), Ok(())) => Ok(v),
+                (Ok(_), Err(e)) => Err(E::from(e)),
+                (Err(e), _) => Err(e),
+            };
+            let _ = tx.send(out);
+        });
+        (ok, reply)
+    });
+    (cmd, rx)
+}
+
+async fn await_reply<T, E: From<StoreError>>(rx: oneshot::Receiver<Result<T, E>>) -> Result<T, E> {
+    // A dropped reply means the command never committed: its transaction failed before it ran,
+    // it panicked (logged by the writer), or the writer stopped.
+    rx.await.unwrap_or_else(|_| {
+        Err(
+            StoreError::Unavailable("the write was not applied; its transaction failed".into())
+                .into(),
+        )
+    })
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: &WriterStats) {
+    let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        match rx.blocking_recv() {
+            Some(Msg::Cmd(c)) => batch.push(c),
+            Some(Msg::Stop) | None => break,
+        }
+        let mut stop = false;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Cmd(c)) => batch.push(c),
+                Ok(Msg::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, &mut batch, wake, stats);
+        if stop {
+            break;
+        }
+    }
+    // Answer anything that raced with Stop rather than leaving callers hanging.
+    rx.close();
+    while let Ok(Msg::Cmd(c)) = rx.try_recv() {
+        batch.push(c);
+    }
+    if !batch.is_empty() {
+        run_batch(&mut conn, &mut batch, wake, stats);
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the write connection failed");
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, stats: &WriterStats) {
+    let started = Instant::now();
+    let n = batch.len();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        stats.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, commands = n, "cannot begin a write transaction");
+        fail_all(batch.drain(..), &e.to_string());
+        return;
+    }
+    let wtx = WriteTx {
+        conn,
+        wake_workers: Cell::new(false),
+    };
+    let mut replies: Vec<Reply> = Vec::with_capacity(n);
+    let mut aborted: Option<String> = None;
+    let mut pending = batch.drain(..);
+    for cmd in pending.by_ref() {
+        if let Err(e) = wtx.execute_batch("SAVEPOINT cmd") {
+            aborted = Some(e.to_string());
+            fail_all(std::iter::once(cmd), &e.to_string());
+            break;
+        }
+        match catch_unwind(AssertUnwindSafe(|| cmd(&wtx))) {
+            Ok((true, reply)) => {
+                replies.push(reply);
+                if let Err(e) = wtx.execute_batch("RELEASE cmd") {
+                    aborted = Some(e.to_string());
+                    break;
+                }
+            }
+            Ok((false, reply)) => {
+                replies.push(reply);
+                if wtx.is_autocommit() {
+                    // SQLite rolled the whole transaction back (disk full, I/O error).
+                    aborted = Some("the transaction was rolled back by SQLite".into());
+                    break;
+                }
+                if let Err(e) = wtx.execute_batch("ROLLBACK TO cmd; RELEASE cmd") {
+                    aborted = Some(e.to_string());
+                    break;
+                }
+            }
+            Err(_) => {
+                tracing::error!("a write command panicked; its changes were rolled back");
+                if wtx.is_autocommit() || wtx.execute_batch("ROLLBACK TO cmd; RELEASE cmd").is_err()
+                {
+                    aborted = Some("a write command panicked".into());
+                    break;
+                }
+            }
+        }
+    }
+    let rest: Vec<Command> = pending.collect();
+    let wake_workers = wtx.wake_workers.get();
+    let outcome = match aborted {
+        Some(reason) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(reason)
+        }
+        None => conn.execute_batch("COMMIT").map_err(|e| {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            e.to_string()
+        }),
+    };
+    match outcome {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats
+                .commands
+                .fetch_add(replies.len() as u64, Ordering::Relaxed);
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+            if wake_workers {
+                wake.notify_one();
+            }
+            for r in replies {
+                r(Ok(()));
+            }
+        }
+        Err(reason) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%reason, commands = n, "write transaction failed; every caller in it is told");
+            for r in replies {
+                r(Err(StoreError::Unavailable(reason.clone())));
+            }
+        }
+    }
+    fail_all(
+        rest.into_iter(),
+        "an earlier command in the same transaction failed it",
+    );
+}
+
+/// Drops commands that never ran; each caller is answered `Unavailable` by [`await_reply`].
+fn fail_all(cmds: impl Iterator<Item = Command>, reason: &str) {
+    let dropped = cmds.count();
+    if dropped > 0 {
+        tracing::warn!(%reason, dropped, "write commands not applied");
+    }
+}

@@ -1,0 +1,126 @@
+//! Liveness and readiness (SPEC §9).
+//!
+//! `/healthz` answers 200 while the process runs. `/readyz` answers 200 only when the database
+//! takes a write through the writer (within [`PROBE_TIMEOUT`]), the writer thread and the job
+//! workers are alive, and the oldest due job has not waited longer than `jobs.max_lag`; else 503
+//! with every failing check named.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::{Map, Value, json};
+
+use crate::clock;
+use crate::error::resource;
+use crate::jobs::{self, worker::WorkerHealth};
+use crate::store::{Store, StoreError};
+
+/// How long the readiness write may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `/readyz` looks at.
+pub struct Readiness {
+    pub store: Store,
+    pub workers: Arc<WorkerHealth>,
+    pub max_lag: Duration,
+}
+
+/// Mounts `/healthz` and `/readyz`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(readyz)));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok", "name": "hookrelay", "version": crate::VERSION}))
+}
+
+impl Readiness {
+    /// Runs every check; returns the checks and the reasons for not being ready.
+    pub async fn check(&self) -> (Map<String, Value>, Vec<String>) {
+        let mut checks = Map::new();
+        let mut problems = Vec::new();
+
+        let writer_alive = self.store.writer().is_alive();
+        checks.insert(
+            "writer".into(),
+            json!(if writer_alive { "ok" } else { "stopped" }),
+        );
+        if !writer_alive {
+            problems.push("the database writer thread has stopped".to_string());
+        }
+
+        let probe = self.store.writer().write_wait(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO kv (key, value, updated_at) VALUES ('readyz', 'ok', ?1)
+                 ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
+            )?
+            .execute([clock::now_ms()])?;
+            Ok::<_, StoreError>(())
+        });
+        match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(())) => {
+                checks.insert("database".into(), json!("ok"));
+            }
+            Ok(Err(e)) => {
+                checks.insert("database".into(), json!("unwritable"));
+                problems.push(format!("the database cannot be written: {e}"));
+            }
+            Err(_) => {
+                checks.insert("database".into(), json!("timeout"));
+                problems.push(format!(
+                    "a database write did not commit within {}s",
+                    PROBE_TIMEOUT.as_secs()
+                ));
+            }
+        }
+
+        let now = clock::now_ms();
+        let workers_alive = self.workers.is_alive(now);
+        checks.insert(
+            "workers".into(),
+            json!(if workers_alive { "ok" } else { "stalled" }),
+        );
+        if !workers_alive {
+            problems.push("the job workers are not running".to_string());
+        }
+
+        match self
+            .store
+            .read(move |c| jobs::oldest_due_wait(c, now).map_err(StoreError::from))
+            .await
+        {
+            Ok(wait) => {
+                let lag = wait.unwrap_or_default();
+                checks.insert(
+                    "queue_lag_ms".into(),
+                    json!(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
+                );
+                if lag > self.max_lag {
+                    problems.push(format!(
+                        "the oldest due job has waited {}s, longer than jobs.max_lag ({}s)",
+                        lag.as_secs(),
+                        self.max_lag.as_secs()
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("the job queue cannot be read: {e}")),
+        }
+        (checks, problems)
+    }
+}
+
+async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    let (checks, problems) = readiness.check().await;
+    if problems.is_empty() {
+        HttpResponse::Ok()
+            .json(json!({"status": "ready", "version": crate::VERSION, "checks": checks}))
+    } else {
+        HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(json!({
+            "error": {"code": "not_ready", "message": problems.join("; ")},
+            "checks": checks,
+        }))
+    }
+}

@@ -1,0 +1,410 @@
+//! The job engine through its admin API: lifecycle, retries, dead jobs, cancel, idempotency,
+//! snoozing, leases.
+
+use std::time::Duration;
+
+use hookrelay::clock;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn ms(t: &serde_json::Value) -> i64 {
+    clock::parse_rfc3339(t.as_str().expect("time")).expect("rfc3339")
+}
+
+#[tokio::test]
+async fn a_job_runs_and_succeeds() {
+    let app = spawn_app().await;
+    let id = app.enqueue(noop(json!({"sleep_ms": 10}))).await;
+    let job = app.wait_job(&id, "succeeded", Duration::from_secs(5)).await;
+    assert_eq!(job["attempt"], 1);
+    assert_eq!(job["kind"], "system.noop");
+    assert!(job["finished_at"].is_string() && job["lease_until"].is_null());
+}
+
+#[tokio::test]
+async fn failures_retry_with_growing_backoff_then_succeed() {
+    let app = spawn_app().await;
+    let id = app.enqueue(noop(json!({"fail_times": 2}))).await;
+    let job = app.wait_job(&id, "retrying", Duration::from_secs(5)).await;
+    assert_eq!(job["attempt"], 1);
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failing on purpose")
+    );
+    let wait1 = ms(&job["run_at"]) - ms(&job["updated_at"]);
+    assert!(
+        (500..=1000).contains(&wait1),
+        "first retry waits 0.5–1 s, got {wait1} ms"
+    );
+
+    let job = app
+        .wait_job(&id, "succeeded", Duration::from_secs(10))
+        .await;
+    assert_eq!(job["attempt"], 3);
+    // Two waits: at least 0.5 s + 1 s with the smallest jitter.
+    let took = ms(&job["finished_at"]) - ms(&job["created_at"]);
+    assert!(took >= 1500, "two backoffs took only {took} ms");
+}
+
+#[tokio::test]
+async fn out_of_attempts_goes_dead_through_the_error_handler() {
+    let app = spawn_app().await;
+    let res = app
+        .post(
+            "/v1beta1/admin/jobs",
+            &json!({"kind": "system.noop", "payload": {"fail_times": 9}, "max_attempts": 2}),
+        )
+        .await;
+    let id = assert_json(res, StatusCode::CREATED).await["job"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let job = app.wait_job(&id, "dead", Duration::from_secs(10)).await;
+    assert_eq!(job["attempt"], 2);
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("attempt 2")
+    );
+    let logs = app
+        .get_json(
+            &format!("/v1beta1/admin/audit-logs?action=job.dead&target_id={id}"),
+            StatusCode::OK,
+        )
+        .await;
+    let rec = &logs["audit_logs"][0];
+    assert_eq!(rec["actor"], "system");
+    assert_eq!(rec["detail"]["kind"], "system.noop");
+    assert_eq!(rec["detail"]["attempts"], 2);
+
+    // An operator can retry a dead job: it gets a fresh set of attempts.
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{id}/retry"), &json!({}))
+        .await;
+    let retried = assert_json(res, StatusCode::OK).await;
+    assert_eq!(retried["job"]["state"], "queued");
+    assert_eq!(retried["job"]["attempt"], 0);
+}
+
+#[tokio::test]
+async fn cancel_and_retry_a_queued_job() {
+    let app = spawn_app().await;
+    let later = now_rfc3339_plus(60_000);
+    let res = app
+        .post(
+            "/v1beta1/admin/jobs",
+            &json!({"kind": "system.noop", "run_at": later}),
+        )
+        .await;
+    let id = assert_json(res, StatusCode::CREATED).await["job"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        assert_json(res, StatusCode::OK).await["job"]["state"],
+        "cancelled"
+    );
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_error(res, StatusCode::CONFLICT, "invalid_state").await;
+
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(
+        assert_json(res, StatusCode::OK).await["job"]["state"],
+        "queued"
+    );
+    app.wait_job(&id, "succeeded", Duration::from_secs(5)).await;
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{id}/retry"), &json!({}))
+        .await;
+    assert_error(res, StatusCode::CONFLICT, "invalid_state").await;
+
+    let logs = app
+        .get_json(
+            &format!("/v1beta1/admin/audit-logs?action=job.*&target_id={id}"),
+            StatusCode::OK,
+        )
+        .await;
+    let actions: Vec<&str> = logs["audit_logs"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["job.retry", "job.cancel", "job.enqueue"]);
+
+    assert_error(
+        app.get("/v1beta1/admin/jobs/job_nope").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let res = app
+        .post("/v1beta1/admin/jobs/job_nope/cancel", &json!({}))
+        .await;
+    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn cancelling_a_running_job_discards_its_result() {
+    let app = spawn_app().await;
+    let id = app.enqueue(noop(json!({"sleep_ms": 800}))).await;
+    app.wait_job(&id, "running", Duration::from_secs(5)).await;
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{id}/cancel"), &json!({}))
+        .await;
+    assert_json(res, StatusCode::OK).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.job(&id).await["state"], "cancelled");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_names_one_job() {
+    let app = spawn_app().await;
+    let body =
+        json!({"kind": "system.noop", "idempotency_key": "cron:retention:2026-01-01T00:00:00Z"});
+    let first = assert_json(
+        app.post("/v1beta1/admin/jobs", &body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = first["job"]["id"].as_str().expect("id").to_string();
+    app.wait_job(&id, "succeeded", Duration::from_secs(5)).await;
+    let second = assert_json(app.post("/v1beta1/admin/jobs", &body).await, StatusCode::OK).await;
+    assert_eq!(second["job"]["id"], id.as_str());
+    assert_eq!(second["job"]["state"], "succeeded");
+    let all = app.get_json("/v1beta1/admin/jobs", StatusCode::OK).await;
+    assert_eq!(all["jobs"].as_array().expect("list").len(), 1);
+}
+
+#[tokio::test]
+async fn a_job_can_run_again_later_without_spending_an_attempt() {
+    let app = spawn_app().await;
+    let until = now_rfc3339_plus(1500);
+    let res = app
+        .post(
+            "/v1beta1/admin/jobs",
+            &json!({"kind": "system.noop", "payload": {"snooze_until": until}, "max_attempts": 1}),
+        )
+        .await;
+    let id = assert_json(res, StatusCode::CREATED).await["job"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let snoozed = app.wait_job(&id, "queued", Duration::from_secs(5)).await;
+    // Waits for the snooze, not for a poll: it was rescheduled to `until` exactly.
+    assert_eq!(snoozed["run_at"], until.as_str());
+    let job = app.wait_job(&id, "succeeded", Duration::from_secs(5)).await;
+    assert_eq!(
+        job["attempt"], 1,
+        "the snooze did not spend the only attempt"
+    );
+    assert!(ms(&job["finished_at"]) >= ms(&json!(until)));
+}
+
+#[tokio::test]
+async fn only_operator_kinds_can_be_enqueued_and_payloads_are_checked() {
+    let app = spawn_app().await;
+    let res = app
+        .post(
+            "/v1beta1/admin/jobs",
+            &json!({"kind": "front.process", "payload": {}}),
+        )
+        .await;
+    let v = assert_error(res, StatusCode::BAD_REQUEST, "kind_not_allowed").await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("system.noop")
+    );
+    let res = app
+        .post("/v1beta1/admin/jobs", &noop(json!({"sleep_ms": "long"})))
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_payload").await;
+    let res = app
+        .post(
+            "/v1beta1/admin/jobs",
+            &json!({"kind": "system.noop", "max_attempts": 0}),
+        )
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let res = app
+        .post(
+            "/v1beta1/admin/jobs",
+            &json!({"kind": "system.noop", "run_at": "soon"}),
+        )
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn an_unknown_kind_in_the_queue_goes_dead_instead_of_looping() {
+    let app = spawn_app().await;
+    let now = clock::now_ms();
+    let conn = rusqlite::Connection::open(&app.db_path).expect("db");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy");
+    conn.execute(
+        "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, created_at, updated_at)
+         VALUES ('job_01JUNKNOWNKIND0000000000000', 'from.the.future', '{}', 'queued', 0, 5, ?1, ?1, ?1)",
+        [now],
+    )
+    .expect("insert");
+    let job = app
+        .wait_job(
+            "job_01JUNKNOWNKIND0000000000000",
+            "dead",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(job["attempt"], 1);
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown job kind")
+    );
+}
+
+#[tokio::test]
+async fn lists_filter_and_paginate() {
+    let app = spawn_app().await;
+    let later = now_rfc3339_plus(600_000);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let res = app
+            .post(
+                "/v1beta1/admin/jobs",
+                &json!({"kind": "system.noop", "run_at": later}),
+            )
+            .await;
+        ids.push(
+            assert_json(res, StatusCode::CREATED).await["job"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let done = app.enqueue(noop(json!({}))).await;
+    app.wait_job(&done, "succeeded", Duration::from_secs(5))
+        .await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1beta1/admin/jobs?state=queued&limit=2&cursor={c}"),
+            None => "/v1beta1/admin/jobs?state=queued&limit=2".to_string(),
+        };
+        let page = app.get_json(&path, StatusCode::OK).await;
+        let jobs = page["jobs"].as_array().expect("jobs");
+        assert!(jobs.len() <= 2);
+        seen.extend(
+            jobs.iter()
+                .map(|j| j["id"].as_str().expect("id").to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+    let succeeded = app
+        .get_json(
+            "/v1beta1/admin/jobs?state=succeeded&kind=system.noop",
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(succeeded["jobs"].as_array().expect("jobs").len(), 1);
+    let none = app
+        .get_json("/v1beta1/admin/jobs?kind=other.kind", StatusCode::OK)
+        .await;
+    assert!(none["jobs"].as_array().expect("jobs").is_empty() && none["next_cursor"].is_null());
+}
+
+/// Inserts a job that looks claimed by a worker that is gone.
+fn insert_stale_running(db: &std::path::Path, id: &str, lease_until: i64) {
+    let now = clock::now_ms();
+    let conn = rusqlite::Connection::open(db).expect("db");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy");
+    conn.execute(
+        "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, lease_until, lease_owner, created_at, updated_at)
+         VALUES (?1, 'system.noop', '{}', 'running', 1, 5, ?2, ?3, 'gone:1', ?2, ?2)",
+        rusqlite::params![id, now - 10_000, lease_until],
+    )
+    .expect("insert");
+}
+
+#[tokio::test]
+async fn an_expired_lease_puts_the_job_back() {
+    let app = spawn_app_with(|c| c.jobs.lease = Duration::from_secs(2)).await;
+    let id = "job_01JSTALELEASE0000000000000";
+    insert_stale_running(&app.db_path, id, clock::now_ms() + 500);
+    let job = app.wait_job(id, "succeeded", Duration::from_secs(10)).await;
+    assert_eq!(job["attempt"], 2, "the lost run counts as an attempt");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lease ran out"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn long_jobs_keep_their_lease() {
+    let app = spawn_app_with(|c| c.jobs.lease = Duration::from_secs(1)).await;
+    let id = app.enqueue(noop(json!({"sleep_ms": 2500}))).await;
+    let job = app
+        .wait_job(&id, "succeeded", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        job["attempt"], 1,
+        "the lease was extended while the job ran"
+    );
+}
+
+#[tokio::test]
+async fn jobs_left_running_by_a_dead_process_are_requeued_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = test_config(dir.path());
+    hookrelay::store::migrate_file(&cfg.database).expect("migrate");
+    let id = "job_01JLEFTRUNNING000000000000";
+    insert_stale_running(&cfg.database.path, id, clock::now_ms() + 3_600_000);
+    let app = spawn_app_in(dir, cfg).await;
+    let job = app.wait_job(id, "succeeded", Duration::from_secs(5)).await;
+    assert_eq!(job["attempt"], 2);
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("process stopped"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_in_process_finishes_running_jobs() {
+    let app = spawn_app().await;
+    let id = app.enqueue(noop(json!({"sleep_ms": 700}))).await;
+    app.wait_job(&id, "running", Duration::from_secs(5)).await;
+    let db = app.db_path.clone();
+    let _dir = app.shutdown().await;
+    let conn = rusqlite::Connection::open(db).expect("db");
+    let state: String = conn
+        .query_row("SELECT state FROM jobs WHERE id = ?1", [&id], |r| r.get(0))
+        .expect("row");
+    assert_eq!(state, "succeeded");
+}

@@ -1,0 +1,8 @@
+//! hookrelay's integration tests: the real app on a random port with its own temp database.
+
+mod cli;
+mod crash;
+mod helpers;
+mod http;
+mod jobs;
+mod store;

@@ -1,0 +1,175 @@
+//! The single writer: group commit, back-pressure, and failures surfacing as 503.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookrelay::config::Synchronous;
+use hookrelay::store::{Store, StoreError, writer::QUEUE_CAPACITY};
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::helpers::*;
+
+fn open_store(dir: &std::path::Path) -> Store {
+    let mut cfg = test_config(dir).database;
+    cfg.synchronous = Synchronous::Full;
+    Store::open(&cfg, Arc::new(Notify::new())).expect("store opens")
+}
+
+async fn insert_kv(store: &Store, key: String) -> Result<(), StoreError> {
+    store
+        .writer()
+        .write(move |tx| {
+            tx.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?1, 'v', 0)",
+                [key],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+#[tokio::test]
+async fn concurrent_writes_share_commits_and_are_all_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    let tasks: Vec<_> = (0..2000)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { insert_kv(&store, format!("k{i}")).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("write");
+    }
+    let stats = store.writer().stats();
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let commands = stats.commands.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(commands, 2000);
+    assert!(
+        commits < 2000,
+        "group commit: {commands} commands in {commits} commits"
+    );
+    let n: i64 = store
+        .read(|c| {
+            c.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))
+                .map_err(StoreError::from)
+        })
+        .await
+        .expect("count");
+    assert_eq!(n, 2000);
+}
+
+#[tokio::test]
+async fn a_failing_command_rolls_back_only_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    insert_kv(&store, "dup".into()).await.expect("first");
+    let (a, b, c) = tokio::join!(
+        insert_kv(&store, "a".into()),
+        insert_kv(&store, "dup".into()),
+        insert_kv(&store, "c".into())
+    );
+    assert!(a.is_ok() && c.is_ok());
+    assert!(matches!(b, Err(StoreError::Sqlite(_))), "{b:?}");
+    let keys: Vec<String> = store
+        .read(|c| {
+            let mut s = c.prepare("SELECT key FROM kv ORDER BY key")?;
+            let rows = s
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok::<_, StoreError>(rows)
+        })
+        .await
+        .expect("keys");
+    assert_eq!(keys, ["a", "c", "dup"]);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_instead_of_growing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    // Hold the writer thread inside one command while the queue fills up.
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let held = Arc::clone(&gate);
+    let blocker = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .writer()
+                .write(move |_tx| {
+                    held.wait();
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok::<_, StoreError>(())
+                })
+                .await
+        })
+    };
+    tokio::task::spawn_blocking({
+        let gate = Arc::clone(&gate);
+        move || gate.wait()
+    })
+    .await
+    .expect("writer is held");
+    let mut pending = Vec::new();
+    let mut busy = 0;
+    for i in 0..QUEUE_CAPACITY + 100 {
+        let store = store.clone();
+        let fut = async move { insert_kv(&store, format!("q{i}")).await };
+        pending.push(tokio::spawn(fut));
+    }
+    for p in pending {
+        if matches!(p.await.expect("task"), Err(StoreError::Busy)) {
+            busy += 1;
+        }
+    }
+    blocker.await.expect("task").expect("blocker");
+    assert!(busy >= 100, "at least the overflow was refused, got {busy}");
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_storage_unavailable_and_stores_nothing() {
+    let app = spawn_app().await;
+    // Cap the database at its current size: the next page it needs fails like a full disk.
+    app.app_store
+        .writer()
+        .write(|tx| {
+            let pages: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            tx.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("cap size");
+    let mut saw_503 = false;
+    let mut acked = Vec::new();
+    for _ in 0..500 {
+        let res = app
+            .post("/v1beta1/admin/jobs", &noop(json!({"sleep_ms": 0})))
+            .await;
+        match res.status() {
+            StatusCode::CREATED => acked
+                .push(res.json::<serde_json::Value>().await.expect("json")["job"]["id"].clone()),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(
+                    res.headers().get("retry-after").map(|v| v.as_bytes()),
+                    Some(&b"5"[..])
+                );
+                assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+                saw_503 = true;
+                break;
+            }
+            other => panic!(
+                "unexpected {other}: {}",
+                res.text().await.unwrap_or_default()
+            ),
+        }
+    }
+    assert!(saw_503, "the capped database filled up");
+    // Everything that was acked is stored.
+    for id in acked {
+        let id = id.as_str().expect("id");
+        let res = app.get(&format!("/v1beta1/admin/jobs/{id}")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
