@@ -250,21 +250,32 @@ pub fn list(
     filter: &JobFilter,
     limit: usize,
 ) -> rusqlite::Result<Vec<Job>> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs
-         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR id < ?3)
-         ORDER BY id DESC LIMIT ?4"
-    );
+    // Only the filters given go into the statement, so SQLite can use `jobs_state` for a state.
+    let mut clauses = Vec::new();
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    let state = filter.state.map(JobState::as_str);
+    if let Some(s) = &state {
+        clauses.push("state = ?");
+        args.push(s);
+    }
+    if let Some(k) = &filter.kind {
+        clauses.push("kind = ?");
+        args.push(k);
+    }
+    if let Some(b) = &filter.before {
+        clauses.push("id < ?");
+        args.push(b);
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    args.push(&limit);
+    let where_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {where_sql} ORDER BY id DESC LIMIT ?");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            filter.state.map(JobState::as_str),
-            filter.kind,
-            filter.before,
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        ],
-        job_from_row,
-    )?;
+    let rows = stmt.query_map(args.as_slice(), job_from_row)?;
     rows.collect()
 }
 
@@ -294,7 +305,7 @@ pub fn oldest_due_wait(
 ) -> rusqlite::Result<Option<Duration>> {
     let min: Option<Millis> = conn
         .prepare_cached(
-            "SELECT MIN(run_at) FROM jobs WHERE state IN ('queued', 'retrying') AND run_at <= ?1",
+            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying') AND run_at <= ?1",
         )?
         .query_row([now], |r| r.get(0))?;
     Ok(min.map(|m| Duration::from_millis(u64::try_from(now - m).unwrap_or(0))))
@@ -305,8 +316,10 @@ pub fn oldest_due_wait(
 /// # Errors
 /// A database error.
 pub fn next_due(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Millis>> {
-    conn.prepare_cached("SELECT MIN(run_at) FROM jobs WHERE state IN ('queued', 'retrying')")?
-        .query_row([], |r| r.get(0))
+    conn.prepare_cached(
+        "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')",
+    )?
+    .query_row([], |r| r.get(0))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -258,12 +258,26 @@ impl RunOne {
             drop(permit);
             self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.slot_freed.notify_one();
-            match committed {
-                Ok(pending) => match pending.await {
-                    Ok(recorded) => recorded.log(&job),
-                    Err(e) => tracing::error!(error = %e, "recording the job outcome failed; the job runs again when its lease expires"),
-                },
-                Err(e) => tracing::error!(error = %e, "recording the job outcome failed"),
+            let outcome = match committed {
+                Ok(pending) => pending.await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(recorded) => recorded.log(&job),
+                Err(StoreError::Sqlite(e)) => {
+                    // The handler's own write failed and was rolled back: record a retry
+                    // without it, so the job is not stuck until its lease runs out.
+                    tracing::error!(error = %e, "the job's write failed; recording a retry instead");
+                    let fallback = JobResult::retry(format!("recording the job's result failed: {e}"));
+                    match self.record(&job, fallback).await {
+                        Ok(pending) => match pending.await {
+                            Ok(recorded) => recorded.log(&job),
+                            Err(e) => tracing::error!(error = %e, "recording the job outcome failed; it runs again when its lease runs out"),
+                        },
+                        Err(e) => tracing::error!(error = %e, "recording the job outcome failed"),
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "recording the job outcome failed; it runs again when its lease runs out"),
             }
             if let Ok(mut c) = self.claims.lock() {
                 c.remove(&job.id);
@@ -273,8 +287,7 @@ impl RunOne {
         .await;
     }
 
-    /// Queues the outcome's transaction; the returned future resolves after its commit. If the
-    /// handler's own write fails, the outcome is recorded again without it, as a retry.
+    /// Queues the outcome's transaction; the returned future resolves after its commit.
     async fn record(
         &self,
         job: &JobRun,
@@ -287,23 +300,7 @@ impl RunOne {
             .writer()
             .submit_wait(move |tx| {
                 let JobResult { outcome, write } = result;
-                let attempt = tx.execute_batch("SAVEPOINT outcome");
-                attempt?;
-                match finish(tx, &registry, &job, &outcome, write, jitter) {
-                    Ok(r) => {
-                        tx.execute_batch("RELEASE outcome")?;
-                        Ok(r)
-                    }
-                    Err(e) => {
-                        tx.execute_batch("ROLLBACK TO outcome; RELEASE outcome")?;
-                        tracing::error!(error = %e, "the job's write failed; recording a retry instead");
-                        let fallback = Outcome::Retry {
-                            error: format!("recording the job's result failed: {e}"),
-                            after: None,
-                        };
-                        Ok(finish(tx, &registry, &job, &fallback, None, jitter)?)
-                    }
-                }
+                finish(tx, &registry, &job, &outcome, write, jitter)
             })
             .await
     }
@@ -441,7 +438,7 @@ async fn claim(
             let mut stmt = tx.prepare_cached(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1,
                         lease_owner = ?2, updated_at = ?3
-                 WHERE id IN (SELECT id FROM jobs
+                 WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_due
                               WHERE state IN ('queued', 'retrying') AND run_at <= ?3
                               ORDER BY run_at LIMIT ?4)
                  RETURNING id, kind, payload, attempt, max_attempts",
@@ -547,7 +544,7 @@ pub async fn requeue_expired(
                 Sweep::AllRunning => (i64::MAX, "the process stopped while the job was running"),
             };
             let mut stmt = tx.prepare_cached(
-                "UPDATE jobs SET
+                "UPDATE jobs INDEXED BY jobs_leased SET
                     state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'retrying' END,
                     finished_at = CASE WHEN attempt >= max_attempts THEN ?2 ELSE NULL END,
                     run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3, updated_at = ?2

@@ -267,10 +267,21 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: 
     }
 }
 
+/// Runs a parameterless statement through the statement cache: savepoints and transaction
+/// control run several times per batch, and parsing them each time showed in profiles.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn rollback_command(conn: &Connection) -> rusqlite::Result<()> {
+    exec(conn, "ROLLBACK TO cmd")?;
+    exec(conn, "RELEASE cmd")
+}
+
 fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, stats: &WriterStats) {
     let started = Instant::now();
     let n = batch.len();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         stats.failures.fetch_add(1, Ordering::Relaxed);
         tracing::error!(error = %e, commands = n, "cannot begin a write transaction");
         fail_all(batch.drain(..), &e.to_string());
@@ -284,7 +295,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     let mut aborted: Option<String> = None;
     let mut pending = batch.drain(..);
     for cmd in pending.by_ref() {
-        if let Err(e) = wtx.execute_batch("SAVEPOINT cmd") {
+        if let Err(e) = exec(&wtx, "SAVEPOINT cmd") {
             aborted = Some(e.to_string());
             fail_all(std::iter::once(cmd), &e.to_string());
             break;
@@ -292,7 +303,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
         match catch_unwind(AssertUnwindSafe(|| cmd(&wtx))) {
             Ok((true, reply)) => {
                 replies.push(reply);
-                if let Err(e) = wtx.execute_batch("RELEASE cmd") {
+                if let Err(e) = exec(&wtx, "RELEASE cmd") {
                     aborted = Some(e.to_string());
                     break;
                 }
@@ -304,15 +315,14 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
                     aborted = Some("the transaction was rolled back by SQLite".into());
                     break;
                 }
-                if let Err(e) = wtx.execute_batch("ROLLBACK TO cmd; RELEASE cmd") {
+                if let Err(e) = rollback_command(&wtx) {
                     aborted = Some(e.to_string());
                     break;
                 }
             }
             Err(_) => {
                 tracing::error!("a write command panicked; its changes were rolled back");
-                if wtx.is_autocommit() || wtx.execute_batch("ROLLBACK TO cmd; RELEASE cmd").is_err()
-                {
+                if wtx.is_autocommit() || rollback_command(&wtx).is_err() {
                     aborted = Some("a write command panicked".into());
                     break;
                 }
@@ -328,7 +338,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             }
             Err(reason)
         }
-        None => conn.execute_batch("COMMIT").map_err(|e| {
+        None => exec(conn, "COMMIT").map_err(|e| {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
