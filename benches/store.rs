@@ -156,6 +156,11 @@ async fn claim_and_complete(b: &Bench) -> f64 {
         Arc::clone(&b.wake),
     );
     let stop = CancellationToken::new();
+    let stats = b.store.writer().stats();
+    let (c0, k0) = (
+        stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        stats.commands.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let start = Instant::now();
     let run = tokio::spawn(dispatcher.run(stop.clone(), Duration::from_secs(5)));
     loop {
@@ -197,6 +202,13 @@ async fn claim_and_complete(b: &Bench) -> f64 {
         usize::try_from(done).unwrap_or(0),
         total,
         "every job succeeded"
+    );
+    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed) - c0;
+    let commands = stats.commands.load(std::sync::atomic::Ordering::Relaxed) - k0;
+    println!(
+        "  (writer: {:.2} commands per job, {:.1} jobs per commit)",
+        commands as f64 / total as f64,
+        total as f64 / commits.max(1) as f64
     );
     per_sec(total, elapsed)
 }

@@ -7,7 +7,7 @@
 //! of the lease. On shutdown it stops claiming, lets running jobs finish within the grace period,
 //! and gives the leases of the rest back (their attempt is not counted).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use rusqlite::params;
 use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -48,7 +48,7 @@ impl WorkerHealth {
             && now - self.heartbeat_ms.load(Ordering::SeqCst) < stale_after
     }
 
-    /// Jobs running right now.
+    /// Jobs running right now (claimed jobs waiting for a worker are not counted).
     #[must_use]
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -113,6 +113,16 @@ impl Dispatcher {
         extend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         extend.tick().await;
 
+        // Claimed jobs waiting for a free worker. Claims run ahead of the workers (up to one
+        // worker-count of jobs): while one claim commits, the workers run what the previous
+        // one brought, so throughput is not bound by one commit round trip per batch.
+        let mut ready: VecDeque<JobRun> = VecDeque::new();
+        let mut claiming: Option<JoinHandle<Result<Vec<JobRun>, StoreError>>> = None;
+        let mut want = 0;
+        // Whether due jobs may be waiting: after a wake-up, a timer, or a full claim.
+        let mut maybe_due = true;
+        let mut retry_after_error = false;
+
         loop {
             self.health.beat();
             while let Some(done) = tasks.try_join_next() {
@@ -120,56 +130,85 @@ impl Dispatcher {
                     tracing::error!(error = %e, "job task ended abnormally");
                 }
             }
-            let free = slots.available_permits();
-            let mut more_due = false;
-            let mut claim_failed = false;
-            if free > 0 && !stop.is_cancelled() {
-                let want = free.min(CLAIM_BATCH);
-                match claim(&self.store, want, self.lease, &self.instance).await {
-                    Ok(jobs) => {
-                        more_due = jobs.len() == want;
-                        for job in jobs {
-                            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                                break;
-                            };
-                            if let Ok(mut c) = claims.lock() {
-                                c.insert(job.id.clone(), job.attempt);
-                            }
-                            self.health.in_flight.fetch_add(1, Ordering::Relaxed);
-                            let run = RunOne {
-                                store: self.store.clone(),
-                                registry: Arc::clone(&self.registry),
-                                claims: Arc::clone(&claims),
-                                slot_freed: Arc::clone(&slot_freed),
-                                health: Arc::clone(&self.health),
-                            };
-                            tasks.spawn(run.run(job, permit));
-                        }
-                    }
-                    Err(e) => {
-                        claim_failed = true;
-                        tracing::warn!(error = %e, "claiming jobs failed; retrying shortly");
-                    }
-                }
+            while !ready.is_empty() {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    break;
+                };
+                let Some(job) = ready.pop_front() else {
+                    break;
+                };
+                self.health.in_flight.fetch_add(1, Ordering::Relaxed);
+                let run = RunOne {
+                    store: self.store.clone(),
+                    registry: Arc::clone(&self.registry),
+                    claims: Arc::clone(&claims),
+                    slot_freed: Arc::clone(&slot_freed),
+                    health: Arc::clone(&self.health),
+                };
+                tasks.spawn(run.run(job, permit));
             }
-            if more_due && slots.available_permits() > 0 {
-                continue;
+            let running = self.workers - slots.available_permits();
+            let room = (2 * self.workers).saturating_sub(running + ready.len());
+            if claiming.is_none()
+                && maybe_due
+                && !retry_after_error
+                && ready.len() < self.workers
+                && room > 0
+            {
+                want = room.min(CLAIM_BATCH);
+                let (store, lease, owner) = (self.store.clone(), self.lease, self.instance.clone());
+                claiming = Some(tokio::spawn(async move {
+                    claim(&store, want, lease, &owner).await
+                }));
             }
-            let wait = if claim_failed {
+            let wait = if retry_after_error {
                 CLAIM_ERROR_BACKOFF
-            } else if slots.available_permits() == 0 {
+            } else if claiming.is_some() || room == 0 || ready.len() >= self.workers {
                 POLL_INTERVAL
             } else {
+                // Nothing was due at the last claim: sleep until the next job is.
                 self.until_next_due().await
             };
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = self.wake.notified() => {}
+                claimed = async { claiming.as_mut().expect("guarded").await }, if claiming.is_some() => {
+                    claiming = None;
+                    match claimed {
+                        Ok(Ok(jobs)) => {
+                            maybe_due = jobs.len() == want;
+                            if let Ok(mut c) = claims.lock() {
+                                c.extend(jobs.iter().map(|j| (j.id.clone(), j.attempt)));
+                            }
+                            ready.extend(jobs);
+                        }
+                        Ok(Err(e)) => {
+                            retry_after_error = true;
+                            tracing::warn!(error = %e, "claiming jobs failed; retrying shortly");
+                        }
+                        Err(e) => {
+                            retry_after_error = true;
+                            tracing::error!(error = %e, "the claim task failed");
+                        }
+                    }
+                }
+                () = self.wake.notified() => maybe_due = true,
                 () = slot_freed.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait), if claiming.is_none() => {
+                    maybe_due = true;
+                    retry_after_error = false;
+                }
                 _ = extend.tick() => extend_leases(&self.store, &claims, self.lease).await,
             }
         }
+        // A claim still in flight: its jobs are held by us, so they must be released below.
+        if let Some(pending) = claiming.take()
+            && let Ok(Ok(jobs)) = pending.await
+            && let Ok(mut c) = claims.lock()
+        {
+            c.extend(jobs.iter().map(|j| (j.id.clone(), j.attempt)));
+        }
+        // Jobs claimed but never started are released with the unfinished ones.
+        drop(ready);
 
         tracing::info!(
             running = self.health.in_flight(),
