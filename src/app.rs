@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, Secret};
 use crate::error;
+use crate::front;
 use crate::jobs::worker::{self, Dispatcher, Sweep};
 use crate::jobs::{self, Registry};
 use crate::ops;
@@ -57,6 +58,7 @@ impl Application {
     /// When another `hookrelay serve` holds the database, the database cannot be opened or
     /// migrated, or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::install_tls_provider();
         let lock = lock_database(&config.database.path)?;
         let (admin_token, generated) = match &config.auth.admin_token {
             Some(t) => (t.clone(), false),
@@ -71,7 +73,9 @@ impl Application {
                 .await
                 .context("opening the database")??
         };
-        let registry = Arc::new(Registry::with_builtins());
+        let mut registry = Registry::with_builtins();
+        front::register(&mut registry, &config, store.clone())?;
+        let registry = Arc::new(registry);
         let requeued = worker::requeue_expired(&store, Arc::clone(&registry), Sweep::AllRunning)
             .await
             .context("requeueing jobs left running by the previous process")?;
@@ -116,6 +120,7 @@ impl Application {
             }),
         };
         let max_body = config.server.max_body_bytes;
+        let route_config = config.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(error::rewrite_bare_errors))
@@ -128,13 +133,17 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(error::query_config())
                 .app_data(error::path_config())
-                .configure(routes)
+                .configure(|cfg| routes(cfg, &route_config))
                 .default_service(web::to(error::not_found))
         })
         .listen(listener)
         .context("starting the HTTP server")?
         .disable_signals()
-        .shutdown_timeout(config.server.shutdown_grace.as_secs())
+        // Whole seconds only: round up so a sub-second grace still waits.
+        .shutdown_timeout(
+            config.server.shutdown_grace.as_secs()
+                + u64::from(config.server.shutdown_grace.subsec_nanos() > 0),
+        )
         .run();
 
         tracing::info!(version = crate::VERSION, %addr, db = %config.database.path.display(), "hookrelay listening on http://{addr}");
@@ -215,8 +224,9 @@ impl Application {
 }
 
 /// Every module's routes; a new capability adds one `configure` call here.
-fn routes(cfg: &mut web::ServiceConfig) {
+fn routes(cfg: &mut web::ServiceConfig, config: &Config) {
     webui::configure(cfg);
+    front::configure(cfg, config);
     jobs::routes::configure(cfg);
     ops::configure(cfg);
 }
@@ -252,9 +262,12 @@ pub fn lock_path(db: &Path) -> PathBuf {
 }
 
 /// Takes an exclusive lock so that two `serve` processes never share one database (the job
-/// engine's "requeue everything running at start" relies on it). Released by the OS when the
-/// process ends, `kill -9` included.
-fn lock_database(db: &Path) -> anyhow::Result<File> {
+/// engine's "requeue everything running at start" relies on it), and `migrate` never changes the
+/// schema under a running server. Released by the OS when the process ends, `kill -9` included.
+///
+/// # Errors
+/// When another process holds the lock, or the lock file cannot be created.
+pub fn lock_database(db: &Path) -> anyhow::Result<File> {
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the database folder {}", dir.display()))?;

@@ -1,4 +1,4 @@
-//! The command line (SPEC §1): `serve`, `check-config`, `migrate`. Every verb takes `--config`;
+//! The command line (SPEC §1): `serve`, `check-config`, `migrate`, `front id`. Every verb takes `--config`;
 //! exit codes are 0 ok, 1 runtime or config error, 2 usage error (clap's own).
 
 use std::path::PathBuf;
@@ -32,11 +32,37 @@ pub enum Command {
     CheckConfig,
     /// Apply database schema migrations and exit (serve also applies them at start).
     Migrate,
+    /// Front helpers.
+    Front {
+        #[command(subcommand)]
+        command: FrontCommand,
+    },
+}
+
+/// `hookrelay front …`
+#[derive(Debug, Subcommand)]
+pub enum FrontCommand {
+    /// Convert a Front id both ways: a decimal UI id to `<prefix>_<base36>`, and any
+    /// `xxx_<base36>` id back to its decimal (e.g. 6380615 <-> inb_3srbb).
+    Id {
+        /// A decimal id (from a Front UI URL) or an API id like `inb_3srbb`.
+        value: String,
+        /// Prefix for the API id made from a decimal id.
+        #[arg(long, default_value = "inb")]
+        prefix: String,
+    },
 }
 
 /// Runs the parsed command line.
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
+    // Verbs that need no configuration run before it is loaded.
+    if let Command::Front {
+        command: FrontCommand::Id { value, prefix },
+    } = &cli.command
+    {
+        return front_id(value, prefix);
+    }
     let path = config::resolve_path(cli.config.as_deref());
     let cfg = match config::load(path.as_deref()) {
         Ok(c) => c,
@@ -55,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
             init_tracing(&cfg);
             serve(cfg)
         }
+        Command::Front { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +90,18 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn front_id(value: &str, prefix: &str) -> ExitCode {
+    match crate::front::ids::convert(value, prefix) {
+        Ok(crate::front::ids::Converted::ApiId(id)) => println!("{id}"),
+        Ok(crate::front::ids::Converted::Decimal(n)) => println!("{n}"),
+        Err(e) => {
+            eprintln!("hookrelay: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn check_config(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -76,6 +115,9 @@ fn check_config(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Result<
 }
 
 fn migrate(cfg: &Config) -> anyhow::Result<()> {
+    let _lock = crate::app::lock_database(&cfg.database.path).context(
+        "migrate needs the database to itself (serve applies migrations at start anyway)",
+    )?;
     let report = store::migrate_file(&cfg.database)?;
     if report.from == report.to {
         println!(

@@ -700,7 +700,12 @@ impl Validator<'_> {
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server = ServerConfig {
             bind: {
-                if raw.server.bind.trim().is_empty() || !raw.server.bind.contains(':') {
+                let valid = raw
+                    .server
+                    .bind
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !valid {
                     return Err(self.invalid(
                         "server.bind",
                         format!(

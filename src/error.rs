@@ -133,6 +133,21 @@ impl From<StoreError> for ApiError {
                 )
                 .with_retry_after(5)
             }
+            StoreError::Closed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the service is shutting down; nothing was stored, retry shortly",
+            )
+            .with_retry_after(5),
+            StoreError::Pool(e) => {
+                tracing::warn!(error = %e, "no read connection became free in time");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_busy",
+                    "the database is busy; retry shortly",
+                )
+                .with_retry_after(1)
+            }
             other => Self::internal(other),
         }
     }

@@ -20,6 +20,8 @@
 //! - [`store`]: SQLite pool for reads, the single group-commit [`store::Writer`], migrations.
 //! - [`jobs`]: the durable queue: enqueue inside the caller's transaction, claim with a lease,
 //!   backoff, dead-letter handling, the job-kind registry and the admin jobs API.
+//! - [`front`]: Front ingress — signature checks, the hot path, the `front.process` job and its
+//!   rate-limited API client, the inbound admin API, id conversion.
 //! - [`ops`]: audit log.
 //! - [`web`]: health and readiness probes, the embedded admin page.
 //! - [`app`]: builds everything, binds the listener, runs until a signal, shuts down gracefully.
@@ -30,12 +32,18 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod front;
 pub mod ids;
 pub mod jobs;
 pub mod ops;
 pub mod pagination;
 pub mod store;
 pub mod web;
+
+/// Makes `ring` the process's TLS crypto provider (reqwest is built without one). Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// The version string sent as `User-Agent: hookrelay/<version>` and shown on the status page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

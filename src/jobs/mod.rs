@@ -178,6 +178,43 @@ pub fn enqueue(tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
     })
 }
 
+/// Puts job `id` back in the queue, due now, with a fresh set of attempts — if it is in one of
+/// the `from` states. Returns whether it was. (Operator retry, inbound replay.)
+///
+/// # Errors
+/// A database error.
+pub fn requeue(tx: &WriteTx<'_>, id: &str, from: &[JobState]) -> rusqlite::Result<bool> {
+    let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let changed = tx
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?2, finished_at = NULL,
+                    lease_until = NULL, lease_owner = NULL, updated_at = ?2
+             WHERE id = ?1 AND state IN ({})",
+            states.join(", ")
+        ))?
+        .execute(params![id, clock::now_ms()])?;
+    if changed == 1 {
+        tx.wake_workers();
+    }
+    Ok(changed == 1)
+}
+
+/// Cancels job `id` if it is queued, retrying, running or dead. Returns whether it was.
+/// A running handler finishes, but its result is discarded (its claim is gone).
+///
+/// # Errors
+/// A database error.
+pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE jobs SET state = 'cancelled', lease_until = NULL, lease_owner = NULL,
+                    finished_at = ?2, updated_at = ?2
+             WHERE id = ?1 AND state IN ('queued', 'retrying', 'running', 'dead')",
+        )?
+        .execute(params![id, clock::now_ms()])?;
+    Ok(changed == 1)
+}
+
 /// A job as stored, for the admin API.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
@@ -335,6 +372,8 @@ pub struct JobRun {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// Which claim this run is (`claim_seq`): every outcome is recorded only for this claim.
+    pub claim: i64,
 }
 
 impl JobRun {
@@ -496,12 +535,25 @@ impl Registry {
 }
 
 /// The one error handler: runs in the transaction that made `job` dead. Writes an audit record,
-/// then the kind's own hook and every registered hook. The log line is written by the caller
-/// after the commit.
+/// then the kind's own hook and every registered hook. If any of them fails, their changes are
+/// rolled back and the failure is logged: the job is dead either way, so one broken hook can
+/// never wedge the queue. The "job is dead" log line is written by the caller after the commit.
 ///
 /// # Errors
-/// A database error from any hook (the whole transition then rolls back and is retried).
+/// Only if the savepoint around the hooks cannot be managed (the transaction is then broken).
 pub fn on_dead(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> rusqlite::Result<()> {
+    tx.execute_batch("SAVEPOINT dead_hooks")?;
+    match run_dead_hooks(tx, registry, job) {
+        Ok(()) => tx.execute_batch("RELEASE dead_hooks"),
+        Err(e) => {
+            tracing::error!(job_id = %job.id, kind = %job.kind, error = %e,
+                "the dead-job handler failed; the job is dead without its audit record and hooks");
+            tx.execute_batch("ROLLBACK TO dead_hooks; RELEASE dead_hooks")
+        }
+    }
+}
+
+fn run_dead_hooks(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> rusqlite::Result<()> {
     audit::record(
         tx,
         &audit::Entry {

@@ -172,18 +172,9 @@ async fn transition(
     id: String,
     action: Transition,
 ) -> Result<HttpResponse, ApiError> {
-    let (sql, allowed_from, done, audit_action) = match action {
-        Transition::Retry => (
-            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?2, finished_at = NULL, updated_at = ?2
-             WHERE id = ?1 AND state IN ('dead', 'cancelled')",
-            "dead or cancelled",
-            "retried",
-            "job.retry",
-        ),
+    let (allowed_from, done, audit_action) = match action {
+        Transition::Retry => ("dead or cancelled", "retried", "job.retry"),
         Transition::Cancel => (
-            "UPDATE jobs SET state = 'cancelled', lease_until = NULL, lease_owner = NULL,
-                    finished_at = ?2, updated_at = ?2
-             WHERE id = ?1 AND state IN ('queued', 'retrying', 'running', 'dead')",
             "queued, retrying, running or dead",
             "cancelled",
             "job.cancel",
@@ -192,12 +183,15 @@ async fn transition(
     let job = store
         .writer()
         .write(move |tx: &WriteTx<'_>| {
-            let changed = tx
-                .prepare_cached(sql)?
-                .execute(rusqlite::params![id, clock::now_ms()])?;
+            let changed = match action {
+                Transition::Retry => {
+                    super::requeue(tx, &id, &[JobState::Dead, JobState::Cancelled])?
+                }
+                Transition::Cancel => super::cancel(tx, &id)?,
+            };
             let job =
                 super::get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
-            if changed == 0 {
+            if !changed {
                 return Err(ApiError::conflict(
                     "invalid_state",
                     format!(
@@ -216,9 +210,6 @@ async fn transition(
                     detail: json!({"kind": job.kind}),
                 },
             )?;
-            if action == Transition::Retry {
-                tx.wake_workers();
-            }
             Ok(job)
         })
         .await?;

@@ -7,7 +7,7 @@
 //! of the lease. On shutdown it stops claiming, lets running jobs finish within the grace period,
 //! and gives the leases of the rest back (their attempt is not counted).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,8 +71,8 @@ pub struct Dispatcher {
     health: Arc<WorkerHealth>,
 }
 
-/// The claim of a running job: its id and the attempt number the claim made.
-type Claims = Arc<Mutex<HashMap<String, u32>>>;
+/// The claims this dispatcher holds: `(job id, claim_seq)`.
+type Claims = Arc<Mutex<HashSet<(String, i64)>>>;
 
 impl Dispatcher {
     /// A dispatcher over `store` running `registry`'s handlers. `wake` must be the notifier the
@@ -121,7 +121,9 @@ impl Dispatcher {
         let mut want = 0;
         // Whether due jobs may be waiting: after a wake-up, a timer, or a full claim.
         let mut maybe_due = true;
-        let mut retry_after_error = false;
+        // After a failed claim, no new claim before this time (a fixed deadline, so that
+        // wake-ups cannot keep pushing the retry back).
+        let mut claim_blocked_until: Option<tokio::time::Instant> = None;
 
         loop {
             self.health.beat();
@@ -147,11 +149,15 @@ impl Dispatcher {
                 };
                 tasks.spawn(run.run(job, permit));
             }
+            if claim_blocked_until.is_some_and(|t| tokio::time::Instant::now() >= t) {
+                claim_blocked_until = None;
+                maybe_due = true;
+            }
             let running = self.workers - slots.available_permits();
             let room = (2 * self.workers).saturating_sub(running + ready.len());
             if claiming.is_none()
                 && maybe_due
-                && !retry_after_error
+                && claim_blocked_until.is_none()
                 && ready.len() < self.workers
                 && room > 0
             {
@@ -161,8 +167,8 @@ impl Dispatcher {
                     claim(&store, want, lease, &owner).await
                 }));
             }
-            let wait = if retry_after_error {
-                CLAIM_ERROR_BACKOFF
+            let wait = if let Some(t) = claim_blocked_until {
+                t.saturating_duration_since(tokio::time::Instant::now())
             } else if claiming.is_some() || room == 0 || ready.len() >= self.workers {
                 POLL_INTERVAL
             } else {
@@ -177,26 +183,23 @@ impl Dispatcher {
                         Ok(Ok(jobs)) => {
                             maybe_due = jobs.len() == want;
                             if let Ok(mut c) = claims.lock() {
-                                c.extend(jobs.iter().map(|j| (j.id.clone(), j.attempt)));
+                                c.extend(jobs.iter().map(|j| (j.id.clone(), j.claim)));
                             }
                             ready.extend(jobs);
                         }
                         Ok(Err(e)) => {
-                            retry_after_error = true;
+                            claim_blocked_until = Some(tokio::time::Instant::now() + CLAIM_ERROR_BACKOFF);
                             tracing::warn!(error = %e, "claiming jobs failed; retrying shortly");
                         }
                         Err(e) => {
-                            retry_after_error = true;
+                            claim_blocked_until = Some(tokio::time::Instant::now() + CLAIM_ERROR_BACKOFF);
                             tracing::error!(error = %e, "the claim task failed");
                         }
                     }
                 }
                 () = self.wake.notified() => maybe_due = true,
                 () = slot_freed.notified() => {}
-                () = tokio::time::sleep(wait), if claiming.is_none() => {
-                    maybe_due = true;
-                    retry_after_error = false;
-                }
+                () = tokio::time::sleep(wait), if claiming.is_none() => maybe_due = true,
                 _ = extend.tick() => extend_leases(&self.store, &claims, self.lease).await,
             }
         }
@@ -205,7 +208,7 @@ impl Dispatcher {
             && let Ok(Ok(jobs)) = pending.await
             && let Ok(mut c) = claims.lock()
         {
-            c.extend(jobs.iter().map(|j| (j.id.clone(), j.attempt)));
+            c.extend(jobs.iter().map(|j| (j.id.clone(), j.claim)));
         }
         // Jobs claimed but never started are released with the unfinished ones.
         drop(ready);
@@ -231,9 +234,9 @@ impl Dispatcher {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
-        let unfinished: Vec<(String, u32)> = claims
+        let unfinished: Vec<(String, i64)> = claims
             .lock()
-            .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .map(|c| c.iter().cloned().collect())
             .unwrap_or_default();
         if !unfinished.is_empty() {
             match release(&self.store, unfinished).await {
@@ -284,10 +287,14 @@ impl RunOne {
         async move {
             let kind = self.registry.get(&job.kind).cloned();
             let result = match kind {
-                Some(k) => AssertUnwindSafe((k.handler)(job.clone()))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| JobResult::retry("the job handler panicked")),
+                // Catch a panic both while the handler builds its future and while it runs.
+                Some(k) => match std::panic::catch_unwind(AssertUnwindSafe(|| (k.handler)(job.clone()))) {
+                    Ok(fut) => AssertUnwindSafe(fut)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| JobResult::retry("the job handler panicked")),
+                    Err(_) => JobResult::retry("the job handler panicked"),
+                },
                 None => JobResult::fail(format!(
                     "unknown job kind `{}`: no handler is registered for it in this version",
                     job.kind
@@ -319,7 +326,7 @@ impl RunOne {
                 Err(e) => tracing::error!(error = %e, "recording the job outcome failed; it runs again when its lease runs out"),
             }
             if let Ok(mut c) = self.claims.lock() {
-                c.remove(&job.id);
+                c.remove(&(job.id.clone(), job.claim));
             }
         }
         .instrument(span)
@@ -384,7 +391,7 @@ impl Recorded {
     }
 }
 
-/// Records `outcome` for the claim `(job.id, job.attempt)`, applies `write` and the dead-job
+/// Records `outcome` for the claim `(job.id, job.claim)`, applies `write` and the dead-job
 /// effects, all in `tx`.
 fn finish(
     tx: &WriteTx<'_>,
@@ -400,9 +407,9 @@ fn finish(
             tx.prepare_cached(
                 "UPDATE jobs SET state = 'succeeded', lease_until = NULL, lease_owner = NULL,
                         updated_at = ?3, finished_at = ?3
-                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
             )?
-            .execute(params![job.id, job.attempt, now])?,
+            .execute(params![job.id, job.claim, now])?,
             Recorded::Succeeded,
         ),
         Outcome::Retry { error, after } if !job.is_last_attempt() => {
@@ -412,9 +419,9 @@ fn finish(
                 tx.prepare_cached(
                     "UPDATE jobs SET state = 'retrying', run_at = ?3, last_error = ?4, lease_until = NULL,
                             lease_owner = NULL, updated_at = ?5
-                     WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+                     WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
                 )?
-                .execute(params![job.id, job.attempt, at, error, now])?,
+                .execute(params![job.id, job.claim, at, error, now])?,
                 Recorded::Retrying { at },
             )
         }
@@ -422,9 +429,9 @@ fn finish(
             tx.prepare_cached(
                 "UPDATE jobs SET state = 'dead', last_error = ?3, lease_until = NULL, lease_owner = NULL,
                         updated_at = ?4, finished_at = ?4
-                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
             )?
-            .execute(params![job.id, job.attempt, error, now])?,
+            .execute(params![job.id, job.claim, error, now])?,
             Recorded::Dead { error: error.clone() },
         ),
         Outcome::RunAgainAt { at, reason } => (
@@ -432,9 +439,9 @@ fn finish(
                 "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
                         attempt = attempt - 1, run_at = ?3, last_error = ?4, lease_until = NULL,
                         lease_owner = NULL, updated_at = ?5
-                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
             )?
-            .execute(params![job.id, job.attempt, at, reason, now])?,
+            .execute(params![job.id, job.claim, at, reason, now])?,
             Recorded::Rescheduled { at: *at },
         ),
     };
@@ -475,12 +482,13 @@ async fn claim(
         .write_wait(move |tx| {
             let now = clock::now_ms();
             let mut stmt = tx.prepare_cached(
-                "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1,
+                "UPDATE jobs SET state = 'running', attempt = attempt + 1, claim_seq = claim_seq + 1,
+                        lease_until = ?1,
                         lease_owner = ?2, updated_at = ?3
                  WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_due
                               WHERE state IN ('queued', 'retrying') AND run_at <= ?3
                               ORDER BY run_at LIMIT ?4)
-                 RETURNING id, kind, payload, attempt, max_attempts",
+                 RETURNING id, kind, payload, attempt, max_attempts, claim_seq",
             )?;
             let rows = stmt.query_map(
                 params![
@@ -498,6 +506,7 @@ async fn claim(
                             .unwrap_or(serde_json::Value::String(payload)),
                         attempt: r.get(3)?,
                         max_attempts: r.get(4)?,
+                        claim: r.get(5)?,
                     })
                 },
             )?;
@@ -508,9 +517,9 @@ async fn claim(
 
 /// Pushes the lease of every running claim forward.
 async fn extend_leases(store: &Store, claims: &Claims, lease: Duration) {
-    let held: Vec<(String, u32)> = claims
+    let held: Vec<(String, i64)> = claims
         .lock()
-        .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .map(|c| c.iter().cloned().collect())
         .unwrap_or_default();
     if held.is_empty() {
         return;
@@ -520,10 +529,10 @@ async fn extend_leases(store: &Store, claims: &Claims, lease: Duration) {
         .write_wait(move |tx| {
             let until = clock::add(clock::now_ms(), lease);
             let mut stmt = tx.prepare_cached(
-                "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND attempt = ?3 AND state = 'running'",
+                "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND claim_seq = ?3 AND state = 'running'",
             )?;
-            for (id, attempt) in &held {
-                stmt.execute(params![until, id, attempt])?;
+            for (id, claim) in &held {
+                stmt.execute(params![until, id, claim])?;
             }
             Ok::<_, StoreError>(())
         })
@@ -534,7 +543,7 @@ async fn extend_leases(store: &Store, claims: &Claims, lease: Duration) {
 }
 
 /// Gives claims back without counting their attempt (graceful shutdown).
-async fn release(store: &Store, held: Vec<(String, u32)>) -> Result<usize, StoreError> {
+async fn release(store: &Store, held: Vec<(String, i64)>) -> Result<usize, StoreError> {
     store
         .writer()
         .write_wait(move |tx| {
@@ -543,11 +552,11 @@ async fn release(store: &Store, held: Vec<(String, u32)>) -> Result<usize, Store
                 "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
                         attempt = attempt - 1, run_at = ?3, lease_until = NULL, lease_owner = NULL,
                         updated_at = ?3
-                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
             )?;
             let mut n = 0;
-            for (id, attempt) in &held {
-                n += stmt.execute(params![id, attempt, now])?;
+            for (id, claim) in &held {
+                n += stmt.execute(params![id, claim, now])?;
             }
             tx.wake_workers();
             Ok(n)
@@ -564,8 +573,14 @@ pub enum Sweep {
     AllRunning,
 }
 
-/// Takes back running jobs whose worker is gone: each counts as a failed attempt (`retrying`, or
-/// `dead` through the error handler when out of attempts). Returns how many were taken back.
+/// Takes back running jobs whose worker is gone; returns how many.
+///
+/// - [`Sweep::Expired`]: a lease ran out while this process runs — the worker stalled or its
+///   task died. That counts as a failed attempt: `retrying`, or `dead` through the error handler
+///   when out of attempts, so a job that wedges its worker cannot loop forever.
+/// - [`Sweep::AllRunning`], at start: the previous process stopped (crash, `kill -9`, power
+///   loss) while these jobs ran. They did not fail, so the attempt is given back and each runs
+///   again (SPEC §3: an interrupted job runs again).
 ///
 /// # Errors
 /// A storage error.
@@ -574,51 +589,61 @@ pub async fn requeue_expired(
     registry: Arc<Registry>,
     sweep: Sweep,
 ) -> Result<usize, StoreError> {
-    store
+    let (count, dead, reason) = store
         .writer()
         .write_wait(move |tx| {
             let now = clock::now_ms();
-            let (cutoff, reason) = match sweep {
-                Sweep::Expired => (now, "the lease ran out: the worker stopped or stalled"),
-                Sweep::AllRunning => (i64::MAX, "the process stopped while the job was running"),
+            let (sql, reason) = match sweep {
+                Sweep::Expired => (
+                    "UPDATE jobs INDEXED BY jobs_leased SET
+                        state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'retrying' END,
+                        finished_at = CASE WHEN attempt >= max_attempts THEN ?1 ELSE NULL END,
+                        run_at = ?1, lease_until = NULL, lease_owner = NULL, last_error = ?2, updated_at = ?1
+                     WHERE state = 'running' AND lease_until < ?1
+                     RETURNING id, kind, payload, attempt, state",
+                    "the lease ran out: the worker stopped or stalled",
+                ),
+                Sweep::AllRunning => (
+                    "UPDATE jobs INDEXED BY jobs_leased SET
+                        state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                        attempt = attempt - 1,
+                        run_at = ?1, lease_until = NULL, lease_owner = NULL, last_error = ?2, updated_at = ?1
+                     WHERE state = 'running'
+                     RETURNING id, kind, payload, attempt, state",
+                    "the process stopped while the job was running; it runs again",
+                ),
             };
-            let mut stmt = tx.prepare_cached(
-                "UPDATE jobs INDEXED BY jobs_leased SET
-                    state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'retrying' END,
-                    finished_at = CASE WHEN attempt >= max_attempts THEN ?2 ELSE NULL END,
-                    run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3, updated_at = ?2
-                 WHERE state = 'running' AND lease_until < ?1
-                 RETURNING id, kind, payload, attempt, state",
-            )?;
-            let rows: Vec<(String, String, String, u32, String)> = stmt
-                .query_map(params![cutoff, now, reason], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
+            let rows: Vec<(String, String, String, u32, String)> = tx
+                .prepare_cached(sql)?
+                .query_map(params![now, reason], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
                 .collect::<Result<_, _>>()?;
-            drop(stmt);
+            let mut dead = Vec::new();
             for (id, kind, payload, attempt, state) in &rows {
                 if state == "dead" {
-                    tracing::error!(job_id = %id, %kind, attempts = attempt, "job is dead: {reason}");
-                    on_dead(
-                        tx,
-                        &registry,
-                        &DeadJob {
-                            id: id.clone(),
-                            kind: kind.clone(),
-                            payload: serde_json::from_str(payload).unwrap_or_default(),
-                            attempt: *attempt,
-                            error: reason.to_string(),
-                        },
-                    )?;
+                    let job = DeadJob {
+                        id: id.clone(),
+                        kind: kind.clone(),
+                        payload: serde_json::from_str(payload).unwrap_or_default(),
+                        attempt: *attempt,
+                        error: reason.to_string(),
+                    };
+                    on_dead(tx, &registry, &job)?;
+                    dead.push(job);
                 }
             }
-            if !rows.is_empty() {
-                tracing::warn!(count = rows.len(), %reason, "running jobs taken back");
+            if rows.len() > dead.len() {
                 tx.wake_workers();
             }
-            Ok(rows.len())
+            Ok::<_, StoreError>((rows.len(), dead, reason))
         })
-        .await
+        .await?;
+    if count > 0 {
+        tracing::warn!(count, %reason, "running jobs taken back");
+    }
+    for job in dead {
+        tracing::error!(job_id = %job.id, kind = %job.kind, attempts = job.attempt, "job is dead: {reason}");
+    }
+    Ok(count)
 }
 
 /// Runs [`requeue_expired`] every `period` until `stop` (the foundation's lease sweep).

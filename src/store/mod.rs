@@ -31,7 +31,10 @@ const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema, one migration per file, applied in order and tracked in `PRAGMA user_version`.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("migrations/0001_foundation.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("migrations/0001_foundation.sql")),
+    M::up(include_str!("migrations/0002_front.sql")),
+];
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

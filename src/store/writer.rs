@@ -2,9 +2,9 @@
 //! process, many callers per transaction (group commit).
 //!
 //! Callers send a closure over a bounded channel and wait for its answer. The thread takes the
-//! first waiting command, drains up to [`MAX_BATCH`] more without waiting, runs them all inside one
-//! `BEGIN IMMEDIATE … COMMIT` (each in its own savepoint, so one failing command rolls back only
-//! itself) and answers every caller only after the commit returned. With `synchronous = FULL` that
+//! first waiting command and whatever else is already queued, up to [`MAX_BATCH`] in all, runs
+//! them inside one `BEGIN IMMEDIATE … COMMIT` (each in its own savepoint, so one failing command
+//! rolls back only itself) and answers every caller only after the commit returned. With `synchronous = FULL` that
 //! is one fsync for the whole batch instead of one per request.
 //!
 //! It must never: run a network call or anything slow inside a command (commands are plain
@@ -73,6 +73,14 @@ pub struct WriterStats {
     pub failures: AtomicU64,
 }
 
+struct AliveGuard<'a>(&'a AtomicBool);
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Cheap-to-clone handle to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
@@ -96,8 +104,9 @@ impl Writer {
         let handle = std::thread::Builder::new()
             .name("hookrelay-writer".into())
             .spawn(move || {
+                // Cleared on the way out, panics included.
+                let _alive = AliveGuard(&thread_stats.alive);
                 run(conn, rx, &wake, &thread_stats);
-                thread_stats.alive.store(false, Ordering::SeqCst);
             })?;
         Ok(Self {
             tx,

@@ -18,7 +18,7 @@ async fn kill_9_mid_way_loses_no_job() {
 
     // Enqueue 1,000 jobs, 16 requests at a time; every 201 is an acked job.
     let mut acked = 0;
-    let bodies: Vec<_> = (0..JOBS).map(|i| json!({"kind": "system.noop", "payload": {"sleep_ms": 5}, "idempotency_key": format!("crash-{i}")})).collect();
+    let bodies: Vec<_> = (0..JOBS).map(|i| json!({"kind": "system.noop", "payload": {"sleep_ms": 40}, "idempotency_key": format!("crash-{i}")})).collect();
     for chunk in bodies.chunks(16) {
         let futs = chunk.iter().map(|b| app.post("/v1beta1/admin/jobs", b));
         for res in futures_util::future::join_all(futs).await {
@@ -133,4 +133,86 @@ async fn sigterm_gives_back_jobs_that_outlast_the_grace_period() {
         ("queued", 0, None),
         "released without spending the attempt"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_front_events_stream_in_loses_no_acked_event() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_child_config(
+        dir.path(),
+        &format!("[front]\nwebhook_secret = \"{}\"\n", crate::front::SECRET),
+    );
+    let db = dir.path().join("hookrelay.db");
+    let mut app = ChildApp::start(&config);
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let posters: Vec<_> = (0..8)
+        .map(|p| {
+            let (acked, stop, base) = (Arc::clone(&acked), Arc::clone(&stop), app.address.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let event_id = format!("evt_crash_{p}_{n}");
+                    let body = crate::front::full_inbound(&event_id, &format!("msg_{p}_{n}"));
+                    let res = crate::front::post_front_result(&client, &base, &body).await;
+                    match res {
+                        Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                            acked.lock().expect("lock").push(event_id)
+                        }
+                        Ok(r) => panic!("unexpected answer {}", r.status()),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(30),
+        "some events to be acked",
+        || async { (acked.lock().expect("lock").len() >= 300).then_some(()) },
+    )
+    .await;
+    app.signal(Signal::SIGKILL);
+    app.wait_exit(Duration::from_secs(5));
+    stop.store(true, Ordering::SeqCst);
+    for p in posters {
+        p.await.expect("poster");
+    }
+    drop(app);
+    let acked = acked.lock().expect("lock").clone();
+
+    let _app = ChildApp::start(&config);
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy");
+    wait_until(
+        Duration::from_secs(60),
+        "every acked event to be processed",
+        || async {
+            let processed: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM inbound_events WHERE state = 'processed'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("count");
+            (processed >= acked.len() as i64).then_some(())
+        },
+    )
+    .await;
+    let mut stmt = conn
+        .prepare("SELECT state FROM inbound_events WHERE external_id = ?1")
+        .expect("prepare");
+    for id in &acked {
+        let state: String = stmt
+            .query_row([id], |r| r.get(0))
+            .unwrap_or_else(|_| panic!("acked event {id} was lost"));
+        assert_eq!(state, "processed", "{id}");
+    }
 }

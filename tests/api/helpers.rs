@@ -54,6 +54,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts the app on an existing folder (e.g. one whose database a test prepared).
 pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
+    hookrelay::install_tls_provider();
     let db_path = cfg.database.path.clone();
     let app = Application::build(cfg).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -237,6 +238,7 @@ pub fn write_child_config(dir: &Path, extra: &str) -> PathBuf {
 impl ChildApp {
     /// Starts `hookrelay serve --config <config>` and waits for its listening line.
     pub fn start(config: &Path) -> Self {
+        hookrelay::install_tls_provider();
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)

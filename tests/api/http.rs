@@ -235,7 +235,7 @@ async fn health_readiness_and_status_page() {
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_error(
         app.client
-            .get(app.url("/admin/../Cargo.toml"))
+            .get(app.url("/admin/..%2fCargo.toml"))
             .send()
             .await
             .expect("req"),

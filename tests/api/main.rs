@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod front;
 mod helpers;
 mod http;
 mod jobs;

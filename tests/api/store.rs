@@ -61,15 +61,59 @@ async fn concurrent_writes_share_commits_and_are_all_durable() {
     assert_eq!(n, 2000);
 }
 
+/// Holds the writer thread inside one command until the returned barrier is passed a second
+/// time, so that everything sent meanwhile lands in the next batch.
+async fn hold_writer(
+    store: &Store,
+    for_ms: u64,
+) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let held = Arc::clone(&gate);
+    let blocker = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .writer()
+                .write(move |_tx| {
+                    held.wait();
+                    std::thread::sleep(Duration::from_millis(for_ms));
+                    Ok::<_, StoreError>(())
+                })
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || gate.wait())
+        .await
+        .expect("writer is held");
+    blocker
+}
+
 #[tokio::test]
 async fn a_failing_command_rolls_back_only_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open_store(dir.path());
     insert_kv(&store, "dup".into()).await.expect("first");
+    let blocker = hold_writer(&store, 200).await;
+    let commits_before = store
+        .writer()
+        .stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
     let (a, b, c) = tokio::join!(
         insert_kv(&store, "a".into()),
         insert_kv(&store, "dup".into()),
         insert_kv(&store, "c".into())
+    );
+    blocker.await.expect("task").expect("blocker");
+    let commits = store
+        .writer()
+        .stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - commits_before;
+    assert_eq!(
+        commits, 2,
+        "the blocker's batch, then one batch with all three"
     );
     assert!(a.is_ok() && c.is_ok());
     assert!(matches!(b, Err(StoreError::Sqlite(_))), "{b:?}");
@@ -87,31 +131,47 @@ async fn a_failing_command_rolls_back_only_itself() {
 }
 
 #[tokio::test]
+async fn a_panicking_command_fails_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    let blocker = hold_writer(&store, 200).await;
+    let panicking = store.writer().write(|tx| {
+        tx.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES ('p', 'v', 0)",
+            [],
+        )?;
+        panic!("a bug in a write command");
+        #[allow(unreachable_code)]
+        Ok::<_, StoreError>(())
+    });
+    let (p, ok) = tokio::join!(panicking, insert_kv(&store, "fine".into()));
+    blocker.await.expect("task").expect("blocker");
+    assert!(matches!(p, Err(StoreError::Unavailable(_))), "{p:?}");
+    ok.expect("the other command in the batch committed");
+    assert!(store.writer().is_alive());
+    let keys: Vec<String> = store
+        .read(|c| {
+            let mut s = c.prepare("SELECT key FROM kv ORDER BY key")?;
+            let rows = s
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok::<_, StoreError>(rows)
+        })
+        .await
+        .expect("keys");
+    assert_eq!(
+        keys,
+        ["fine"],
+        "the panicking command's insert was rolled back"
+    );
+}
+
+#[tokio::test]
 async fn a_full_queue_answers_busy_instead_of_growing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open_store(dir.path());
     // Hold the writer thread inside one command while the queue fills up.
-    let gate = Arc::new(std::sync::Barrier::new(2));
-    let held = Arc::clone(&gate);
-    let blocker = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .writer()
-                .write(move |_tx| {
-                    held.wait();
-                    std::thread::sleep(Duration::from_millis(300));
-                    Ok::<_, StoreError>(())
-                })
-                .await
-        })
-    };
-    tokio::task::spawn_blocking({
-        let gate = Arc::clone(&gate);
-        move || gate.wait()
-    })
-    .await
-    .expect("writer is held");
+    let blocker = hold_writer(&store, 300).await;
     let mut pending = Vec::new();
     let mut busy = 0;
     for i in 0..QUEUE_CAPACITY + 100 {

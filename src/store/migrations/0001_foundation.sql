@@ -12,6 +12,8 @@ CREATE TABLE jobs (
     run_at          INTEGER NOT NULL,
     lease_until     INTEGER,
     lease_owner     TEXT,
+    -- Counts claims; a claim is (id, claim_seq), so a result can only land on the claim that ran.
+    claim_seq       INTEGER NOT NULL DEFAULT 0,
     idempotency_key TEXT,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
