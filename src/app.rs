@@ -35,6 +35,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     store: Store,
     dispatcher: JoinHandle<()>,
+    jobs_runtime: tokio::runtime::Runtime,
     sweeper: JoinHandle<()>,
     stop: CancellationToken,
     admin_token: Secret,
@@ -95,8 +96,9 @@ impl Application {
             wake,
         );
         let worker_health = dispatcher.health();
+        let jobs_runtime = jobs_runtime()?;
         let dispatcher =
-            tokio::spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
+            jobs_runtime.spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
         let sweep_period = (config.jobs.lease / 2).min(MAX_SWEEP_PERIOD);
         let sweeper = tokio::spawn(worker::sweep_loop(
             store.clone(),
@@ -159,6 +161,7 @@ impl Application {
             server,
             store,
             dispatcher,
+            jobs_runtime,
             sweeper,
             stop,
             admin_token,
@@ -212,6 +215,7 @@ impl Application {
             }
         };
         let (http_result, _) = tokio::join!(http, self.dispatcher);
+        self.jobs_runtime.shutdown_background();
         self.sweeper.abort();
         self.store.writer().stop().await;
         tracing::info!("stopped");
@@ -220,6 +224,29 @@ impl Application {
             Ok(Err(e)) => Err(anyhow::Error::from(e).context("the HTTP server failed")),
             Err(e) => Err(anyhow::Error::from(e).context("the HTTP server task failed")),
         }
+    }
+}
+
+/// Job workers yield to the request path: their threads run at this `nice` (Linux), so under
+/// a burst the CPU goes to verifying and acking requests first and jobs catch up after.
+pub const JOB_THREAD_NICE: i32 = 10;
+
+/// The runtime that runs the job dispatcher and every job handler, on lower-priority threads.
+fn jobs_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("hookrelay-jobs")
+        .on_thread_start(lower_thread_priority)
+        .enable_all()
+        .build()
+        .context("starting the job runtime")
+}
+
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority has no memory-safety preconditions; on Linux, PRIO_PROCESS with
+        // who = 0 applies to the calling thread only. Failure just leaves the priority as is.
+        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, JOB_THREAD_NICE) };
     }
 }
 

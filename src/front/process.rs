@@ -125,6 +125,32 @@ pub struct Enriched {
     pub history: Vec<Value>,
     /// The URLs fetched, in order (for operators and tests).
     pub fetched_urls: Vec<String>,
+    /// Whether the message / conversation came from the API rather than the event.
+    pub message_fetched: bool,
+    pub conversation_fetched: bool,
+}
+
+impl Enriched {
+    /// What was fetched, for the inbound record: only the resources that came from the API (the
+    /// rest is already in the raw event), with the URLs asked.
+    fn fetched_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("urls".into(), json!(self.fetched_urls));
+        if let Some(msg) = self.message.as_ref().filter(|_| self.message_fetched) {
+            m.insert("message".into(), msg.clone());
+        }
+        if let Some(conv) = self
+            .conversation
+            .as_ref()
+            .filter(|_| self.conversation_fetched)
+        {
+            m.insert("conversation".into(), conv.clone());
+        }
+        if !self.history.is_empty() {
+            m.insert("history".into(), json!(self.history));
+        }
+        Value::Object(m)
+    }
 }
 
 /// Whether `v` is only a reference: an object with nothing but `_links`, `_meta` and `id`.
@@ -169,12 +195,7 @@ impl Processor {
         match self.enrich(&parsed).await {
             Ok(enriched) => {
                 let outbound = outbound_event(&parsed, &enriched);
-                let fetched = json!({
-                    "message": enriched.message,
-                    "conversation": enriched.conversation,
-                    "history": enriched.history,
-                    "urls": enriched.fetched_urls,
-                });
+                let fetched = enriched.fetched_json();
                 tracing::info!(inbound_id = %id, action = %outbound["action"], fetched = enriched.fetched_urls.len(), "front event processed");
                 JobResult::succeeded().with_write(Box::new(move |tx| {
                     publish_outbound(tx, &id, &outbound)?;
@@ -223,6 +244,7 @@ impl Processor {
                 let url = client.resolve(self_link, &format!("/messages/{msg_id}"));
                 out.fetched_urls.push(url.to_string());
                 out.message = Some(client.get_json(&url).await?);
+                out.message_fetched = true;
             }
         }
 
@@ -249,6 +271,7 @@ impl Processor {
                 );
                 out.fetched_urls.push(url.to_string());
                 out.conversation = Some(client.get_json(&url).await?);
+                out.conversation_fetched = true;
             }
         }
 
