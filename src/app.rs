@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, Secret};
+use crate::delivery::{self, secrets::Keyring};
 use crate::error;
+use crate::events;
 use crate::front;
 use crate::jobs::worker::{self, Dispatcher, Sweep};
 use crate::jobs::{self, Registry};
@@ -47,6 +49,7 @@ struct Shared {
     config: web::Data<Config>,
     store: web::Data<Store>,
     registry: web::Data<Registry>,
+    keyring: web::Data<Keyring>,
     auth: web::Data<Authenticator>,
     readiness: web::Data<Readiness>,
 }
@@ -75,7 +78,11 @@ impl Application {
                 .context("opening the database")??
         };
         let mut registry = Registry::with_builtins();
+        let keyring =
+            Arc::new(Keyring::from_config(&config).context("loading the encryption keys")?);
         front::register(&mut registry, &config, store.clone())?;
+        delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
+        registry.on_any_dead(events::dead_job_hook(config.delivery.retry_schedule.len()));
         let registry = Arc::new(registry);
         let requeued = worker::requeue_expired(&store, Arc::clone(&registry), Sweep::AllRunning)
             .await
@@ -114,6 +121,7 @@ impl Application {
             config: web::Data::new(config.clone()),
             store: web::Data::new(store.clone()),
             registry: web::Data::from(Arc::clone(&registry)),
+            keyring: web::Data::from(keyring),
             auth: web::Data::new(Authenticator::new(&config.auth, &admin_token)),
             readiness: web::Data::new(Readiness {
                 store: store.clone(),
@@ -129,6 +137,7 @@ impl Application {
                 .app_data(shared.config.clone())
                 .app_data(shared.store.clone())
                 .app_data(shared.registry.clone())
+                .app_data(shared.keyring.clone())
                 .app_data(shared.auth.clone())
                 .app_data(shared.readiness.clone())
                 .app_data(error::json_config(max_body))
@@ -254,6 +263,8 @@ fn lower_thread_priority() {
 fn routes(cfg: &mut web::ServiceConfig, config: &Config) {
     webui::configure(cfg);
     front::configure(cfg, config);
+    events::configure(cfg);
+    delivery::configure(cfg);
     jobs::routes::configure(cfg);
     ops::configure(cfg);
 }

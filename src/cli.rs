@@ -1,4 +1,5 @@
-//! The command line (SPEC §1): `serve`, `check-config`, `migrate`, `front id`. Every verb takes `--config`;
+//! The command line (SPEC §1): `serve`, `check-config`, `migrate`, `front id`, `keys reencrypt`,
+//! `verify`. Every verb takes `--config`;
 //! exit codes are 0 ok, 1 runtime or config error, 2 usage error (clap's own).
 
 use std::path::PathBuf;
@@ -37,6 +38,32 @@ pub enum Command {
         #[command(subcommand)]
         command: FrontCommand,
     },
+    /// Encryption-key maintenance.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check a delivery's X-Signature against a body read from stdin: exit 0 if it verifies, 1 if
+    /// not. For people debugging a receiver.
+    Verify {
+        /// The webhook secret as shown at creation: 64 hex chars (or its whsec_ form).
+        #[arg(long)]
+        secret: String,
+        /// The X-Signature header value, e.g. "1=5f1d…" (several may be comma-separated).
+        #[arg(long)]
+        signature: String,
+        /// The webhook's signature_algorithm.
+        #[arg(long, default_value = "sha256", value_parser = ["sha256", "sha512_256"])]
+        algorithm: String,
+    },
+}
+
+/// `hookrelay keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored webhook secret with the current delivery.encryption_key,
+    /// decrypting with it or any of delivery.previous_encryption_keys.
+    Reencrypt,
 }
 
 /// `hookrelay front …`
@@ -57,11 +84,16 @@ pub enum FrontCommand {
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
     // Verbs that need no configuration run before it is loaded.
-    if let Command::Front {
-        command: FrontCommand::Id { value, prefix },
-    } = &cli.command
-    {
-        return front_id(value, prefix);
+    match &cli.command {
+        Command::Front {
+            command: FrontCommand::Id { value, prefix },
+        } => return front_id(value, prefix),
+        Command::Verify {
+            secret,
+            signature,
+            algorithm,
+        } => return verify(secret, signature, algorithm),
+        _ => {}
     }
     let path = config::resolve_path(cli.config.as_deref());
     let cfg = match config::load(path.as_deref()) {
@@ -81,7 +113,10 @@ pub fn run(cli: Cli) -> ExitCode {
             init_tracing(&cfg);
             serve(cfg)
         }
-        Command::Front { .. } => Ok(()),
+        Command::Keys {
+            command: KeysCommand::Reencrypt,
+        } => reencrypt(&cfg),
+        Command::Front { .. } | Command::Verify { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,6 +137,65 @@ fn front_id(value: &str, prefix: &str) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn verify(secret: &str, signature: &str, algorithm: &str) -> ExitCode {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let key = match secret.strip_prefix(crate::delivery::secrets::WHSEC_PREFIX) {
+        Some(b64) => base64::engine::general_purpose::STANDARD.decode(b64).ok(),
+        None => hex::decode(secret.trim()).ok(),
+    };
+    let Some(key) = key else {
+        eprintln!(
+            "hookrelay: --secret must be the 64 hex chars shown at creation (or the whsec_ form)"
+        );
+        return ExitCode::from(2);
+    };
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("hookrelay: reading the body from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let algorithm = algorithm.parse().unwrap_or_default();
+    if crate::delivery::sign::verify_x_signature(algorithm, &key, signature, &body) {
+        println!(
+            "signature verifies ({algorithm}, {} body bytes)",
+            body.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "signature does NOT verify ({algorithm}, {} body bytes); expected {}=<{}>",
+            body.len(),
+            signature.split('=').next().unwrap_or("1"),
+            crate::delivery::sign::hmac_hex(algorithm, &key, &body)
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
+    let keyring = crate::delivery::secrets::Keyring::from_config(cfg)?;
+    let mut conn = store::open_write_connection(&cfg.database.path, cfg.database.synchronous)?;
+    store::migrate(&mut conn)?;
+    let (done, current, unreadable) =
+        crate::delivery::webhooks::reencrypt_all(&mut conn, &keyring)?;
+    println!(
+        "re-encrypted {done} secret(s) with key {}; {current} already used it",
+        keyring.current_id()
+    );
+    if unreadable.is_empty() {
+        Ok(())
+    } else {
+        for u in &unreadable {
+            eprintln!("cannot decrypt {u}");
+        }
+        anyhow::bail!(
+            "{} secret(s) could not be decrypted with any configured key",
+            unreadable.len()
+        )
+    }
 }
 
 fn check_config(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -14,6 +14,12 @@ static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
 pub const JOB: &str = "job";
 /// Id prefix of received (inbound) events.
 pub const INBOUND: &str = "rcv";
+/// Id prefix of published events.
+pub const EVENT: &str = "evt";
+/// Id prefix of webhook endpoints.
+pub const WEBHOOK: &str = "wh";
+/// Id prefix of deliveries.
+pub const DELIVERY: &str = "dlv";
 /// Id prefix of audit records.
 pub const AUDIT: &str = "aud";
 

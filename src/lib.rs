@@ -22,6 +22,9 @@
 //!   backoff, dead-letter handling, the job-kind registry and the admin jobs API.
 //! - [`front`]: Front ingress — signature checks, the hot path, the `front.process` job and its
 //!   rate-limited API client, the inbound admin API, id conversion.
+//! - [`events`]: the envelope (JavaScript-stable JSON), publishing and fan-out, the events API.
+//! - [`delivery`]: the webhook registry, encrypted secrets, signing, the SSRF-safe client, the
+//!   delivery job and the deliveries API.
 //! - [`ops`]: audit log.
 //! - [`web`]: health and readiness probes, the embedded admin page.
 //! - [`app`]: builds everything, binds the listener, runs until a signal, shuts down gracefully.
@@ -31,7 +34,9 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod error;
+pub mod events;
 pub mod front;
 pub mod ids;
 pub mod jobs;

@@ -123,15 +123,15 @@ pub fn mark_processed(
     tx: &WriteTx<'_>,
     id: &str,
     fetched: &Value,
-    outbound: &Value,
+    event_id: &str,
 ) -> rusqlite::Result<()> {
     let now = clock::now_ms();
     tx.prepare_cached(
-        "UPDATE inbound_events SET state = 'processed', fetched = ?2, outbound = ?3, error = NULL,
+        "UPDATE inbound_events SET state = 'processed', fetched = ?2, event_id = ?3, error = NULL,
                 processed_at = ?4, updated_at = ?4
          WHERE id = ?1",
     )?
-    .execute(params![id, fetched.to_string(), outbound.to_string(), now])?;
+    .execute(params![id, fetched.to_string(), event_id, now])?;
     Ok(())
 }
 
@@ -246,7 +246,7 @@ fn json_or_text(text: Option<String>) -> Value {
 pub fn detail(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
     let row = conn
         .prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS}, raw_body, headers, fetched, outbound FROM inbound_events WHERE id = ?1"
+            "SELECT {SUMMARY_COLUMNS}, raw_body, headers, fetched, event_id FROM inbound_events WHERE id = ?1"
         ))?
         .query_row([id], |r| {
             let s = summary(r)?;
@@ -254,12 +254,22 @@ pub fn detail(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
             Ok((s, raw, r.get::<_, String>(12)?, r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?))
         })
         .optional()?;
-    let Some((s, raw, headers, fetched, outbound)) = row else {
+    let Some((s, raw, headers, fetched, event_id)) = row else {
         return Ok(None);
     };
     let job = match &s.job_id {
         Some(job_id) => jobs::get(conn, job_id)?,
         None => None,
+    };
+    // The event published for it, as subscribers receive it.
+    let outbound = match &event_id {
+        Some(e) => conn
+            .prepare_cached("SELECT body FROM events WHERE id = ?1")?
+            .query_row([e], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .unwrap_or(Value::Null),
+        None => Value::Null,
     };
     let raw = serde_json::from_slice::<Value>(&raw)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
@@ -268,7 +278,8 @@ pub fn detail(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
         m.insert("raw".into(), raw);
         m.insert("headers".into(), json_or_text(Some(headers)));
         m.insert("fetched".into(), json_or_text(fetched));
-        m.insert("outbound".into(), json_or_text(outbound));
+        m.insert("published_event_id".into(), json!(event_id));
+        m.insert("outbound".into(), outbound);
         m.insert("job".into(), serde_json::to_value(job).unwrap_or_default());
     }
     Ok(Some(v))

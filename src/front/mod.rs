@@ -48,6 +48,7 @@ pub fn register(registry: &mut Registry, config: &Config, store: Store) -> anyho
         store,
         client,
         fetch_history: config.front.fetch_history,
+        default_retries: config.delivery.retry_schedule.len(),
     })));
     Ok(())
 }

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::client::{FetchError, FrontClient};
 use super::inbound::{self, Stored};
+use crate::events::{self, Action, NewEvent};
 use crate::jobs::{JobKind, JobResult, JobRun, Outcome};
 use crate::store::{Store, StoreError, WriteTx};
 
@@ -31,6 +32,8 @@ pub struct Processor {
     pub store: Store,
     pub client: Option<Arc<FrontClient>>,
     pub fetch_history: bool,
+    /// Length of the global retry schedule, for the deliveries of published events.
+    pub default_retries: usize,
 }
 
 /// The job kind, backed by `processor`.
@@ -197,9 +200,10 @@ impl Processor {
                 let outbound = outbound_event(&parsed, &enriched);
                 let fetched = enriched.fetched_json();
                 tracing::info!(inbound_id = %id, action = %outbound["action"], fetched = enriched.fetched_urls.len(), "front event processed");
+                let default_retries = self.default_retries;
                 JobResult::succeeded().with_write(Box::new(move |tx| {
-                    publish_outbound(tx, &id, &outbound)?;
-                    inbound::mark_processed(tx, &id, &fetched, &outbound)
+                    let event_id = publish_outbound(tx, &outbound, default_retries)?;
+                    inbound::mark_processed(tx, &id, &fetched, &event_id)
                 }))
             }
             Err(FetchError::RateLimited { until }) => Outcome::RunAgainAt {
@@ -310,18 +314,31 @@ impl Processor {
     }
 }
 
-/// The publish step: the outbound event for an inbound one (SPEC §4.6). Until outbound
-/// publishing exists it is kept with the inbound event (`outbound`), where the admin API shows it.
+/// The publish step: publishes the outbound event for an inbound one (SPEC §4.6) and returns
+/// its id. A replayed inbound event is published again, as a new event.
 ///
 /// # Errors
 /// A database error.
 pub fn publish_outbound(
-    _tx: &WriteTx<'_>,
-    inbound_id: &str,
+    tx: &WriteTx<'_>,
     outbound: &Value,
-) -> rusqlite::Result<()> {
-    tracing::debug!(%inbound_id, action = %outbound["action"], "outbound event kept with the inbound event");
-    Ok(())
+    default_retries: usize,
+) -> rusqlite::Result<String> {
+    let action = outbound["action"]
+        .as_str()
+        .and_then(|a| Action::parse(a).ok())
+        .unwrap_or_else(|| Action::parse("front.unknown").expect("a valid action"));
+    let data = match &outbound["data"] {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    let event = NewEvent {
+        action,
+        data,
+        idempotency_key: None,
+        only: None,
+    };
+    Ok(events::publish(tx, &event, default_retries)?.id)
 }
 
 /// A teammate as an actor or target: `{id, type, name, email}`.

@@ -34,6 +34,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_foundation.sql")),
     M::up(include_str!("migrations/0002_front.sql")),
+    M::up(include_str!("migrations/0003_delivery.sql")),
 ];
 
 /// A storage failure.

@@ -11,7 +11,7 @@ CREATE TABLE inbound_events (
     raw_body     BLOB    NOT NULL,               -- exactly as received and verified
     headers      TEXT    NOT NULL DEFAULT '{}',  -- headers of interest, JSON
     fetched      TEXT,                           -- what processing fetched: {message, conversation, history}
-    outbound     TEXT,                           -- the event published for it: {action, data}
+    event_id     TEXT,                           -- the event published for it (evt_…)
     job_id       TEXT,                           -- the processing job
     error        TEXT,                           -- last processing error
     received_at  INTEGER NOT NULL,

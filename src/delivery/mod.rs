@@ -1,0 +1,47 @@
+//! Outbound delivery, Frontier-style (SPEC §6): the webhook registry ([`webhooks`]), encrypted
+//! signing secrets ([`secrets`]), signatures ([`sign`]), the SSRF-safe client ([`client`]), the
+//! `delivery.send` job ([`send`]) and the deliveries API ([`deliveries`]).
+
+pub mod client;
+pub mod deliveries;
+pub mod secrets;
+pub mod send;
+pub mod sign;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::config::Config;
+use crate::jobs::Registry;
+use crate::store::Store;
+
+/// Mounts the webhook and delivery admin APIs.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    webhooks::configure(cfg);
+    deliveries::configure(cfg);
+}
+
+/// Registers the `delivery.send` job kind.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn register(
+    registry: &mut Registry,
+    config: &Config,
+    store: Store,
+    keyring: Arc<secrets::Keyring>,
+) -> anyhow::Result<()> {
+    let client = client::DeliveryClient::new(
+        config.delivery.timeout,
+        config.delivery.allow_private_networks,
+    )?;
+    registry.register(send::kind(Arc::new(send::Sender {
+        store,
+        client,
+        keyring,
+        default_schedule: config.delivery.retry_schedule.clone(),
+    })));
+    Ok(())
+}

@@ -1,0 +1,920 @@
+//! The webhook registry (SPEC §6): endpoints with their subscriptions, custom headers, signing
+//! secrets and retry schedule, and the admin API in Frontier's shapes (`{"webhook": …}`,
+//! `{"webhooks": […]}`). Every change writes an audit record with the caller's identity.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpResponse, web};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use super::secrets::{Keyring, SigningSecret};
+use super::sign::Algorithm;
+use super::{client, deliveries};
+use crate::auth::Admin;
+use crate::clock::{self, Millis};
+use crate::config::{self, Config};
+use crate::error::{ApiError, resource};
+use crate::events::{self, Action, NewEvent};
+use crate::ids;
+use crate::ops::audit;
+use crate::pagination::{self, PageQuery};
+use crate::store::{Store, WriteTx};
+
+/// How long a rotated-out secret keeps signing unless the request says otherwise.
+pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+const MAX_URL_LEN: usize = 2048;
+const MAX_DESCRIPTION_LEN: usize = 1000;
+const MAX_HEADERS: usize = 32;
+const MAX_SUBSCRIPTIONS: usize = 200;
+
+/// A webhook endpoint as stored.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    pub subscribed_events: Vec<String>,
+    pub headers: Map<String, Value>,
+    pub state: String,
+    pub disabled_reason: Option<String>,
+    pub signature_algorithm: Algorithm,
+    pub retry_schedule: Option<Vec<String>>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+const COLUMNS: &str = "id, url, description, subscribed_events, headers, state, disabled_reason,
+     signature_algorithm, retry_schedule, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Webhook> {
+    let subscribed: String = r.get(3)?;
+    let headers: String = r.get(4)?;
+    let algorithm: String = r.get(7)?;
+    let schedule: Option<String> = r.get(8)?;
+    Ok(Webhook {
+        id: r.get(0)?,
+        url: r.get(1)?,
+        description: r.get(2)?,
+        subscribed_events: serde_json::from_str(&subscribed).unwrap_or_default(),
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        state: r.get(5)?,
+        disabled_reason: r.get(6)?,
+        signature_algorithm: algorithm.parse().unwrap_or_default(),
+        retry_schedule: schedule.and_then(|s| serde_json::from_str(&s).ok()),
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+/// Reads one webhook.
+///
+/// # Errors
+/// A database error.
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Webhook>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()
+}
+
+/// A secret's public face: `{id, created_at, expires_at}`.
+fn secret_summaries(conn: &Connection, webhook_id: &str) -> rusqlite::Result<Vec<Value>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, created_at, expires_at FROM webhook_secrets WHERE webhook_id = ?1 ORDER BY seq DESC",
+    )?;
+    let rows = stmt.query_map([webhook_id], |r| {
+        let seq: i64 = r.get(0)?;
+        Ok(json!({
+            "id": seq.to_string(),
+            "created_at": clock::to_rfc3339(r.get(1)?),
+            "expires_at": r.get::<_, Option<Millis>>(2)?.map(clock::to_rfc3339),
+        }))
+    })?;
+    rows.collect()
+}
+
+/// The webhook as the API shows it; `secrets` as `{id, created_at, expires_at}` only.
+fn to_json(conn: &Connection, w: &Webhook) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": w.id,
+        "url": w.url,
+        "description": w.description,
+        "subscribed_events": w.subscribed_events,
+        "headers": w.headers,
+        "state": w.state,
+        "disabled_reason": w.disabled_reason,
+        "signature_algorithm": w.signature_algorithm,
+        "retry_schedule": w.retry_schedule,
+        "secrets": secret_summaries(conn, &w.id)?,
+        "created_at": clock::to_rfc3339(w.created_at),
+        "updated_at": clock::to_rfc3339(w.updated_at),
+    }))
+}
+
+/// Whether an endpoint subscribed to `patterns` receives `action`: an empty list takes every
+/// action; an entry is an exact action or a prefix ending in `.*`.
+#[must_use]
+pub fn subscribed(patterns: &[String], action: &str) -> bool {
+    patterns.is_empty()
+        || patterns.iter().any(|p| match p.strip_suffix(".*") {
+            Some(prefix) => {
+                action.len() > prefix.len() + 1
+                    && action.starts_with(prefix)
+                    && action.as_bytes()[prefix.len()] == b'.'
+            }
+            None => p == action,
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------------
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_field", format!("{field}: {message}"))
+}
+
+/// Parses and checks an endpoint URL against the delivery policy.
+///
+/// # Errors
+/// 400 `invalid_url` or `url_not_allowed`.
+pub fn check_url(raw: &str, cfg: &config::DeliveryConfig) -> Result<Url, ApiError> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            format!("url is longer than {MAX_URL_LEN} characters"),
+        ));
+    }
+    let url = Url::parse(raw.trim()).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_url",
+            format!("url `{raw}` is not an absolute URL: {e}"),
+        )
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if cfg.allow_http => {}
+        "http" => {
+            return Err(ApiError::bad_request(
+                "url_not_allowed",
+                "url must use https (set delivery.allow_http to allow http:// endpoints)",
+            ));
+        }
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_url",
+                format!("url scheme `{other}` is not http or https"),
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request("invalid_url", "url has no host"));
+    }
+    client::literal_ip_allowed(&url, cfg.allow_private_networks)
+        .map_err(|m| ApiError::bad_request("url_not_allowed", m))?;
+    Ok(url)
+}
+
+fn check_subscriptions(list: &[String]) -> Result<(), ApiError> {
+    if list.len() > MAX_SUBSCRIPTIONS {
+        return Err(ApiError::bad_request(
+            "invalid_event_type",
+            format!("at most {MAX_SUBSCRIPTIONS} subscribed_events"),
+        ));
+    }
+    for entry in list {
+        let ok = match entry.strip_suffix(".*") {
+            Some(prefix) => Action::is_valid_prefix(prefix),
+            None => Action::parse(entry).is_ok(),
+        };
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_event_type",
+                format!(
+                    "`{entry}` is not an event type (like app.user.created) or a prefix ending in .* (like app.user.*)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Header names the service sets itself.
+fn is_reserved(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "content-type"
+            | "content-length"
+            | "host"
+            | "x-signature"
+            | "user-agent"
+            | "transfer-encoding"
+            | "connection"
+    ) || n.starts_with("webhook-")
+        || n.starts_with("x-hookrelay-")
+}
+
+fn check_headers(headers: &Map<String, Value>) -> Result<(), ApiError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(invalid(
+            "headers",
+            format!("at most {MAX_HEADERS} custom headers"),
+        ));
+    }
+    for (name, value) in headers {
+        if is_reserved(name) {
+            return Err(ApiError::bad_request(
+                "reserved_header",
+                format!(
+                    "header `{name}` is set by hookrelay and cannot be overridden (Content-Type, Content-Length, Host, X-Signature, webhook-*, X-Hookrelay-*)"
+                ),
+            ));
+        }
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid(
+                "headers",
+                format!("`{name}` is not a valid header name"),
+            ));
+        }
+        let Some(v) = value.as_str() else {
+            return Err(invalid(
+                "headers",
+                format!("the value of `{name}` must be a string"),
+            ));
+        };
+        if HeaderValue::from_str(v).is_err() {
+            return Err(invalid(
+                "headers",
+                format!("the value of `{name}` is not a valid header value"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_state(state: &str) -> Result<(), ApiError> {
+    match state {
+        "enabled" | "disabled" => Ok(()),
+        other => Err(invalid(
+            "state",
+            format!("`{other}` is not enabled or disabled"),
+        )),
+    }
+}
+
+fn check_schedule(schedule: &[String]) -> Result<(), ApiError> {
+    config::parse_retry_schedule(schedule)
+        .map(|_| ())
+        .map_err(|m| invalid("retry_schedule", m))
+}
+
+fn check_description(d: &str) -> Result<(), ApiError> {
+    if d.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(invalid(
+            "description",
+            format!("at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn conflict_on_duplicate_url(e: rusqlite::Error) -> ApiError {
+    if let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e
+        && f.code == rusqlite::ErrorCode::ConstraintViolation
+        && msg.contains("webhooks.url")
+    {
+        return ApiError::conflict("already_exists", "a webhook with this url already exists");
+    }
+    ApiError::from(e)
+}
+
+/// Stores secret number `seq` of `webhook_id`, encrypted.
+fn store_secret(
+    tx: &WriteTx<'_>,
+    keyring: &Keyring,
+    webhook_id: &str,
+    seq: i64,
+    secret: &SigningSecret,
+    now: Millis,
+) -> Result<(), ApiError> {
+    let sealed = keyring
+        .seal(secret, &format!("{webhook_id}:{seq}"))
+        .map_err(ApiError::internal)?;
+    tx.prepare_cached(
+        "INSERT INTO webhook_secrets (webhook_id, seq, key_id, nonce, ciphertext, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        webhook_id,
+        seq,
+        sealed.key_id,
+        sealed.nonce,
+        sealed.ciphertext,
+        now
+    ])?;
+    Ok(())
+}
+
+fn shown_secret(seq: i64, secret: &SigningSecret, now: Millis) -> Value {
+    json!({
+        "id": seq.to_string(),
+        "value": secret.hex(),
+        "standard_webhooks": secret.whsec(),
+        "created_at": clock::to_rfc3339(now),
+        "expires_at": null,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+
+/// Mounts `/v1beta1/admin/webhooks…`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1beta1/admin/webhooks")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/v1beta1/admin/webhooks/{id}")
+            .route(web::get().to(detail))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource("/v1beta1/admin/webhooks/{id}/secrets").route(web::post().to(rotate)))
+    .service(resource("/v1beta1/admin/webhooks/{id}/test").route(web::post().to(test)))
+    .service(resource("/v1beta1/admin/webhooks/{id}/recover").route(web::post().to(recover)));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    url: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    subscribed_events: Vec<String>,
+    #[serde(default)]
+    headers: Map<String, Value>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    signature_algorithm: Option<String>,
+    #[serde(default)]
+    retry_schedule: Option<Vec<String>>,
+}
+
+fn audit_entry<'a>(
+    actor: &'a str,
+    action: &'a str,
+    id: &'a str,
+    detail: Value,
+) -> audit::Entry<'a> {
+    audit::Entry {
+        actor,
+        action,
+        target_type: Some("webhook"),
+        target_id: Some(id),
+        detail,
+    }
+}
+
+async fn create(
+    Admin(caller): Admin,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    keyring: web::Data<Keyring>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let url = check_url(&b.url, &config.delivery)?;
+    check_description(&b.description)?;
+    check_subscriptions(&b.subscribed_events)?;
+    check_headers(&b.headers)?;
+    let state = b.state.unwrap_or_else(|| "enabled".into());
+    check_state(&state)?;
+    let algorithm: Algorithm = match b.signature_algorithm.as_deref() {
+        Some(a) => a.parse().map_err(|m| invalid("signature_algorithm", m))?,
+        None => Algorithm::Sha256,
+    };
+    if let Some(s) = &b.retry_schedule {
+        check_schedule(s)?;
+    }
+    let secret = SigningSecret::generate().map_err(ApiError::internal)?;
+    let keyring = keyring.into_inner();
+    let shown = store
+        .writer()
+        .write(move |tx| {
+            let now = clock::now_ms();
+            let id = ids::new_id(ids::WEBHOOK);
+            tx.prepare_cached(
+                "INSERT INTO webhooks (id, url, description, subscribed_events, headers, state,
+                                       signature_algorithm, retry_schedule, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+            )?
+            .execute(params![
+                id,
+                url.as_str(),
+                b.description,
+                json!(b.subscribed_events).to_string(),
+                Value::Object(b.headers).to_string(),
+                state,
+                algorithm.as_str(),
+                b.retry_schedule.as_ref().map(|s| json!(s).to_string()),
+                now
+            ])
+            .map_err(conflict_on_duplicate_url)?;
+            store_secret(tx, &keyring, &id, 1, &secret, now)?;
+            audit::record(
+                tx,
+                &audit_entry(
+                    &caller.identity,
+                    "webhook.create",
+                    &id,
+                    json!({"url": url.as_str()}),
+                ),
+            )?;
+            let w = get(tx, &id)?.ok_or_else(|| ApiError::internal("created webhook vanished"))?;
+            let mut v = to_json(tx, &w)?;
+            v["secrets"] = json!([shown_secret(1, &secret, now)]);
+            Ok::<_, ApiError>(v)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"webhook": shown})))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+async fn list(
+    _admin: Admin,
+    store: web::Data<Store>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limit = q.page.limit()?;
+    let before = q.page.cursor();
+    let state = q.state.filter(|s| !s.is_empty());
+    if let Some(s) = &state {
+        check_state(s).map_err(|_| {
+            ApiError::bad_request("invalid_query", "state must be enabled or disabled")
+        })?;
+    }
+    let items = store
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM webhooks WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR state = ?2)
+                 ORDER BY id DESC LIMIT ?3"
+            ))?;
+            let hooks = stmt
+                .query_map(params![before, state, i64::try_from(limit + 1).unwrap_or(i64::MAX)], from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(hooks.len());
+            for w in &hooks {
+                let mut v = to_json(c, w)?;
+                v["last_delivery"] = deliveries::last_for_webhook(c, &w.id)?;
+                out.push(v);
+            }
+            Ok::<_, ApiError>(out)
+        })
+        .await?;
+    let (items, next) = pagination::finish(items, limit, |v| v["id"].as_str().unwrap_or_default());
+    Ok(HttpResponse::Ok().json(json!({"webhooks": items, "next_cursor": next})))
+}
+
+async fn detail(
+    _admin: Admin,
+    store: web::Data<Store>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let v = store
+        .read(move |c| {
+            let w = get(c, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let mut v = to_json(c, &w)?;
+            v["last_delivery"] = deliveries::last_for_webhook(c, &w.id)?;
+            Ok::<_, ApiError>(v)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"webhook": v})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    url: Option<String>,
+    description: Option<String>,
+    subscribed_events: Option<Vec<String>>,
+    headers: Option<Map<String, Value>>,
+    state: Option<String>,
+    signature_algorithm: Option<String>,
+    /// `null` resets to the global schedule; absent leaves it.
+    #[serde(default, deserialize_with = "double_option")]
+    retry_schedule: Option<Option<Vec<String>>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<Vec<String>>>, D::Error> {
+    Option::<Vec<String>>::deserialize(d).map(Some)
+}
+
+async fn update(
+    Admin(caller): Admin,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    id: web::Path<String>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let b = body.into_inner();
+    let url = b
+        .url
+        .as_deref()
+        .map(|u| check_url(u, &config.delivery))
+        .transpose()?;
+    if let Some(d) = &b.description {
+        check_description(d)?;
+    }
+    if let Some(s) = &b.subscribed_events {
+        check_subscriptions(s)?;
+    }
+    if let Some(h) = &b.headers {
+        check_headers(h)?;
+    }
+    if let Some(s) = &b.state {
+        check_state(s)?;
+    }
+    let algorithm: Option<Algorithm> = b
+        .signature_algorithm
+        .as_deref()
+        .map(|a| a.parse().map_err(|m| invalid("signature_algorithm", m)))
+        .transpose()?;
+    if let Some(Some(s)) = &b.retry_schedule {
+        check_schedule(s)?;
+    }
+    let v = store
+        .writer()
+        .write(move |tx| {
+            let mut w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let mut changed = Vec::new();
+            if let Some(u) = url {
+                w.url = u.to_string();
+                changed.push("url");
+            }
+            if let Some(d) = b.description {
+                w.description = d;
+                changed.push("description");
+            }
+            if let Some(s) = b.subscribed_events {
+                w.subscribed_events = s;
+                changed.push("subscribed_events");
+            }
+            if let Some(h) = b.headers {
+                w.headers = h;
+                changed.push("headers");
+            }
+            if let Some(s) = b.state {
+                if s == "enabled" {
+                    w.disabled_reason = None;
+                } else if w.state != "disabled" {
+                    w.disabled_reason = Some(format!("disabled by {}", caller.identity));
+                }
+                w.state = s;
+                changed.push("state");
+            }
+            if let Some(a) = algorithm {
+                w.signature_algorithm = a;
+                changed.push("signature_algorithm");
+            }
+            if let Some(s) = b.retry_schedule {
+                w.retry_schedule = s;
+                changed.push("retry_schedule");
+            }
+            let now = clock::now_ms();
+            tx.prepare_cached(
+                "UPDATE webhooks SET url = ?2, description = ?3, subscribed_events = ?4, headers = ?5, state = ?6,
+                        disabled_reason = ?7, signature_algorithm = ?8, retry_schedule = ?9, updated_at = ?10
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                w.id,
+                w.url,
+                w.description,
+                json!(w.subscribed_events).to_string(),
+                Value::Object(w.headers.clone()).to_string(),
+                w.state,
+                w.disabled_reason,
+                w.signature_algorithm.as_str(),
+                w.retry_schedule.as_ref().map(|s| json!(s).to_string()),
+                now
+            ])
+            .map_err(conflict_on_duplicate_url)?;
+            audit::record(tx, &audit_entry(&caller.identity, "webhook.update", &w.id, json!({"changed": changed})))?;
+            let w = get(tx, &w.id)?.ok_or_else(|| ApiError::internal("updated webhook vanished"))?;
+            Ok::<_, ApiError>(to_json(tx, &w)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"webhook": v})))
+}
+
+async fn delete(
+    Admin(caller): Admin,
+    store: web::Data<Store>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    store
+        .writer()
+        .write(move |tx| {
+            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let cancelled = deliveries::cancel_pending(tx, &w.id, "the webhook was deleted")?;
+            tx.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
+                .execute([&w.id])?;
+            audit::record(
+                tx,
+                &audit_entry(
+                    &caller.identity,
+                    "webhook.delete",
+                    &w.id,
+                    json!({"url": w.url, "cancelled_deliveries": cancelled}),
+                ),
+            )?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// How long the current secrets keep signing, e.g. "1h"; default 24h, "0s" ends them now.
+    overlap: Option<String>,
+}
+
+async fn rotate(
+    Admin(caller): Admin,
+    store: web::Data<Store>,
+    keyring: web::Data<Keyring>,
+    id: web::Path<String>,
+    body: Option<web::Json<RotateBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let overlap = match body.and_then(|b| b.into_inner().overlap) {
+        Some(o) => humantime::parse_duration(&o)
+            .map_err(|e| invalid("overlap", format!("`{o}` is not a duration: {e}")))?,
+        None => ROTATION_OVERLAP,
+    };
+    let secret = SigningSecret::generate().map_err(ApiError::internal)?;
+    let keyring = keyring.into_inner();
+    let v = store
+        .writer()
+        .write(move |tx| {
+            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let now = clock::now_ms();
+            let expires = clock::add(now, overlap);
+            tx.prepare_cached(
+                "UPDATE webhook_secrets SET expires_at = ?2
+                 WHERE webhook_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?
+            .execute(params![w.id, expires])?;
+            let seq: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_secrets WHERE webhook_id = ?1")?
+                .query_row([&w.id], |r| r.get(0))?;
+            store_secret(tx, &keyring, &w.id, seq, &secret, now)?;
+            tx.prepare_cached("UPDATE webhooks SET updated_at = ?2 WHERE id = ?1")?.execute(params![w.id, now])?;
+            audit::record(
+                tx,
+                &audit_entry(&caller.identity, "webhook.rotate_secret", &w.id, json!({"secret_id": seq.to_string(), "previous_expire_at": clock::to_rfc3339(expires)})),
+            )?;
+            let mut v = to_json(tx, &w)?;
+            if let Some(list) = v["secrets"].as_array_mut()
+                && let Some(first) = list.first_mut()
+            {
+                *first = shown_secret(seq, &secret, now);
+            }
+            Ok::<_, ApiError>(v)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"webhook": v})))
+}
+
+async fn test(
+    Admin(caller): Admin,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let default_retries = config.delivery.retry_schedule.len();
+    let published = store
+        .writer()
+        .write(move |tx| {
+            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let event = NewEvent::system(
+                "webhook.test",
+                json!({
+                    "actor": {"id": caller.identity, "type": "user", "name": caller.identity},
+                    "target": {"id": w.id, "type": "webhook", "name": w.url},
+                    "metadata": {"message": "a test event sent from hookrelay"},
+                }),
+            )
+            .only_to(&w.id);
+            let published = events::publish(tx, &event, default_retries)?;
+            audit::record(
+                tx,
+                &audit_entry(
+                    &caller.identity,
+                    "webhook.test",
+                    &w.id,
+                    json!({"event_id": published.id}),
+                ),
+            )?;
+            Ok::<_, ApiError>(published)
+        })
+        .await?;
+    Ok(HttpResponse::Accepted()
+        .json(json!({"id": published.id, "deliveries": published.deliveries})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    since: String,
+    until: Option<String>,
+}
+
+async fn recover(
+    Admin(caller): Admin,
+    store: web::Data<Store>,
+    id: web::Path<String>,
+    body: web::Json<RecoverBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let b = body.into_inner();
+    let since = clock::parse_rfc3339(&b.since).map_err(|m| invalid("since", m))?;
+    let until = b
+        .until
+        .as_deref()
+        .map(clock::parse_rfc3339)
+        .transpose()
+        .map_err(|m| invalid("until", m))?;
+    let recovered = store
+        .writer()
+        .write(move |tx| {
+            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let n = deliveries::recover(tx, &w.id, since, until.unwrap_or(i64::MAX))?;
+            audit::record(
+                tx,
+                &audit_entry(
+                    &caller.identity,
+                    "webhook.recover",
+                    &w.id,
+                    json!({"since": b.since, "until": b.until, "recovered": n}),
+                ),
+            )?;
+            Ok::<_, ApiError>(n)
+        })
+        .await?;
+    Ok(HttpResponse::build(StatusCode::ACCEPTED).json(json!({"recovered": recovered})))
+}
+
+/// Disables `webhook_id` with `reason` (auto-disable, undecryptable secret): audit record and
+/// a `webhook.disabled` event, in the caller's transaction. Returns false if it was not enabled.
+///
+/// # Errors
+/// A database error.
+pub fn disable(
+    tx: &WriteTx<'_>,
+    webhook_id: &str,
+    reason: &str,
+    default_retries: usize,
+) -> rusqlite::Result<bool> {
+    let now = clock::now_ms();
+    let changed = tx
+        .prepare_cached(
+            "UPDATE webhooks SET state = 'disabled', disabled_reason = ?2, updated_at = ?3
+             WHERE id = ?1 AND state = 'enabled'",
+        )?
+        .execute(params![webhook_id, reason, now])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    let url: String = tx
+        .prepare_cached("SELECT url FROM webhooks WHERE id = ?1")?
+        .query_row([webhook_id], |r| r.get(0))?;
+    audit::record(
+        tx,
+        &audit_entry(
+            "system",
+            "webhook.disabled",
+            webhook_id,
+            json!({"reason": reason, "url": url}),
+        ),
+    )?;
+    let event = NewEvent::system(
+        "webhook.disabled",
+        json!({
+            "actor": {"id": "hookrelay", "type": "system", "name": "hookrelay"},
+            "target": {"id": webhook_id, "type": "webhook", "name": url},
+            "metadata": {"reason": reason},
+        }),
+    );
+    events::publish(tx, &event, default_retries)?;
+    tracing::warn!(%webhook_id, %reason, "webhook disabled");
+    Ok(true)
+}
+
+/// Re-encrypts every stored secret with the current key (`hookrelay keys reencrypt`). Returns
+/// (re-encrypted, already current, unreadable).
+///
+/// # Errors
+/// A database error, or the OS RNG failing.
+pub fn reencrypt_all(
+    conn: &mut Connection,
+    keyring: &Keyring,
+) -> anyhow::Result<(usize, usize, Vec<String>)> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let rows: Vec<(String, i64, super::secrets::Sealed)> = tx
+        .prepare("SELECT webhook_id, seq, key_id, nonce, ciphertext FROM webhook_secrets")?
+        .query_map([], |r| {
+            let sealed = super::secrets::Sealed {
+                key_id: r.get(2)?,
+                nonce: r.get(3)?,
+                ciphertext: r.get(4)?,
+            };
+            Ok((r.get(0)?, r.get(1)?, sealed))
+        })?
+        .collect::<Result<_, _>>()?;
+    let (mut done, mut current, mut unreadable) = (0, 0, Vec::new());
+    for (webhook_id, seq, sealed) in rows {
+        if sealed.key_id == keyring.current_id() {
+            current += 1;
+            continue;
+        }
+        let aad = format!("{webhook_id}:{seq}");
+        match keyring.open(&sealed, &aad) {
+            Ok(secret) => {
+                let fresh = keyring.seal(&secret, &aad)?;
+                tx.execute(
+                    "UPDATE webhook_secrets SET key_id = ?3, nonce = ?4, ciphertext = ?5 WHERE webhook_id = ?1 AND seq = ?2",
+                    params![webhook_id, seq, fresh.key_id, fresh.nonce, fresh.ciphertext],
+                )?;
+                done += 1;
+            }
+            Err(e) => unreadable.push(format!("{webhook_id} secret {seq}: {e}")),
+        }
+    }
+    tx.commit()?;
+    Ok((done, current, unreadable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_matching() {
+        let p = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        assert!(subscribed(&[], "app.user.created"));
+        assert!(subscribed(&p(&["app.user.created"]), "app.user.created"));
+        assert!(!subscribed(&p(&["app.user.created"]), "app.user.updated"));
+        assert!(subscribed(&p(&["app.user.*"]), "app.user.updated"));
+        assert!(subscribed(
+            &p(&["app.*"]),
+            "app.organization.member.created"
+        ));
+        assert!(!subscribed(&p(&["app.user.*"]), "app.user"));
+        assert!(!subscribed(&p(&["app.user.*"]), "app.username.created"));
+        assert!(!subscribed(&p(&["front.*"]), "app.user.created"));
+    }
+
+    #[test]
+    fn reserved_headers() {
+        for h in [
+            "Content-Type",
+            "content-length",
+            "Host",
+            "X-Signature",
+            "webhook-id",
+            "Webhook-Signature",
+            "X-Hookrelay-Attempt",
+        ] {
+            assert!(is_reserved(h), "{h}");
+        }
+        for h in ["Authorization", "X-Webhook-Secret", "X-Api-Key"] {
+            assert!(!is_reserved(h), "{h}");
+        }
+    }
+}
