@@ -30,54 +30,74 @@ pub struct EventRef<'a> {
     pub created_at: Millis,
 }
 
-/// Creates a delivery and its job for every enabled webhook subscribed to `event.action` (or
-/// only `only`), in the caller's transaction. `default_retries` is the length of the global
-/// `delivery.retry_schedule`. Returns how many.
+/// A webhook an event goes to, and how many retries it gets.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub webhook_id: String,
+    pub retries: usize,
+}
+
+/// Every enabled webhook subscribed to `action` (or only `only`, whatever its subscriptions).
+/// `default_retries` is the length of the global `delivery.retry_schedule`.
 ///
 /// # Errors
 /// A database error.
-pub fn fan_out(
-    tx: &WriteTx<'_>,
-    event: EventRef<'_>,
+pub fn subscribers(
+    conn: &Connection,
+    action: &str,
     only: Option<&str>,
     default_retries: usize,
-) -> rusqlite::Result<u32> {
-    let mut stmt = tx.prepare_cached(
+) -> rusqlite::Result<Vec<Subscriber>> {
+    let mut stmt = conn.prepare_cached(
         "SELECT id, subscribed_events, retry_schedule FROM webhooks
          WHERE state = 'enabled' AND (?1 IS NULL OR id = ?1)",
     )?;
-    let targets: Vec<(String, usize)> = stmt
-        .query_map([only], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?
-        .filter_map(Result::ok)
-        .filter(|(_, subs, _)| {
-            only.is_some()
-                || webhooks::subscribed(
-                    &serde_json::from_str::<Vec<String>>(subs).unwrap_or_default(),
-                    event.action,
-                )
-        })
-        .map(|(id, _, schedule)| {
-            let retries = schedule
-                .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
-                .map_or(default_retries, |s| s.len());
-            (id, retries)
-        })
-        .collect();
-    drop(stmt);
+    let rows = stmt.query_map([only], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (webhook_id, subs, schedule) = row?;
+        if only.is_none()
+            && !webhooks::subscribed(
+                &serde_json::from_str::<Vec<String>>(&subs).unwrap_or_default(),
+                action,
+            )
+        {
+            continue;
+        }
+        let retries = schedule
+            .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
+            .map_or(default_retries, |s| s.len());
+        out.push(Subscriber {
+            webhook_id,
+            retries,
+        });
+    }
+    Ok(out)
+}
+
+/// Creates a delivery and its job for each subscriber of the (already stored) event.
+///
+/// # Errors
+/// A database error.
+pub fn create(
+    tx: &WriteTx<'_>,
+    event: EventRef<'_>,
+    subscribers: &[Subscriber],
+) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO deliveries (id, event_id, webhook_id, action, state, max_attempts, job_id, next_attempt_at,
                                  created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7, ?7)",
     )?;
-    for (webhook_id, retries) in &targets {
+    for s in subscribers {
         let id = ids::new_id(ids::DELIVERY);
-        let max_attempts = u32::try_from(retries + 1).unwrap_or(u32::MAX);
+        let max_attempts = u32::try_from(s.retries + 1).unwrap_or(u32::MAX);
         let job = jobs::enqueue(
             tx,
             &NewJob::new(KIND, json!({"delivery_id": id})).max_attempts(max_attempts),
@@ -85,14 +105,14 @@ pub fn fan_out(
         insert.execute(params![
             id,
             event.id,
-            webhook_id,
+            s.webhook_id,
             event.action,
             max_attempts,
             job.id,
             event.created_at
         ])?;
     }
-    Ok(u32::try_from(targets.len()).unwrap_or(u32::MAX))
+    Ok(())
 }
 
 /// Cancels the pending deliveries of `webhook_id` and their jobs. Returns how many.

@@ -263,16 +263,9 @@ pub fn publish_prepared(
             });
         }
     }
-    let deliveries = deliveries::fan_out(
-        tx,
-        EventRef {
-            id: &p.id,
-            action: p.action.as_str(),
-            created_at: p.created_at,
-        },
-        p.only.as_deref(),
-        default_retries,
-    )?;
+    let subscribers =
+        deliveries::subscribers(tx, p.action.as_str(), p.only.as_deref(), default_retries)?;
+    let count = u32::try_from(subscribers.len()).unwrap_or(u32::MAX);
     tx.prepare_cached(
         "INSERT INTO events (id, idempotency_key, action, source, body, deliveries, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -283,14 +276,23 @@ pub fn publish_prepared(
         p.action.as_str(),
         p.source,
         p.body,
-        deliveries,
+        count,
         p.created_at
     ])?;
+    deliveries::create(
+        tx,
+        EventRef {
+            id: &p.id,
+            action: p.action.as_str(),
+            created_at: p.created_at,
+        },
+        &subscribers,
+    )?;
     tx.prepare_cached("INSERT INTO event_types (action, first_seen) VALUES (?1, ?2) ON CONFLICT (action) DO NOTHING")?
         .execute(params![p.action.as_str(), p.created_at])?;
     Ok(Published {
         id: p.id.clone(),
-        deliveries,
+        deliveries: count,
         created: true,
     })
 }

@@ -55,6 +55,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts the app on an existing folder (e.g. one whose database a test prepared).
 pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
     hookrelay::install_tls_provider();
+    // Errors the app logs show up in a failing test's output (RUST_LOG raises the level).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let db_path = cfg.database.path.clone();
     let app = Application::build(cfg).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod delivery;
 mod front;
 mod helpers;
 mod http;
