@@ -6,6 +6,8 @@
 //! What that takes, beyond compact output:
 //! - numbers in ECMAScript `Number::toString` form (`1.0` → `1`, `1e21` → `1e+21`,
 //!   `1.5e-7` → `1.5e-7`, `-0` → `0`), via `ryu-js`;
+//! - every number parsed to the correctly rounded double, as `JSON.parse` does (serde_json's
+//!   `float_roundtrip` feature; its default fast path can be one unit off);
 //! - integers beyond ±2^53 written as the double JavaScript would turn them into (the publish API
 //!   refuses such integers instead; see [`find_unsafe_integer`]);
 //! - object keys that are array indices (`"0"`, `"7"`, `"4294967294"`) first, in ascending

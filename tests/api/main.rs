@@ -7,4 +7,5 @@ mod front;
 mod helpers;
 mod http;
 mod jobs;
+mod js_compat;
 mod store;
