@@ -11,8 +11,9 @@
 //! workers process them meanwhile, as in production). Signing happens before the clock starts.
 //! `BENCH_EVENTS` sets the number of distinct events of the max-rate phase (default 200,000).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -209,20 +210,8 @@ async fn max_rate_builtin(client: &reqwest::Client, url: &str, n: usize) {
         "max rate (built-in, {CONCURRENCY} connections): {n} events in {:.2} s = {:.0} verified and committed events/s; {}",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
-        percentiles(lat)
+        common::percentiles(lat)
     );
-}
-
-fn percentiles(mut lat: Vec<Duration>) -> String {
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    format!(
-        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        pct(0.999).as_secs_f64() * 1e3,
-        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
-    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -232,39 +221,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let dir = tempfile::tempdir_in("target").expect("tempdir");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nbind = \"127.0.0.1:0\"\n[database]\npath = {:?}\nsynchronous = \"full\"\n\
-             [auth]\nadmin_token = \"bench\"\n[front]\nwebhook_secret = \"{SECRET}\"\n",
-            dir.path().join("bench.db")
-        ),
-    )
-    .expect("config");
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn,hookrelay::app=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hookrelay"),
-    );
-    let stderr = child.0.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines.next().expect("hookrelay exited").expect("log line");
-        if let Some(i) = line.find("listening on http://") {
-            break line[i + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let server = common::Server::start(&format!("[front]\nwebhook_secret = \"{SECRET}\"\n"));
+    let address = server.address.clone();
     let url = format!("{address}/webhooks/front");
     hookrelay::install_tls_provider();
     let client = reqwest::Client::builder()
@@ -299,7 +257,7 @@ async fn main() {
     }
     println!(
         "steady:     {rate} events/s for {secs} s; {}",
-        percentiles(lat)
+        common::percentiles(lat)
     );
 
     match which_wrk() {
@@ -312,15 +270,5 @@ async fn main() {
         }
     }
 
-    drop(child);
-}
-
-/// Stops the server however the benchmark ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    drop(server);
 }

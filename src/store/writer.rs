@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -25,6 +25,10 @@ use super::StoreError;
 
 /// Most commands applied in one transaction.
 pub const MAX_BATCH: usize = 512;
+/// A batch smaller than this waits [`LINGER`] for company before it commits.
+pub const LINGER_BELOW: usize = 8;
+/// How long a small batch waits for more commands.
+pub const LINGER: Duration = Duration::from_micros(250);
 /// Commands that may wait for the writer before new ones are refused with `storage_busy`.
 pub const QUEUE_CAPACITY: usize = 8192;
 
@@ -240,6 +244,18 @@ async fn await_reply<T, E: From<StoreError>>(rx: oneshot::Receiver<Result<T, E>>
     })
 }
 
+/// Takes what is already queued, up to [`MAX_BATCH`] in all; true when asked to stop.
+fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Command>) -> bool {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(Msg::Cmd(c)) => batch.push(c),
+            Ok(Msg::Stop) => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: &WriterStats) {
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -247,16 +263,12 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: 
             Some(Msg::Cmd(c)) => batch.push(c),
             Some(Msg::Stop) | None => break,
         }
-        let mut stop = false;
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Cmd(c)) => batch.push(c),
-                Ok(Msg::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Err(_) => break,
-            }
+        let mut stop = drain(&mut rx, &mut batch);
+        if !stop && batch.len() < LINGER_BELOW {
+            // A small batch: give its neighbours a moment to arrive, so that one fsync and one
+            // wake-up serve several callers instead of each paying for its own.
+            std::thread::sleep(LINGER);
+            stop = drain(&mut rx, &mut batch);
         }
         run_batch(&mut conn, &mut batch, wake, stats);
         if stop {

@@ -1,0 +1,78 @@
+//! Shared by the benchmarks: the real `hookrelay serve` (optimized build) as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running server; killed when dropped, however the benchmark ends.
+pub struct Server {
+    child: Child,
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `hookrelay serve` on a free port with a fresh database under `target/`, the admin
+    /// token `bench`, `synchronous = full`, and `extra` appended to the config file.
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir_in("target").expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nbind = \"127.0.0.1:0\"\n[database]\npath = {:?}\nsynchronous = \"full\"\n\
+                 [auth]\nadmin_token = \"bench\"\n{extra}\n",
+                dir.path().join("bench.db")
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn,hookrelay::app=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hookrelay");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let address = loop {
+            let line = lines.next().expect("hookrelay exited").expect("log line");
+            if let Some(i) = line.find("listening on http://") {
+                break line[i + "listening on ".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// "p50 … p99 … max …" of a set of latencies.
+pub fn percentiles(mut lat: Vec<std::time::Duration>) -> String {
+    if lat.is_empty() {
+        return "no samples".into();
+    }
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    format!(
+        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        pct(0.999).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    )
+}
