@@ -176,6 +176,8 @@ fn verify(secret: &str, signature: &str, algorithm: &str) -> ExitCode {
 }
 
 fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
+    let _lock = crate::app::lock_database(&cfg.database.path)
+        .context("stop hookrelay serve first: it must not sign with secrets being re-encrypted")?;
     let keyring = crate::delivery::secrets::Keyring::from_config(cfg)?;
     let mut conn = store::open_write_connection(&cfg.database.path, cfg.database.synchronous)?;
     store::migrate(&mut conn)?;

@@ -63,6 +63,63 @@ pub fn finish<T>(
     }
 }
 
+/// A newest-first list query built from the filters actually given — `WHERE a = ? AND b = ?
+/// ORDER BY id DESC LIMIT ?` — so SQLite can use the index of whichever filter is present
+/// (an `(? IS NULL OR a = ?)` form would defeat it).
+#[derive(Default)]
+pub struct ListQuery<'a> {
+    clauses: Vec<&'static str>,
+    args: Vec<&'a dyn rusqlite::ToSql>,
+}
+
+impl<'a> ListQuery<'a> {
+    /// No filters yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `clause` (with one `?`) when `value` is present.
+    #[must_use]
+    pub fn filter<T: rusqlite::ToSql>(
+        mut self,
+        clause: &'static str,
+        value: &'a Option<T>,
+    ) -> Self {
+        if let Some(v) = value {
+            self.clauses.push(clause);
+            self.args.push(v);
+        }
+        self
+    }
+
+    /// Runs `SELECT {columns} FROM {table} [WHERE …] ORDER BY id DESC LIMIT {limit}`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn run<T>(
+        self,
+        conn: &rusqlite::Connection,
+        columns: &str,
+        table: &str,
+        limit: usize,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Vec<T>> {
+        let where_sql = if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut args = self.args;
+        args.push(&limit);
+        let sql = format!("SELECT {columns} FROM {table} {where_sql} ORDER BY id DESC LIMIT ?");
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(args.as_slice(), map)?;
+        rows.collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,11 +33,26 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public_v4(v4);
             }
             let seg = v6.segments();
-            // NAT64 (64:ff9b::/96) embeds an IPv4 address.
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                Ipv4Addr::new(a, b, c, d)
+            };
+            // NAT64 (64:ff9b::/96) embeds an IPv4 address in its last 32 bits.
             if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-                let [a, b] = seg[6].to_be_bytes();
-                let [c, d] = seg[7].to_be_bytes();
-                return is_public_v4(Ipv4Addr::new(a, b, c, d));
+                return is_public_v4(embedded(seg[6], seg[7]));
+            }
+            // IPv4-compatible (::a.b.c.d, deprecated) likewise; :: and ::1 are handled below.
+            if seg[0..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_public_v4(embedded(seg[6], seg[7]));
+            }
+            // 6to4 (2002::/16) embeds it in bits 16..48.
+            if seg[0] == 0x2002 {
+                return is_public_v4(embedded(seg[1], seg[2]));
+            }
+            // Local-use NAT64 (64:ff9b:1::/48) reaches whatever the operator's translator does.
+            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 {
+                return false;
             }
             !(v6.is_loopback()
                 || v6.is_unspecified()
@@ -59,6 +74,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast()
         || ip.is_broadcast()
         || a == 0 // "this network"
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments 192.0.0.0/24
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18.0.0/15
         || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64.0.0/10
         || a >= 240) // reserved 240.0.0.0/4
 }
@@ -108,22 +125,20 @@ impl Resolve for PolicyResolver {
                 return Err(Box::new(DnsFailure(format!("{host} has no addresses")))
                     as Box<dyn StdError + Send + Sync>);
             }
-            let allowed: Vec<SocketAddr> = found
+            // SPEC §6: refused if *any* address is private — a name that mixes public and
+            // private answers is treated as hostile rather than filtered.
+            let private: Vec<String> = found
                 .iter()
-                .copied()
-                .filter(|a| allow_private || is_public(a.ip()))
+                .filter(|a| !is_public(a.ip()))
+                .map(|a| a.ip().to_string())
                 .collect();
-            if allowed.is_empty() {
+            if !allow_private && !private.is_empty() {
                 return Err(Box::new(RefusedByPolicy(format!(
-                    "{host} resolves only to private or reserved addresses ({}); set delivery.allow_private_networks to allow them",
-                    found
-                        .iter()
-                        .map(|a| a.ip().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "{host} resolves to private or reserved addresses ({}); set delivery.allow_private_networks to allow them",
+                    private.join(", ")
                 ))) as Box<dyn StdError + Send + Sync>);
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok(Box::new(found.into_iter()) as Addrs)
         })
     }
 }
@@ -195,6 +210,8 @@ impl DeliveryClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from HTTP(S)_PROXY would resolve and connect on our behalf, past the guard.
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
@@ -392,6 +409,13 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "64:ff9b:1::1",
+            "198.18.0.1",
+            "192.0.0.8",
             "64:ff9b::a00:1",
         ];
         for ip in refused {
@@ -404,6 +428,8 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "2002:808:808::1",
+            "::8.8.8.8",
         ] {
             assert!(is_public(ip.parse().expect("ip")), "{ip} is public");
         }

@@ -149,11 +149,17 @@ fn requeue(tx: &WriteTx<'_>, id: &str, job_id: Option<&str>) -> rusqlite::Result
         return Ok(false);
     }
     let finished = [JobState::Succeeded, JobState::Dead, JobState::Cancelled];
-    let requeued = match job_id {
-        Some(j) => jobs::requeue(tx, j, &finished)?,
-        None => false,
+    let (requeued, live) = match job_id {
+        Some(j) => {
+            let requeued = jobs::requeue(tx, j, &finished)?;
+            let live =
+                !requeued && jobs::get(tx, j)?.is_some_and(|job| !finished.contains(&job.state));
+            (requeued, live)
+        }
+        None => (false, false),
     };
-    if !requeued {
+    // A job that is somehow still live carries on; never give a delivery a second one.
+    if !requeued && !live {
         // The job is gone (retention) or unusable: give the delivery a new one.
         let max_attempts: u32 = tx
             .prepare_cached("SELECT max_attempts FROM deliveries WHERE id = ?1")?
@@ -328,38 +334,15 @@ async fn list(
     );
     let items = store
         .read(move |c| {
-            let mut clauses = Vec::new();
-            let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
-            for (clause, value) in [
-                ("webhook_id = ?", &webhook_id),
-                ("state = ?", &state),
-                ("action = ?", &action),
-                ("event_id = ?", &event_id),
-                ("id < ?", &before),
-            ] {
-                if let Some(v) = value {
-                    clauses.push(clause);
-                    args.push(v);
-                }
-            }
-            if let Some(s) = &since {
-                clauses.push("created_at >= ?");
-                args.push(s);
-            }
-            let lim = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-            args.push(&lim);
-            let where_sql = if clauses.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", clauses.join(" AND "))
-            };
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM deliveries {where_sql} ORDER BY id DESC LIMIT ?"
-            ))?;
-            let rows = stmt
-                .query_map(args.as_slice(), summary)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, ApiError>(rows)
+            pagination::ListQuery::new()
+                .filter("webhook_id = ?", &webhook_id)
+                .filter("state = ?", &state)
+                .filter("action = ?", &action)
+                .filter("event_id = ?", &event_id)
+                .filter("created_at >= ?", &since)
+                .filter("id < ?", &before)
+                .run(c, COLUMNS, "deliveries", limit + 1, summary)
+                .map_err(ApiError::from)
         })
         .await?;
     let (items, next) = pagination::finish(items, limit, |v| v["id"].as_str().unwrap_or_default());
@@ -386,7 +369,8 @@ pub fn detail_json(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> 
     v["payload"] = body
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
-    v["attempt_log"] = json!(attempts(c, id)?);
+    v["attempt_count"] = v["attempts"].take();
+    v["attempts"] = json!(attempts(c, id)?);
     if let Some(w) = webhooks::get(c, v["webhook_id"].as_str().unwrap_or_default())? {
         v["webhook_url"] = json!(w.url);
     }

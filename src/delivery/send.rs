@@ -46,6 +46,7 @@ pub fn kind(sender: Arc<Sender>) -> JobKind {
         }),
         max_attempts: u32::try_from(crate::config::MAX_RETRY_SCHEDULE + 1).unwrap_or(11),
         operator_enqueueable: None,
+        managed_by: Some("POST /v1beta1/admin/deliveries/{id}/retry, or delete the webhook"),
         on_dead: Some(Arc::new(on_dead)),
     }
 }
@@ -349,17 +350,26 @@ impl Sender {
         }
     }
 
+    /// The active secrets that decrypt. One that does not (an old secret in its overlap, say)
+    /// is skipped with an error log; only when none decrypts is it the webhook's failure.
     fn open_secrets(&self, target: &Target) -> Result<Vec<(u32, SigningSecret)>, String> {
-        target
-            .secrets
-            .iter()
-            .map(|(seq, sealed)| {
-                self.keyring
-                    .open(sealed, &format!("{}:{seq}", target.id))
-                    .map(|s| (u32::try_from(*seq).unwrap_or(0), s))
-                    .map_err(|e| format!("its signing secret {seq} cannot be decrypted: {e}"))
-            })
-            .collect()
+        let mut opened = Vec::new();
+        let mut failures = Vec::new();
+        for (seq, sealed) in &target.secrets {
+            match self.keyring.open(sealed, &format!("{}:{seq}", target.id)) {
+                Ok(s) => opened.push((u32::try_from(*seq).unwrap_or(0), s)),
+                Err(e) => {
+                    failures.push(format!("its signing secret {seq} cannot be decrypted: {e}"))
+                }
+            }
+        }
+        if opened.is_empty() && !failures.is_empty() {
+            return Err(failures.join("; "));
+        }
+        for f in &failures {
+            tracing::error!(webhook_id = %target.id, "{f}; signing with the other secrets");
+        }
+        Ok(opened)
     }
 
     /// The webhook itself cannot be delivered to: disable it with the reason (audit record and

@@ -450,28 +450,18 @@ async fn list_route(
     let before = q.page.cursor();
     let items = store
         .read(move |c| {
-            let mut clauses = Vec::new();
-            let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
-            if let Some(a) = &action {
-                clauses.push("action = ?");
-                args.push(a);
-            }
-            if let Some(s) = &since {
-                clauses.push("created_at >= ?");
-                args.push(s);
-            }
-            if let Some(b) = &before {
-                clauses.push("id < ?");
-                args.push(b);
-            }
-            let lim = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-            args.push(&lim);
-            let where_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT id, action, source, deliveries, idempotency_key, created_at FROM events {where_sql} ORDER BY id DESC LIMIT ?"
-            ))?;
-            let rows = stmt.query_map(args.as_slice(), event_summary)?.collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, ApiError>(rows)
+            pagination::ListQuery::new()
+                .filter("action = ?", &action)
+                .filter("created_at >= ?", &since)
+                .filter("id < ?", &before)
+                .run(
+                    c,
+                    "id, action, source, deliveries, idempotency_key, created_at",
+                    "events",
+                    limit + 1,
+                    event_summary,
+                )
+                .map_err(ApiError::from)
         })
         .await?;
     let (items, next) = pagination::finish(items, limit, |v| v["id"].as_str().unwrap_or_default());
@@ -493,7 +483,8 @@ pub fn detail(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
         })
         .optional()?;
     let Some(mut v) = found else { return Ok(None) };
-    v["delivery_list"] = json!(deliveries::for_event(c, id)?);
+    v["delivery_count"] = v["deliveries"].take();
+    v["deliveries"] = json!(deliveries::for_event(c, id)?);
     Ok(Some(v))
 }
 

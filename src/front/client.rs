@@ -77,6 +77,7 @@ impl FrontClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .build()
             .context("building the Front API client")?;
         let per_minute = NonZeroU32::new(cfg.api_requests_per_minute).unwrap_or(NonZeroU32::MIN);
@@ -237,13 +238,15 @@ pub fn retry_at(headers: &HeaderMap, now: Millis) -> Millis {
     let from_retry_after = text(RETRY_AFTER.as_str()).and_then(|v| {
         v.parse::<f64>()
             .ok()
-            .map(|secs| now + (secs * 1000.0) as i64)
+            .filter(|secs| secs.is_finite())
+            .map(|secs| now.saturating_add((secs.clamp(0.0, 1e9) * 1000.0) as i64))
             .or_else(|| httpdate_ms(v))
     });
     let from_reset = || {
         text("x-ratelimit-reset")
             .and_then(|v| v.parse::<f64>().ok())
-            .map(|secs| (secs * 1000.0) as i64)
+            .filter(|secs| secs.is_finite())
+            .map(|secs| (secs.clamp(0.0, 1e12) * 1000.0) as i64)
     };
     let at = from_retry_after.or_else(from_reset).unwrap_or(now + 60_000);
     let max = clock::add(now, MAX_PAUSE);
@@ -289,6 +292,18 @@ mod tests {
         assert_eq!(retry_at(&h, now), now + 1_000, "at least a second");
         h.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
         assert_eq!(retry_at(&h, now), now + 3_600_000, "at most an hour");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("1e300"));
+        assert_eq!(
+            retry_at(&h, now),
+            now + 3_600_000,
+            "huge values are capped, not wrapped"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("inf"));
+        assert_eq!(
+            retry_at(&h, now),
+            now + 30_000,
+            "falls back to x-ratelimit-reset"
+        );
         h.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Tue, 14 Nov 2023 22:13:40 GMT"),

@@ -203,33 +203,16 @@ pub fn list(
     before: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<Vec<Summary>> {
-    let mut clauses = Vec::new();
-    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
-    if let Some(s) = &source {
-        clauses.push("source = ?");
-        args.push(s);
-    }
-    if let Some(s) = &state {
-        clauses.push("state = ?");
-        args.push(s);
-    }
-    if let Some(b) = &before {
-        clauses.push("id < ?");
-        args.push(b);
-    }
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    args.push(&limit);
-    let where_sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM inbound_events {where_sql} ORDER BY id DESC LIMIT ?"
+    let (source, state, before) = (
+        source.map(str::to_string),
+        state.map(str::to_string),
+        before.map(str::to_string),
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(args.as_slice(), summary)?;
-    rows.collect()
+    crate::pagination::ListQuery::new()
+        .filter("source = ?", &source)
+        .filter("state = ?", &state)
+        .filter("id < ?", &before)
+        .run(conn, SUMMARY_COLUMNS, "inbound_events", limit, summary)
 }
 
 /// Parses stored JSON text, keeping it as a string when it is not JSON.

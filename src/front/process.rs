@@ -26,6 +26,8 @@ pub const KIND: &str = "front.process";
 pub const MAX_ATTEMPTS: u32 = 12;
 /// The most history messages fetched per event.
 pub const HISTORY_LIMIT: usize = 50;
+/// The most history pages followed per event (a loop of `next` links ends here).
+pub const HISTORY_PAGES: usize = 5;
 
 /// Processes stored Front events.
 pub struct Processor {
@@ -47,6 +49,7 @@ pub fn kind(processor: Arc<Processor>) -> JobKind {
         }),
         max_attempts: MAX_ATTEMPTS,
         operator_enqueueable: None,
+        managed_by: Some("POST /v1beta1/admin/inbound/{id}/replay"),
         on_dead: Some(Arc::new(|tx, dead| {
             match dead.payload.get("inbound_id").and_then(Value::as_str) {
                 Some(id) => inbound::mark_failed(tx, id, &dead.error),
@@ -243,6 +246,7 @@ impl Processor {
                 out.message = Some(data.clone());
             } else if let Some(msg_id) = parsed.target_id() {
                 let client = self.client()?;
+                let msg_id = resource_id(msg_id)?;
                 let self_link =
                     link(data, "/_links/self").or_else(|| link(parsed.target(), "/_links/self"));
                 let url = client.resolve(self_link, &format!("/messages/{msg_id}"));
@@ -269,6 +273,7 @@ impl Processor {
                 });
             if let Some(conv_id) = conv_id {
                 let client = self.client()?;
+                let conv_id = resource_id(&conv_id)?;
                 let url = client.resolve(
                     link(conversation, "/_links/self"),
                     &format!("/conversations/{conv_id}"),
@@ -287,6 +292,8 @@ impl Processor {
                 .and_then(Value::as_str)
         {
             let client = self.client()?;
+            let conv_id = resource_id(conv_id)?;
+            let mut pages = 0;
             let mut url = client.api_url(&format!(
                 "/conversations/{conv_id}/messages?limit={HISTORY_LIMIT}"
             ));
@@ -296,11 +303,13 @@ impl Processor {
                 if let Some(results) = page.get("_results").and_then(Value::as_array) {
                     out.history.extend(results.iter().cloned());
                 }
-                if out.history.len() >= HISTORY_LIMIT {
+                pages += 1;
+                if out.history.len() >= HISTORY_LIMIT || pages >= HISTORY_PAGES {
                     out.history.truncate(HISTORY_LIMIT);
                     break;
                 }
                 match link(&page, "/_pagination/next").and_then(|n| url::Url::parse(n).ok()) {
+                    Some(next) if next == url => break,
                     Some(next) if client.may_send_token_to(&next) => url = next,
                     Some(next) => {
                         tracing::warn!(%next, "not following a history page on a host the token may not go to");
@@ -311,6 +320,26 @@ impl Processor {
             }
         }
         Ok(out)
+    }
+}
+
+/// A Front resource id fit to go into an API path (`msg_…`, `cnv_…`: letters, digits, `_`, `-`).
+///
+/// # Errors
+/// [`FetchError::Rejected`] for anything else, which could otherwise steer the token-bearing
+/// request to another endpoint.
+fn resource_id(id: &str) -> Result<&str, FetchError> {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(id)
+    } else {
+        Err(FetchError::Rejected(format!(
+            "`{id}` is not a Front resource id"
+        )))
     }
 }
 

@@ -287,33 +287,12 @@ pub fn list(
     filter: &JobFilter,
     limit: usize,
 ) -> rusqlite::Result<Vec<Job>> {
-    // Only the filters given go into the statement, so SQLite can use `jobs_state` for a state.
-    let mut clauses = Vec::new();
-    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
     let state = filter.state.map(JobState::as_str);
-    if let Some(s) = &state {
-        clauses.push("state = ?");
-        args.push(s);
-    }
-    if let Some(k) = &filter.kind {
-        clauses.push("kind = ?");
-        args.push(k);
-    }
-    if let Some(b) = &filter.before {
-        clauses.push("id < ?");
-        args.push(b);
-    }
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    args.push(&limit);
-    let where_sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {where_sql} ORDER BY id DESC LIMIT ?");
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(args.as_slice(), job_from_row)?;
-    rows.collect()
+    crate::pagination::ListQuery::new()
+        .filter("state = ?", &state)
+        .filter("kind = ?", &filter.kind)
+        .filter("id < ?", &filter.before)
+        .run(conn, JOB_COLUMNS, "jobs", limit, job_from_row)
 }
 
 /// Jobs per state, for stats and the status page.
@@ -469,6 +448,10 @@ pub struct JobKind {
     pub operator_enqueueable: Option<ValidateFn>,
     /// Kind-specific effects of death (e.g. marking an inbound event failed).
     pub on_dead: Option<DeadHookFn>,
+    /// For jobs that carry another record's state (a delivery, an inbound event): where to
+    /// retry or cancel that record instead. The jobs API refuses to change such jobs directly,
+    /// which would leave the record out of step.
+    pub managed_by: Option<&'static str>,
 }
 
 /// A job that has just become dead.
@@ -518,6 +501,15 @@ impl Registry {
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&JobKind> {
         self.kinds.get(name)
+    }
+
+    /// `(kind, where to act instead)` for kinds whose jobs the jobs API must not change.
+    #[must_use]
+    pub fn managed_kinds(&self) -> Vec<(&'static str, &'static str)> {
+        self.kinds
+            .values()
+            .filter_map(|k| k.managed_by.map(|via| (k.name, via)))
+            .collect()
     }
 
     /// Names of the kinds an operator may enqueue.

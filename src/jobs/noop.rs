@@ -81,5 +81,6 @@ pub fn kind() -> JobKind {
         max_attempts: super::DEFAULT_MAX_ATTEMPTS,
         operator_enqueueable: Some(Arc::new(|v| parse(v).map(|_| ()))),
         on_dead: None,
+        managed_by: None,
     }
 }

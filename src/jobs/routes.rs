@@ -168,10 +168,12 @@ enum Transition {
 /// Applies an operator transition with an audit record, or 409 `invalid_state`.
 async fn transition(
     store: &Store,
+    registry: &Registry,
     caller: String,
     id: String,
     action: Transition,
 ) -> Result<HttpResponse, ApiError> {
+    let managed: Vec<(&'static str, &'static str)> = registry.managed_kinds();
     let (allowed_from, done, audit_action) = match action {
         Transition::Retry => ("dead or cancelled", "retried", "job.retry"),
         Transition::Cancel => (
@@ -183,6 +185,17 @@ async fn transition(
     let job = store
         .writer()
         .write(move |tx: &WriteTx<'_>| {
+            if let Some(job) = super::get(tx, &id)?
+                && let Some((_, via)) = managed.iter().find(|(k, _)| *k == job.kind)
+            {
+                return Err(ApiError::conflict(
+                    "managed_job",
+                    format!(
+                        "job {id} ({}) carries the state of another record; use {via}",
+                        job.kind
+                    ),
+                ));
+            }
             let changed = match action {
                 Transition::Retry => {
                     super::requeue(tx, &id, &[JobState::Dead, JobState::Cancelled])?
@@ -219,15 +232,31 @@ async fn transition(
 async fn retry(
     Admin(caller): Admin,
     store: web::Data<Store>,
+    registry: web::Data<Registry>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    transition(&store, caller.identity, id.into_inner(), Transition::Retry).await
+    transition(
+        &store,
+        &registry,
+        caller.identity,
+        id.into_inner(),
+        Transition::Retry,
+    )
+    .await
 }
 
 async fn cancel(
     Admin(caller): Admin,
     store: web::Data<Store>,
+    registry: web::Data<Registry>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    transition(&store, caller.identity, id.into_inner(), Transition::Cancel).await
+    transition(
+        &store,
+        &registry,
+        caller.identity,
+        id.into_inner(),
+        Transition::Cancel,
+    )
+    .await
 }

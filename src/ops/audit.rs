@@ -88,35 +88,36 @@ pub fn list(
         Some(a) => (Some(a.to_string()), None),
         None => (None, None),
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, at, actor, action, target_type, target_id, detail FROM audit_log
-         WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR substr(action, 1, length(?2)) = ?2)
-           AND (?3 IS NULL OR target_id = ?3) AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR id < ?5)
-         ORDER BY id DESC LIMIT ?6",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            exact,
-            prefix,
-            target_id,
-            since,
-            before,
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        ],
-        |r| {
-            let detail: String = r.get(6)?;
-            Ok(Record {
-                id: r.get(0)?,
-                at: clock::to_rfc3339(r.get(1)?),
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                target_type: r.get(4)?,
-                target_id: r.get(5)?,
-                detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-            })
-        },
-    )?;
-    rows.collect()
+    let (target_id, before) = (target_id.map(str::to_string), before.map(str::to_string));
+    crate::pagination::ListQuery::new()
+        .filter("action = ?", &exact)
+        .filter("action >= ?", &prefix)
+        // A prefix as a range, so the action index serves it.
+        .filter(
+            "action < ?",
+            &prefix.as_ref().map(|p| format!("{p}\u{10ffff}")),
+        )
+        .filter("target_id = ?", &target_id)
+        .filter("at >= ?", &since)
+        .filter("id < ?", &before)
+        .run(
+            conn,
+            "id, at, actor, action, target_type, target_id, detail",
+            "audit_log",
+            limit,
+            |r| {
+                let detail: String = r.get(6)?;
+                Ok(Record {
+                    id: r.get(0)?,
+                    at: clock::to_rfc3339(r.get(1)?),
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target_type: r.get(4)?,
+                    target_id: r.get(5)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                })
+            },
+        )
 }
 
 /// `GET /v1beta1/admin/audit-logs?action=&target_id=&since=&limit=&cursor=`

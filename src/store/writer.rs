@@ -258,18 +258,21 @@ fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Command>) -> bool {
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: &WriterStats) {
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+    let mut previous = 0;
     loop {
         match rx.blocking_recv() {
             Some(Msg::Cmd(c)) => batch.push(c),
             Some(Msg::Stop) | None => break,
         }
         let mut stop = drain(&mut rx, &mut batch);
-        if !stop && batch.len() < LINGER_BELOW {
-            // A small batch: give its neighbours a moment to arrive, so that one fsync and one
-            // wake-up serve several callers instead of each paying for its own.
+        if !stop && previous > 1 && batch.len() < LINGER_BELOW {
+            // Callers are arriving concurrently but this batch is small: give its neighbours a
+            // moment, so that one fsync and one wake-up serve several of them. A lone caller
+            // (the previous batch had one command) never waits.
             std::thread::sleep(LINGER);
             stop = drain(&mut rx, &mut batch);
         }
+        previous = batch.len();
         run_batch(&mut conn, &mut batch, wake, stats);
         if stop {
             break;

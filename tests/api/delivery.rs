@@ -515,8 +515,8 @@ async fn the_default_retry_timeline_is_0_3_6_12_seconds() {
         .expect("id")
         .to_string();
     let d = wait_delivery(&app, &id, "failed", Duration::from_secs(5)).await;
-    assert_eq!(d["attempts"], 4);
-    let log = d["attempt_log"].as_array().expect("attempts");
+    assert_eq!(d["attempt_count"], 4);
+    let log = d["attempts"].as_array().expect("attempts");
     assert_eq!(log.len(), 4);
     assert_eq!(log[3]["status"], 500);
     assert_eq!(log[3]["response_body"], "boom");
@@ -561,7 +561,7 @@ async fn retries_stop_at_the_first_2xx_and_follow_the_webhooks_schedule() {
         .expect("id")
         .to_string();
     let d = wait_delivery(&app, &id, "succeeded", Duration::from_secs(5)).await;
-    assert_eq!(d["attempts"], 3);
+    assert_eq!(d["attempt_count"], 3);
     assert_eq!(d["last_status"], 204);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.requests().len(), 3);
@@ -575,8 +575,9 @@ async fn gone_redirect_timeout_and_retry_after() {
     })
     .await;
     let gone = TestReceiver::start(vec![ResponseTemplate::new(410)]).await;
+    let landing = TestReceiver::ok().await;
     let redirect = TestReceiver::start(vec![
-        ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/"),
+        ResponseTemplate::new(302).insert_header("location", landing.url("/landed").as_str()),
     ])
     .await;
     let slow = TestReceiver::start(vec![
@@ -635,7 +636,7 @@ async fn gone_redirect_timeout_and_retry_after() {
         // Every delivery has made its first attempt (and the rate-limited one its second).
         let settled = details
             .iter()
-            .all(|d| d["attempts"].as_i64().unwrap_or(0) >= 1)
+            .all(|d| d["attempt_count"].as_i64().unwrap_or(0) >= 1)
             && details.iter().any(|d| d["state"] == "succeeded");
         settled.then_some(details)
     })
@@ -663,12 +664,16 @@ async fn gone_redirect_timeout_and_retry_after() {
             .contains("redirect"),
         "{r}"
     );
+    assert!(
+        landing.requests().is_empty(),
+        "the redirect was not followed"
+    );
     let s = find(&slow);
-    assert_eq!(s["attempt_log"][0]["error_kind"], "timeout", "{s}");
+    assert_eq!(s["attempts"][0]["error_kind"], "timeout", "{s}");
     let l = find(&limited);
     assert_eq!(l["state"], "succeeded");
-    assert_eq!(l["attempt_log"][0]["status"], 429);
-    assert_eq!(l["attempt_log"][0]["response_headers"]["retry-after"], "1");
+    assert_eq!(l["attempts"][0]["status"], 429);
+    assert_eq!(l["attempts"][0]["response_headers"]["retry-after"], "1");
 }
 
 #[tokio::test]
@@ -751,7 +756,7 @@ async fn recover_requeues_failed_deliveries_in_range() {
             .expect("id")
             .to_string();
         let done = wait_delivery(&app, &d, "succeeded", Duration::from_secs(10)).await;
-        assert_eq!(done["attempts"], 2);
+        assert_eq!(done["attempt_count"], 2);
     }
     let res = app
         .post(
@@ -784,7 +789,19 @@ async fn a_delivery_can_be_retried_by_hand() {
     let status = res.status();
     assert!(status == StatusCode::CONFLICT || status == StatusCode::ACCEPTED);
     let done = wait_delivery(&app, &d, "succeeded", Duration::from_secs(10)).await;
-    assert_eq!(done["attempt_log"].as_array().expect("log").len(), 2);
+    assert_eq!(done["attempts"].as_array().expect("log").len(), 2);
+    // Its job is the delivery's: the jobs API points at the delivery instead of changing it.
+    let job_id = done["job_id"].as_str().expect("job");
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{job_id}/cancel"), &json!({}))
+        .await;
+    let err = assert_error(res, StatusCode::CONFLICT, "managed_job").await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/deliveries/")
+    );
     let logs = app
         .get_json(
             &format!("/v1beta1/admin/audit-logs?action=delivery.retry&target_id={d}"),
@@ -980,7 +997,7 @@ async fn the_ssrf_guard_refuses_localhost() {
         .to_string();
     let done = wait_delivery(&app, &d, "failed", Duration::from_secs(10)).await;
     assert_eq!(
-        done["attempt_log"][0]["error_kind"], "refused_by_policy",
+        done["attempts"][0]["error_kind"], "refused_by_policy",
         "{done}"
     );
     assert!(
@@ -1059,7 +1076,7 @@ async fn test_events_go_to_one_endpoint_and_the_catalog_lists_actions() {
         .await["event"]
         .clone();
     assert_eq!(ev["payload"]["action"], "webhook.test");
-    assert_eq!(ev["delivery_list"].as_array().expect("list").len(), 1);
+    assert_eq!(ev["deliveries"].as_array().expect("list").len(), 1);
     assert_error(
         app.get("/v1beta1/admin/events/evt_nope").await,
         StatusCode::NOT_FOUND,
