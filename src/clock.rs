@@ -30,6 +30,14 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, String> {
         .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
 }
 
+/// Parses an HTTP date (`Retry-After: Tue, 14 Nov 2023 22:13:40 GMT`) into UNIX milliseconds.
+#[must_use]
+pub fn parse_http_date(s: &str) -> Option<Millis> {
+    DateTime::parse_from_rfc2822(s.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 /// Adds a duration to a time in milliseconds, saturating instead of overflowing.
 #[must_use]
 pub fn add(ms: Millis, d: std::time::Duration) -> Millis {

@@ -19,6 +19,22 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// An error and its sources as one line, `a: b: c`, skipping a source that repeats its parent's
+/// text (reqwest and hyper often do).
+#[must_use]
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.contains(&s) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
 /// An error answered to an HTTP client.
 #[derive(Debug)]
 pub struct ApiError {

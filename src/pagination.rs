@@ -48,6 +48,25 @@ impl PageQuery {
     }
 }
 
+/// A list filter that must be one of `allowed`: an empty value counts as absent, anything else
+/// is 400 `invalid_query` naming the choices.
+///
+/// # Errors
+/// 400 `invalid_query` for a value not in `allowed`.
+pub fn one_of(
+    name: &str,
+    value: Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, ApiError> {
+    match value.filter(|v| !v.is_empty()) {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be one of {}; not `{v}`", allowed.join(", ")),
+        )),
+        other => Ok(other),
+    }
+}
+
 /// Trims a result fetched with `limit + 1` rows to `limit` and computes the next cursor.
 pub fn finish<T>(
     mut items: Vec<T>,

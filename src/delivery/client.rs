@@ -351,19 +351,6 @@ fn chain_contains<T: StdError + 'static>(e: &(dyn StdError + 'static)) -> Option
     None
 }
 
-fn chain_text(e: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.contains(&s) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
-}
-
 fn classify(e: &reqwest::Error) -> (FailureKind, String) {
     if let Some(m) = chain_contains::<RefusedByPolicy>(e) {
         return (FailureKind::RefusedByPolicy, m);
@@ -371,7 +358,7 @@ fn classify(e: &reqwest::Error) -> (FailureKind, String) {
     if let Some(m) = chain_contains::<DnsFailure>(e) {
         return (FailureKind::Dns, m);
     }
-    let text = chain_text(e);
+    let text = crate::error::chain(e);
     if e.is_timeout() {
         return (FailureKind::Timeout, text);
     }

@@ -312,15 +312,11 @@ async fn list(
     let q = q.into_inner();
     let limit = q.page.limit()?;
     let nonempty = |o: Option<String>| o.filter(|s| !s.is_empty());
-    let state = nonempty(q.state);
-    if let Some(s) = &state
-        && !["pending", "succeeded", "failed", "cancelled"].contains(&s.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("state must be pending, succeeded, failed or cancelled; not `{s}`"),
-        ));
-    }
+    let state = pagination::one_of(
+        "state",
+        q.state,
+        &["pending", "succeeded", "failed", "cancelled"],
+    )?;
     let since = nonempty(q.since)
         .as_deref()
         .map(clock::parse_rfc3339)

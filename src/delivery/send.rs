@@ -227,9 +227,7 @@ fn parse_retry_after(v: &str, now: Millis) -> Option<Duration> {
     let wait = if let Ok(secs) = v.parse::<u64>() {
         Duration::from_secs(secs)
     } else {
-        let at = chrono::DateTime::parse_from_rfc2822(v)
-            .ok()?
-            .timestamp_millis();
+        let at = clock::parse_http_date(v)?;
         Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
     };
     Some(wait.min(MAX_RETRY_AFTER))
@@ -305,11 +303,11 @@ impl Sender {
         );
         let result = self.client.post(&url, headers, loaded.body).await;
 
-        let schedule: Vec<Duration> = match &target.schedule {
-            Some(s) => crate::config::parse_retry_schedule(s)
-                .unwrap_or_else(|_| self.default_schedule.clone()),
-            None => self.default_schedule.clone(),
-        };
+        let own = target
+            .schedule
+            .as_deref()
+            .and_then(|s| crate::config::parse_retry_schedule(s).ok());
+        let schedule: &[Duration] = own.as_deref().unwrap_or(&self.default_schedule);
         let retries_left = !job.is_last_attempt() && (job.attempt as usize) <= schedule.len();
         let scheduled_wait = schedule
             .get(job.attempt as usize - 1)

@@ -464,21 +464,13 @@ async fn list(
     let q = q.into_inner();
     let limit = q.page.limit()?;
     let before = q.page.cursor();
-    let state = q.state.filter(|s| !s.is_empty());
-    if let Some(s) = &state {
-        check_state(s).map_err(|_| {
-            ApiError::bad_request("invalid_query", "state must be enabled or disabled")
-        })?;
-    }
+    let state = pagination::one_of("state", q.state, &["enabled", "disabled"])?;
     let items = store
         .read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM webhooks WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR state = ?2)
-                 ORDER BY id DESC LIMIT ?3"
-            ))?;
-            let hooks = stmt
-                .query_map(params![before, state, i64::try_from(limit + 1).unwrap_or(i64::MAX)], from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let hooks = pagination::ListQuery::new()
+                .filter("state = ?", &state)
+                .filter("id < ?", &before)
+                .run(c, COLUMNS, "webhooks", limit + 1, from_row)?;
             let mut out = Vec::with_capacity(hooks.len());
             for w in &hooks {
                 let mut v = to_json(c, w)?;
@@ -731,7 +723,7 @@ async fn test(
                 }),
             )
             .only_to(&w.id);
-            let published = events::publish(tx, &event, default_retries)?;
+            let published = events::publish(tx, event, default_retries)?;
             audit::record(
                 tx,
                 &audit_entry(
@@ -831,7 +823,7 @@ pub fn disable(
             "metadata": {"reason": reason},
         }),
     );
-    events::publish(tx, &event, default_retries)?;
+    events::publish(tx, event, default_retries)?;
     tracing::warn!(%webhook_id, %reason, "webhook disabled");
     Ok(true)
 }

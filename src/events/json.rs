@@ -61,24 +61,20 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 fn write_number(out: &mut Vec<u8>, n: &Number) {
     if let Some(u) = n.as_u64() {
         if u <= MAX_SAFE_INTEGER {
-            out.extend_from_slice(itoa(u).as_bytes());
+            out.extend_from_slice(u.to_string().as_bytes());
             return;
         }
     } else if let Some(i) = n.as_i64()
         && i.unsigned_abs() <= MAX_SAFE_INTEGER
     {
         out.push(b'-');
-        out.extend_from_slice(itoa(i.unsigned_abs()).as_bytes());
+        out.extend_from_slice(i.unsigned_abs().to_string().as_bytes());
         return;
     }
     // A float, or an integer JavaScript can only hold as the nearest double.
     let f = n.as_f64().unwrap_or(0.0);
     let mut buf = ryu_js::Buffer::new();
     out.extend_from_slice(buf.format(f).as_bytes());
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 /// The array index a property key denotes in JavaScript, if any: the canonical decimal form of

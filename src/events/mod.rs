@@ -173,50 +173,44 @@ pub struct Prepared {
 /// Builds the envelope of `event`: `{id, created_at, action, data: {actor, target, org_id, source,
 /// metadata}}`, compact and JavaScript-stable. `data.source` defaults to `frontier`.
 #[must_use]
-pub fn prepare(event: &NewEvent) -> Prepared {
+pub fn prepare(event: NewEvent) -> Prepared {
+    let NewEvent {
+        action,
+        data: mut given,
+        idempotency_key,
+        only,
+    } = event;
     let id = ids::new_id(ids::EVENT);
     let created_at = clock::now_ms();
+    // Moved, not cloned: metadata can be a whole Front conversation.
     let mut data = Map::new();
     for key in ["actor", "target", "org_id"] {
-        data.insert(
-            key.into(),
-            event.data.get(key).cloned().unwrap_or(Value::Null),
-        );
+        data.insert(key.into(), given.shift_remove(key).unwrap_or(Value::Null));
     }
-    let source = event
-        .data
-        .get("source")
-        .and_then(Value::as_str)
-        .unwrap_or("frontier")
-        .to_string();
+    let source = given
+        .shift_remove("source")
+        .and_then(|s| s.as_str().map(str::to_string))
+        .unwrap_or_else(|| "frontier".to_string());
     data.insert("source".into(), json!(source));
     data.insert(
         "metadata".into(),
-        event
-            .data
-            .get("metadata")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
+        given.shift_remove("metadata").unwrap_or_else(|| json!({})),
     );
-    for (k, v) in &event.data {
-        if !data.contains_key(k) {
-            data.insert(k.clone(), v.clone());
-        }
-    }
+    data.extend(given);
     let envelope = json!({
         "id": id,
         "created_at": clock::to_rfc3339(created_at),
-        "action": event.action.as_str(),
+        "action": action.as_str(),
         "data": Value::Object(data),
     });
     Prepared {
         body: json::to_js_json(&envelope),
         id,
         created_at,
-        action: event.action.clone(),
+        action,
         source,
-        idempotency_key: event.idempotency_key.clone(),
-        only: event.only.clone(),
+        idempotency_key,
+        only,
     }
 }
 
@@ -235,7 +229,7 @@ pub struct Published {
 /// A database error.
 pub fn publish(
     tx: &WriteTx<'_>,
-    event: &NewEvent,
+    event: NewEvent,
     default_retries: usize,
 ) -> rusqlite::Result<Published> {
     publish_prepared(tx, &prepare(event), default_retries)
@@ -314,7 +308,7 @@ pub fn dead_job_hook(default_retries: usize) -> crate::jobs::DeadHookFn {
                 "metadata": {"kind": dead.kind, "attempts": dead.attempt, "error": dead.error, "payload": dead.payload},
             }),
         );
-        publish(tx, &event, default_retries).map(|_| ())
+        publish(tx, event, default_retries).map(|_| ())
     })
 }
 
@@ -390,7 +384,7 @@ async fn publish_route(
         }
         other => other,
     };
-    let prepared = prepare(&NewEvent {
+    let prepared = prepare(NewEvent {
         action,
         data,
         idempotency_key,
@@ -574,7 +568,7 @@ mod tests {
             idempotency_key: None,
             only: None,
         };
-        let p = prepare(&e);
+        let p = prepare(e);
         let text = String::from_utf8(p.body).expect("utf8");
         let expected = format!(
             r#"{{"id":"{}","created_at":"{}","action":"app.user.created","data":{{"actor":{{"id":"u1"}},"target":{{"id":"u2"}},"org_id":null,"source":"frontier","metadata":{{"b":1,"a":2}}}}}}"#,

@@ -170,7 +170,9 @@ impl FrontClient {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| FetchError::Transient(format!("GET {url}: {}", error_chain(&e))))?;
+            .map_err(|e| {
+                FetchError::Transient(format!("GET {url}: {}", crate::error::chain(&e)))
+            })?;
         let status = res.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let until = retry_at(res.headers(), clock::now_ms());
@@ -193,21 +195,10 @@ impl FrontClient {
         res.json::<Value>().await.map_err(|e| {
             FetchError::Transient(format!(
                 "GET {url}: the answer is not JSON: {}",
-                error_chain(&e)
+                crate::error::chain(&e)
             ))
         })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 /// Whether `host` matches an allowlist entry: exact, or `*.suffix` for any subdomain of suffix.
@@ -240,7 +231,7 @@ pub fn retry_at(headers: &HeaderMap, now: Millis) -> Millis {
             .ok()
             .filter(|secs| secs.is_finite())
             .map(|secs| now.saturating_add((secs.clamp(0.0, 1e9) * 1000.0) as i64))
-            .or_else(|| httpdate_ms(v))
+            .or_else(|| clock::parse_http_date(v))
     });
     let from_reset = || {
         text("x-ratelimit-reset")
@@ -251,12 +242,6 @@ pub fn retry_at(headers: &HeaderMap, now: Millis) -> Millis {
     let at = from_retry_after.or_else(from_reset).unwrap_or(now + 60_000);
     let max = clock::add(now, MAX_PAUSE);
     at.clamp(now + 1000, max)
-}
-
-fn httpdate_ms(v: &str) -> Option<Millis> {
-    chrono::DateTime::parse_from_rfc2822(v)
-        .ok()
-        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]

@@ -296,15 +296,7 @@ async fn list_route(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = q.page.limit()?;
-    let state = q.state.filter(|s| !s.is_empty());
-    if let Some(s) = &state
-        && !["pending", "processed", "failed"].contains(&s.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("state must be pending, processed or failed; not `{s}`"),
-        ));
-    }
+    let state = pagination::one_of("state", q.state, &["pending", "processed", "failed"])?;
     let source = q.source.filter(|s| !s.is_empty());
     let before = q.page.cursor();
     let items = store

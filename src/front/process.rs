@@ -205,7 +205,7 @@ impl Processor {
                 tracing::info!(inbound_id = %id, action = %outbound["action"], fetched = enriched.fetched_urls.len(), "front event processed");
                 let default_retries = self.default_retries;
                 JobResult::succeeded().with_write(Box::new(move |tx| {
-                    let event_id = publish_outbound(tx, &outbound, default_retries)?;
+                    let event_id = publish_outbound(tx, outbound, default_retries)?;
                     inbound::mark_processed(tx, &id, &fetched, &event_id)
                 }))
             }
@@ -350,15 +350,15 @@ fn resource_id(id: &str) -> Result<&str, FetchError> {
 /// A database error.
 pub fn publish_outbound(
     tx: &WriteTx<'_>,
-    outbound: &Value,
+    mut outbound: Value,
     default_retries: usize,
 ) -> rusqlite::Result<String> {
     let action = outbound["action"]
         .as_str()
         .and_then(|a| Action::parse(a).ok())
         .unwrap_or_else(|| Action::parse("front.unknown").expect("a valid action"));
-    let data = match &outbound["data"] {
-        Value::Object(m) => m.clone(),
+    let data = match outbound["data"].take() {
+        Value::Object(m) => m,
         _ => Map::new(),
     };
     let event = NewEvent {
@@ -367,7 +367,7 @@ pub fn publish_outbound(
         idempotency_key: None,
         only: None,
     };
-    Ok(events::publish(tx, &event, default_retries)?.id)
+    Ok(events::publish(tx, event, default_retries)?.id)
 }
 
 /// A teammate as an actor or target: `{id, type, name, email}`.
