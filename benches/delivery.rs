@@ -8,8 +8,7 @@
 //! 2. publishes at a steady 1,000 events/s for 10 s and reports publish latency;
 //! 3. fan-out: 1,000 events to 50 webhooks (50,000 deliveries).
 //!
-//! `BENCH_WORKERS` sets `jobs.workers` (default 16, as shipped); deliveries are I/O-bound, and
-//! 64 workers suit high delivery volume on this machine.
+//! `BENCH_WORKERS` sets `jobs.workers` (default 16, as shipped).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -244,12 +244,10 @@ impl Sender {
             return JobResult::fail("the job payload has no delivery_id");
         };
         let now = clock::now_ms();
-        let loaded = {
-            let id = delivery_id.clone();
-            self.store
-                .read(move |c| load(c, &id, now).map_err(StoreError::from))
-                .await
-        };
+        // A point read by key: done on this (job) thread rather than handed to the blocking pool.
+        let loaded = self
+            .store
+            .read_now(|c| load(c, &delivery_id, now).map_err(StoreError::from));
         let loaded = match loaded {
             Ok(Some(l)) => l,
             Ok(None) => return JobResult::fail(format!("delivery {delivery_id} no longer exists")),

@@ -113,9 +113,10 @@ impl Dispatcher {
         extend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         extend.tick().await;
 
-        // Claimed jobs waiting for a free worker. Claims run ahead of the workers (up to one
-        // worker-count of jobs): while one claim commits, the workers run what the previous
-        // one brought, so throughput is not bound by one commit round trip per batch.
+        // Claimed jobs waiting for a free worker. Claims run ahead of the workers (up to
+        // `max(workers, 2 × CLAIM_BATCH)` jobs): while one claim commits, the workers run what
+        // earlier ones brought, so a worker that frees up never waits for a commit round trip.
+        // Claimed jobs hold a lease that is extended like a running job's.
         let mut ready: VecDeque<JobRun> = VecDeque::new();
         let mut claiming: Option<JoinHandle<Result<Vec<JobRun>, StoreError>>> = None;
         let mut want = 0;
@@ -154,11 +155,12 @@ impl Dispatcher {
                 maybe_due = true;
             }
             let running = self.workers - slots.available_permits();
-            let room = (2 * self.workers).saturating_sub(running + ready.len());
+            let ahead = self.workers.max(2 * CLAIM_BATCH);
+            let room = (self.workers + ahead).saturating_sub(running + ready.len());
             if claiming.is_none()
                 && maybe_due
                 && claim_blocked_until.is_none()
-                && ready.len() < self.workers
+                && ready.len() < ahead
                 && room > 0
             {
                 want = room.min(CLAIM_BATCH);
@@ -169,7 +171,7 @@ impl Dispatcher {
             }
             let wait = if let Some(t) = claim_blocked_until {
                 t.saturating_duration_since(tokio::time::Instant::now())
-            } else if claiming.is_some() || room == 0 || ready.len() >= self.workers {
+            } else if claiming.is_some() || room == 0 || ready.len() >= ahead {
                 POLL_INTERVAL
             } else {
                 // Nothing was due at the last claim: sleep until the next job is.

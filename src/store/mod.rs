@@ -142,6 +142,20 @@ impl Store {
         .await
         .unwrap_or_else(|e| Err(StoreError::Internal(format!("read task failed: {e}")).into()))
     }
+
+    /// Runs a short read on the calling thread. For point reads by key on a runtime that may
+    /// block briefly (the job runtime): it saves the two thread hand-offs of [`Store::read`].
+    ///
+    /// # Errors
+    /// `f`'s error, or a pool error when no connection frees up within the pool's timeout.
+    pub fn read_now<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let conn = self.pool.get().map_err(|e| E::from(StoreError::Pool(e)))?;
+        f(&conn)
+    }
 }
 
 /// Applies the connection settings every connection shares.
