@@ -7,7 +7,6 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, HttpServer, web};
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, Secret};
+use crate::cron::{self, Cron, tasks::Tasks};
 use crate::delivery::{self, secrets::Keyring};
 use crate::error;
 use crate::events;
@@ -28,9 +28,6 @@ use crate::ops;
 use crate::store::Store;
 use crate::web::{self as webui, health::Readiness};
 
-/// Period of the lease sweep until the `lease_reaper` cron takes it over.
-const MAX_SWEEP_PERIOD: Duration = Duration::from_secs(15);
-
 /// The running service. Build it with [`Application::build`], then [`Application::run_until_stopped`].
 pub struct Application {
     port: u16,
@@ -38,7 +35,7 @@ pub struct Application {
     store: Store,
     dispatcher: JoinHandle<()>,
     jobs_runtime: tokio::runtime::Runtime,
-    sweeper: JoinHandle<()>,
+    cron: Arc<Cron>,
     stop: CancellationToken,
     admin_token: Secret,
     _lock: File,
@@ -52,6 +49,7 @@ struct Shared {
     keyring: web::Data<Keyring>,
     auth: web::Data<Authenticator>,
     readiness: web::Data<Readiness>,
+    cron: web::Data<Cron>,
 }
 
 impl Application {
@@ -82,8 +80,11 @@ impl Application {
             Arc::new(Keyring::from_config(&config).context("loading the encryption keys")?);
         front::register(&mut registry, &config, store.clone())?;
         delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
+        let tasks = Arc::new(Tasks::new(store.clone(), config.clone()));
+        cron::register(&mut registry, &tasks);
         registry.on_any_dead(events::dead_job_hook(config.delivery.retry_schedule.len()));
         let registry = Arc::new(registry);
+        tasks.set_registry(Arc::clone(&registry));
         let requeued = worker::requeue_expired(&store, Arc::clone(&registry), Sweep::AllRunning)
             .await
             .context("requeueing jobs left running by the previous process")?;
@@ -106,13 +107,10 @@ impl Application {
         let jobs_runtime = jobs_runtime()?;
         let dispatcher =
             jobs_runtime.spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
-        let sweep_period = (config.jobs.lease / 2).min(MAX_SWEEP_PERIOD);
-        let sweeper = tokio::spawn(worker::sweep_loop(
-            store.clone(),
-            Arc::clone(&registry),
-            sweep_period,
-            stop.child_token(),
-        ));
+        let cron = Arc::new(Cron::new(store.clone(), config.cron.schedules.clone()));
+        cron.start().await.context("starting cron")?;
+        crate::metrics::install();
+        tokio::spawn(crate::metrics::upkeep_loop(stop.child_token()));
 
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("binding server.bind = {}", config.server.bind))?;
@@ -127,19 +125,25 @@ impl Application {
                 store: store.clone(),
                 workers: worker_health,
                 max_lag: config.jobs.max_lag,
+                cron: Arc::clone(&cron),
             }),
+            cron: web::Data::from(Arc::clone(&cron)),
         };
         let max_body = config.server.max_body_bytes;
         let route_config = config.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(error::rewrite_bare_errors))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::metrics::track_requests,
+                ))
                 .app_data(shared.config.clone())
                 .app_data(shared.store.clone())
                 .app_data(shared.registry.clone())
                 .app_data(shared.keyring.clone())
                 .app_data(shared.auth.clone())
                 .app_data(shared.readiness.clone())
+                .app_data(shared.cron.clone())
                 .app_data(error::json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(error::query_config())
@@ -171,7 +175,7 @@ impl Application {
             store,
             dispatcher,
             jobs_runtime,
-            sweeper,
+            cron,
             stop,
             admin_token,
             _lock: lock,
@@ -188,6 +192,12 @@ impl Application {
     #[must_use]
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The cron schedules (for tests: tick by hand, or stop the ticker).
+    #[must_use]
+    pub fn cron(&self) -> Arc<Cron> {
+        Arc::clone(&self.cron)
     }
 
     /// The admin token in force (configured or generated).
@@ -216,6 +226,7 @@ impl Application {
             res = &mut server => server_result = Some(res),
         }
         self.stop.cancel();
+        self.cron.stop().await;
         let http = async {
             handle.stop(true).await;
             match server_result {
@@ -225,7 +236,6 @@ impl Application {
         };
         let (http_result, _) = tokio::join!(http, self.dispatcher);
         self.jobs_runtime.shutdown_background();
-        self.sweeper.abort();
         self.store.writer().stop().await;
         tracing::info!("stopped");
         match http_result {
@@ -266,7 +276,9 @@ fn routes(cfg: &mut web::ServiceConfig, config: &Config) {
     events::configure(cfg);
     delivery::configure(cfg);
     jobs::routes::configure(cfg);
+    cron::routes::configure(cfg);
     ops::configure(cfg);
+    crate::metrics::configure(cfg);
 }
 
 async fn shutdown_signal() -> &'static str {

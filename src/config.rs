@@ -976,6 +976,8 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
     }
     let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
+        // As tokio-cron-scheduler parses it, so next-run times agree with when it ticks.
+        .dom_and_dow(true)
         .build()
         .parse(expr)
         .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;

@@ -35,6 +35,13 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{ulid}")
 }
 
+/// The smallest id with `prefix` made at `at` (ms): every id made before `at` sorts below it.
+#[must_use]
+pub fn time_bound(prefix: &str, at: i64) -> String {
+    let ms = u64::try_from(at).unwrap_or(0);
+    format!("{prefix}_{}", Ulid::from_parts(ms, 0))
+}
+
 /// Whether `id` has the form `<prefix>_<ULID>`; used to answer 404 early for malformed ids.
 #[must_use]
 pub fn is_valid(prefix: &str, id: &str) -> bool {
@@ -59,5 +66,17 @@ mod tests {
         assert!(is_valid(JOB, &a));
         assert!(!is_valid(JOB, "job_nope"));
         assert!(!is_valid("evt", &a));
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
+        )
+        .unwrap_or(0);
+        assert!(time_bound(JOB, now - 1) < a, "made before: below the bound");
+        assert!(
+            time_bound(JOB, now + 1000) > a,
+            "made after: above the bound"
+        );
     }
 }

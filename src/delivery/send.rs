@@ -172,6 +172,18 @@ struct Attempt {
     error: Option<String>,
 }
 
+impl Attempt {
+    /// `succeeded`, `http_4xx`-style for other statuses, or the error kind.
+    fn outcome_label(&self) -> String {
+        match (self.status, self.error_kind) {
+            (Some(s), _) if (200..300).contains(&s) => "succeeded".into(),
+            (Some(s), _) => format!("http_{}xx", s / 100),
+            (None, Some(kind)) => kind.into(),
+            (None, None) => "error".into(),
+        }
+    }
+}
+
 /// Where the delivery goes after an attempt.
 enum Next {
     Succeeded,
@@ -179,7 +191,13 @@ enum Next {
     Failed,
 }
 
-fn record(tx: &WriteTx<'_>, delivery_id: &str, a: &Attempt, next: &Next) -> rusqlite::Result<()> {
+fn record(
+    tx: &WriteTx<'_>,
+    delivery_id: &str,
+    webhook_id: &str,
+    a: &Attempt,
+    next: &Next,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms, response_headers, response_body,
                                         error_kind, error)
@@ -208,6 +226,22 @@ fn record(tx: &WriteTx<'_>, delivery_id: &str, a: &Attempt, next: &Next) -> rusq
          WHERE id = ?1",
     )?
     .execute(params![delivery_id, a.number, a.status, a.error, state, next_at, finished, now])?;
+    if finished.is_some() {
+        crate::metrics::delivery_finished(state);
+    }
+    // Endpoint health (`endpoint_health` cron): since when every attempt failed. Written only
+    // when it changes, so a healthy endpoint costs one index lookup per attempt.
+    if matches!(next, Next::Succeeded) {
+        tx.prepare_cached(
+            "UPDATE webhooks SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
+        )?
+        .execute([webhook_id])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE webhooks SET failing_since = ?2 WHERE id = ?1 AND failing_since IS NULL",
+        )?
+        .execute(params![webhook_id, a.at])?;
+    }
     Ok(())
 }
 
@@ -312,17 +346,22 @@ impl Sender {
             .copied()
             .unwrap_or_default();
         let (attempt, verdict) = judge(number, sent_at, result);
+        let webhook_id = target.id;
+        crate::metrics::delivery_attempt(
+            &attempt.outcome_label(),
+            Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(0)),
+        );
         match verdict {
             Verdict::Delivered => {
                 tracing::debug!(%delivery_id, status = ?attempt.status, "delivered");
                 JobResult::succeeded().with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &attempt, &Next::Succeeded)
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Succeeded)
                 }))
             }
             Verdict::Gone(error) => {
                 tracing::info!(%delivery_id, "receiver answered 410 Gone; no more attempts");
                 JobResult::fail(error).with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &attempt, &Next::Failed)
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed)
                 }))
             }
             Verdict::Retry { error, retry_after } if retries_left => {
@@ -334,13 +373,13 @@ impl Sender {
                     after: Some(wait),
                 })
                 .with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &attempt, &Next::RetryAt(at))
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::RetryAt(at))
                 }))
             }
             Verdict::Retry { error, .. } => {
                 tracing::warn!(%delivery_id, %error, "delivery failed: out of attempts");
                 JobResult::fail(error).with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &attempt, &Next::Failed)
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed)
                 }))
             }
         }

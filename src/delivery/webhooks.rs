@@ -596,7 +596,8 @@ async fn update(
             let now = clock::now_ms();
             tx.prepare_cached(
                 "UPDATE webhooks SET url = ?2, description = ?3, subscribed_events = ?4, headers = ?5, state = ?6,
-                        disabled_reason = ?7, signature_algorithm = ?8, retry_schedule = ?9, updated_at = ?10
+                        disabled_reason = ?7, signature_algorithm = ?8, retry_schedule = ?9, updated_at = ?10,
+                        failing_since = CASE WHEN ?6 = 'enabled' AND state = 'disabled' THEN NULL ELSE failing_since END
                  WHERE id = ?1",
             )?
             .execute(params![

@@ -503,6 +503,14 @@ impl Registry {
         self.kinds.get(name)
     }
 
+    /// Every registered kind's name.
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.kinds.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// `(kind, where to act instead)` for kinds whose jobs the jobs API must not change.
     #[must_use]
     pub fn managed_kinds(&self) -> Vec<(&'static str, &'static str)> {

@@ -374,6 +374,14 @@ pub enum Recorded {
 
 impl Recorded {
     fn log(&self, job: &JobRun) {
+        let outcome = match self {
+            Self::Succeeded => "succeeded",
+            Self::Retrying { .. } => "retrying",
+            Self::Dead { .. } => "dead",
+            Self::Rescheduled { .. } => "rescheduled",
+            Self::ClaimLost => "claim_lost",
+        };
+        crate::metrics::job_finished(&job.kind, outcome);
         match self {
             Self::Succeeded => tracing::debug!("job succeeded"),
             Self::Retrying { at } => {
@@ -646,25 +654,4 @@ pub async fn requeue_expired(
         tracing::error!(job_id = %job.id, kind = %job.kind, attempts = job.attempt, "job is dead: {reason}");
     }
     Ok(count)
-}
-
-/// Runs [`requeue_expired`] every `period` until `stop` (the foundation's lease sweep).
-pub async fn sweep_loop(
-    store: Store,
-    registry: Arc<Registry>,
-    period: Duration,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = requeue_expired(&store, Arc::clone(&registry), Sweep::Expired).await {
-                    tracing::warn!(error = %e, "lease sweep failed");
-                }
-            }
-        }
-    }
 }

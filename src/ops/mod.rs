@@ -1,6 +1,7 @@
-//! Operations: the audit log and its API. (Stats, cron and the other admin read APIs join here.)
+//! Operations: the audit log and stats APIs. (Cron lives in `crate::cron`.)
 
 pub mod audit;
+pub mod stats;
 
 use actix_web::web;
 
@@ -8,5 +9,6 @@ use crate::error::resource;
 
 /// Mounts the operations routes under `/v1beta1/admin`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1beta1/admin/audit-logs").route(web::get().to(audit::list_route)));
+    cfg.service(resource("/v1beta1/admin/audit-logs").route(web::get().to(audit::list_route)))
+        .service(resource("/v1beta1/admin/stats").route(web::get().to(stats::route)));
 }

@@ -35,6 +35,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_foundation.sql")),
     M::up(include_str!("migrations/0002_front.sql")),
     M::up(include_str!("migrations/0003_delivery.sql")),
+    M::up(include_str!("migrations/0004_operations.sql")),
 ];
 
 /// A storage failure.

@@ -13,6 +13,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
 use crate::clock;
+use crate::cron::Cron;
 use crate::error::resource;
 use crate::jobs::{self, worker::WorkerHealth};
 use crate::store::{Store, StoreError};
@@ -25,6 +26,7 @@ pub struct Readiness {
     pub store: Store,
     pub workers: Arc<WorkerHealth>,
     pub max_lag: Duration,
+    pub cron: Arc<Cron>,
 }
 
 /// Mounts `/healthz` and `/readyz`.
@@ -107,6 +109,17 @@ impl Readiness {
                 }
             }
             Err(e) => problems.push(format!("the job queue cannot be read: {e}")),
+        }
+        let overdue = self.cron.overdue(now);
+        checks.insert(
+            "cron".into(),
+            json!(if overdue.is_empty() { "ok" } else { "overdue" }),
+        );
+        for (name, since) in overdue {
+            problems.push(format!(
+                "cron `{name}` is overdue: the tick due at {} never came, nor the two after it",
+                clock::to_rfc3339(since)
+            ));
         }
         (checks, problems)
     }

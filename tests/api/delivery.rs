@@ -71,7 +71,7 @@ impl TestReceiver {
     }
 }
 
-fn local_delivery(c: &mut Config) {
+pub fn local_delivery(c: &mut Config) {
     c.delivery.allow_http = true;
     c.delivery.allow_private_networks = true;
 }

@@ -24,9 +24,16 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db_path: PathBuf,
     pub app_store: hookrelay::store::Store,
+    pub cron: std::sync::Arc<hookrelay::cron::Cron>,
     stop: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     dir: Option<TempDir>,
+}
+
+/// Sets cron schedule `name` (a 6-field expression or `off`).
+pub fn set_cron(c: &mut Config, name: &str, expr: &str) {
+    let schedule = config::parse_schedule(expr).expect("valid cron expression");
+    c.cron.schedules.insert(name.to_string(), schedule);
 }
 
 /// A config for tests: port 0, temp database, known tokens, short grace.
@@ -65,6 +72,7 @@ pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let stop = app.shutdown_token();
     let app_store = app.store().clone();
+    let cron = app.cron();
     let handle = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -74,6 +82,7 @@ pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
             .expect("client"),
         db_path,
         app_store,
+        cron,
         stop,
         handle: Some(handle),
         dir: Some(dir),

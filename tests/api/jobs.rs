@@ -351,8 +351,12 @@ fn insert_stale_running(db: &std::path::Path, id: &str, lease_until: i64) {
 }
 
 #[tokio::test]
-async fn an_expired_lease_puts_the_job_back() {
-    let app = spawn_app_with(|c| c.jobs.lease = Duration::from_secs(2)).await;
+async fn the_lease_reaper_takes_back_a_job_whose_lease_ran_out() {
+    let app = spawn_app_with(|c| {
+        c.jobs.lease = Duration::from_secs(2);
+        set_cron(c, "lease_reaper", "* * * * * *");
+    })
+    .await;
     let id = "job_01JSTALELEASE0000000000000";
     insert_stale_running(&app.db_path, id, clock::now_ms() + 500);
     let job = app.wait_job(id, "succeeded", Duration::from_secs(10)).await;

@@ -8,4 +8,5 @@ mod helpers;
 mod http;
 mod jobs;
 mod js_compat;
+mod ops;
 mod store;

@@ -1,0 +1,644 @@
+//! Cron on durable jobs (SPEC §8).
+//!
+//! tokio-cron-scheduler only *ticks*. Each tick is one writer transaction that enqueues a job of
+//! kind `cron.<name>` with idempotency key `cron:<name>:<tick time>` and records the run in
+//! `cron_runs`, so:
+//! - a tick that fires twice enqueues one job (the second finds the key, or the recorded tick);
+//! - a tick that comes while the previous run of the same name is still queued or running is
+//!   **skipped** and recorded as such (no overlap);
+//! - at start, the latest tick missed while the process was down runs once (`catch_up`);
+//! - every run is recorded (scheduled time, start, end, outcome, rows affected, report, error).
+//!
+//! The scheduler has been reported to stop firing repeated jobs (its issue #113), so the last
+//! tick of every schedule is kept in memory and [`Cron::overdue`] names the schedules overdue by
+//! more than two periods: `/readyz` fails and `hookrelay_cron_overdue` rises.
+
+pub mod routes;
+pub mod tasks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use rusqlite::{OptionalExtension as _, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::clock::{self, Millis};
+use crate::config::Schedule;
+use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, NewJob, Registry};
+use crate::ops::audit;
+use crate::store::{Store, StoreError, WriteTx};
+use tasks::{TaskReport, Tasks};
+
+/// Prefix of the job kinds that run cron tasks: `cron.retention`, …
+pub const KIND_PREFIX: &str = "cron.";
+/// Attempts of one cron run (a transient failure is retried with backoff before the run fails).
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Slack on top of two periods before a schedule counts as overdue.
+const OVERDUE_SLACK: Duration = Duration::from_secs(2);
+/// Runs shown with one cron entry.
+pub const RUNS_SHOWN: usize = 20;
+
+/// How a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The scheduler ticked.
+    Schedule,
+    /// At start, for the latest tick missed while the process was down.
+    CatchUp,
+    /// `POST /v1beta1/admin/cron/{name}/run`.
+    Manual,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Schedule => "schedule",
+            Self::CatchUp => "catch_up",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ticked {
+    /// A job was enqueued and the run recorded as `queued`.
+    Enqueued { run_id: i64, job_id: String },
+    /// This tick was already taken (the scheduler fired twice): nothing was written.
+    Duplicate,
+    /// The previous run of this name is still queued or running: recorded as `skipped`.
+    Skipped { run_id: i64, running_job: String },
+}
+
+/// The cron schedules, their ticker and their run records.
+pub struct Cron {
+    inner: Arc<Inner>,
+    scheduler: tokio::sync::Mutex<Option<JobScheduler>>,
+}
+
+struct Inner {
+    store: Store,
+    schedules: BTreeMap<String, Schedule>,
+    /// Last tick seen per name (any outcome), or the time the ticker started.
+    last_tick: Mutex<HashMap<String, Millis>>,
+}
+
+impl Cron {
+    /// The built-in schedules of `config`.
+    #[must_use]
+    pub fn new(store: Store, schedules: BTreeMap<String, Schedule>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                schedules,
+                last_tick: Mutex::default(),
+            }),
+            scheduler: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs the catch-up for ticks missed while the process was down, then starts ticking.
+    ///
+    /// # Errors
+    /// A storage error, or the scheduler failing to start.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        let now = clock::now_ms();
+        let recorded = self
+            .inner
+            .store
+            .read(|c| last_ticks(c).map_err(StoreError::from))
+            .await?;
+        for (name, schedule) in &self.inner.schedules {
+            let Schedule::Cron { cron, .. } = schedule else {
+                continue;
+            };
+            self.inner.seen(name, now);
+            // Catch up only a schedule that ticked before: a fresh install starts on the next tick.
+            let Some(last) = recorded.get(name).copied() else {
+                continue;
+            };
+            if let Some(missed) = previous(cron, now).filter(|m| *m > last) {
+                match self.inner.tick(name, missed, Trigger::CatchUp, None).await {
+                    Ok(t) => {
+                        tracing::info!(cron = %name, tick = %clock::to_rfc3339(missed), outcome = ?t, "ran a tick missed while stopped")
+                    }
+                    Err(e) => {
+                        tracing::error!(cron = %name, error = %e, "catching up a missed tick failed")
+                    }
+                }
+            }
+        }
+
+        let scheduler = JobScheduler::new().await?;
+        for (name, schedule) in &self.inner.schedules {
+            let Schedule::Cron { expr, cron } = schedule else {
+                continue;
+            };
+            let (inner, name, cron) = (Arc::clone(&self.inner), name.clone(), cron.clone());
+            let job = Job::new_async(expr.as_str(), move |_id, _lock| {
+                let (inner, name, cron) = (Arc::clone(&inner), name.clone(), cron.clone());
+                Box::pin(async move {
+                    // The scheduler fires at or after the tick: the tick is the latest one due.
+                    let Some(at) = previous(&cron, clock::now_ms()) else {
+                        return;
+                    };
+                    match inner.tick(&name, at, Trigger::Schedule, None).await {
+                        Ok(Ticked::Skipped { running_job, .. }) => tracing::warn!(
+                            cron = %name, job_id = %running_job,
+                            "cron tick skipped: the previous run is still queued or running"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(cron = %name, error = %e, "cron tick failed"),
+                    }
+                })
+            })?;
+            scheduler.add(job).await?;
+        }
+        scheduler.start().await?;
+        *self.scheduler.lock().await = Some(scheduler);
+        Ok(())
+    }
+
+    /// The built-in schedule names.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.inner.schedules.keys()
+    }
+
+    /// Stops ticking (shutdown, and tests simulating a scheduler that stopped firing).
+    pub async fn stop(&self) {
+        if let Some(mut s) = self.scheduler.lock().await.take()
+            && let Err(e) = s.shutdown().await
+        {
+            tracing::warn!(error = %e, "stopping the cron scheduler failed");
+        }
+    }
+
+    /// One tick of `name` at `at` (what the scheduler does; public for tests).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn tick(
+        &self,
+        name: &str,
+        at: Millis,
+        trigger: Trigger,
+    ) -> Result<Ticked, StoreError> {
+        self.inner.tick(name, at, trigger, None).await
+    }
+
+    /// Runs `name` now (also when its schedule is `off`), audited as `actor`'s. `None` for an
+    /// unknown name.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn run_now(&self, name: &str, actor: &str) -> Result<Option<Ticked>, StoreError> {
+        if !self.inner.schedules.contains_key(name) {
+            return Ok(None);
+        }
+        self.inner
+            .tick(name, clock::now_ms(), Trigger::Manual, Some(actor))
+            .await
+            .map(Some)
+    }
+
+    /// The schedules overdue by more than two periods: `(name, since when a tick is missing)`.
+    #[must_use]
+    pub fn overdue(&self, now: Millis) -> Vec<(String, Millis)> {
+        let last = self
+            .inner
+            .last_tick
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for (name, schedule) in &self.inner.schedules {
+            let (Schedule::Cron { cron, .. }, Some(&seen)) = (schedule, last.get(name)) else {
+                continue;
+            };
+            let mut due = Vec::with_capacity(3);
+            let mut t = seen;
+            while due.len() < 3 {
+                match next(cron, t) {
+                    Some(n) => {
+                        due.push(n);
+                        t = n;
+                    }
+                    None => break,
+                }
+            }
+            if let (Some(&first), Some(&third)) = (due.first(), due.get(2))
+                && clock::add(third, OVERDUE_SLACK) < now
+            {
+                out.push((name.clone(), first));
+            }
+        }
+        out
+    }
+
+    /// Every schedule with its last run and next tick, for the API.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn list(&self) -> Result<Vec<Value>, StoreError> {
+        let runs = self
+            .inner
+            .store
+            .read(|c| latest_runs(c).map_err(StoreError::from))
+            .await?;
+        let now = clock::now_ms();
+        let overdue: HashMap<String, Millis> = self.overdue(now).into_iter().collect();
+        Ok(self
+            .inner
+            .schedules
+            .iter()
+            .map(|(name, schedule)| {
+                self.entry(name, schedule, runs.get(name), overdue.get(name), now)
+            })
+            .collect())
+    }
+
+    /// One schedule with its recent runs; `None` for an unknown name.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn get(&self, name: &str) -> Result<Option<Value>, StoreError> {
+        let Some(schedule) = self.inner.schedules.get(name) else {
+            return Ok(None);
+        };
+        let owned = name.to_string();
+        let runs = self
+            .inner
+            .store
+            .read(move |c| recent_runs(c, &owned, RUNS_SHOWN).map_err(StoreError::from))
+            .await?;
+        let now = clock::now_ms();
+        let overdue: HashMap<String, Millis> = self.overdue(now).into_iter().collect();
+        let mut entry = self.entry(name, schedule, runs.first(), overdue.get(name), now);
+        entry["runs"] = json!(runs);
+        Ok(Some(entry))
+    }
+
+    fn entry(
+        &self,
+        name: &str,
+        schedule: &Schedule,
+        last: Option<&Run>,
+        overdue_since: Option<&Millis>,
+        now: Millis,
+    ) -> Value {
+        let next_run = match schedule {
+            Schedule::Off => None,
+            Schedule::Cron { cron, .. } => next(cron, now),
+        };
+        json!({
+            "name": name,
+            "schedule": schedule.as_str(),
+            "enabled": !matches!(schedule, Schedule::Off),
+            "description": tasks::describe(name),
+            "last_run": last,
+            "next_run_at": next_run.map(clock::to_rfc3339),
+            "overdue": overdue_since.is_some(),
+            "overdue_since": overdue_since.map(|t| clock::to_rfc3339(*t)),
+        })
+    }
+}
+
+impl Inner {
+    fn seen(&self, name: &str, at: Millis) {
+        let mut last = self
+            .last_tick
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let e = last.entry(name.to_string()).or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    async fn tick(
+        &self,
+        name: &str,
+        at: Millis,
+        trigger: Trigger,
+        actor: Option<&str>,
+    ) -> Result<Ticked, StoreError> {
+        let owned = name.to_string();
+        let actor = actor.map(str::to_string);
+        let ticked = self
+            .store
+            .writer()
+            .write_wait(move |tx| {
+                let ticked = tick(tx, &owned, at, trigger)?;
+                if let (Some(actor), Ticked::Enqueued { job_id, .. }) = (&actor, &ticked) {
+                    audit::record(
+                        tx,
+                        &audit::Entry {
+                            actor,
+                            action: "cron.run",
+                            target_type: Some("cron"),
+                            target_id: Some(&owned),
+                            detail: json!({"job_id": job_id}),
+                        },
+                    )?;
+                }
+                Ok::<_, StoreError>(ticked)
+            })
+            .await?;
+        if trigger != Trigger::Manual {
+            self.seen(name, at);
+        }
+        if let Ticked::Skipped { .. } = ticked {
+            crate::metrics::cron_run(name, "skipped");
+        }
+        Ok(ticked)
+    }
+}
+
+/// The tick transaction.
+fn tick(tx: &WriteTx<'_>, name: &str, at: Millis, trigger: Trigger) -> Result<Ticked, StoreError> {
+    let now = clock::now_ms();
+    if trigger != Trigger::Manual {
+        let taken: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM cron_runs WHERE name = ?1 AND scheduled_at = ?2 AND trigger != 'manual')",
+            )?
+            .query_row(params![name, at], |r| r.get(0))?;
+        if taken {
+            return Ok(Ticked::Duplicate);
+        }
+    }
+    if let Some(running_job) = active_job(tx, name)? {
+        tx.prepare_cached(
+            "INSERT INTO cron_runs (name, scheduled_at, trigger, state, error, created_at, finished_at)
+             VALUES (?1, ?2, ?3, 'skipped', ?4, ?5, ?5)",
+        )?
+        .execute(params![
+            name,
+            at,
+            trigger.as_str(),
+            format!("skipped: the previous run (job {running_job}) is still queued or running"),
+            now
+        ])?;
+        return Ok(Ticked::Skipped {
+            run_id: tx.last_insert_rowid(),
+            running_job,
+        });
+    }
+    let key = match trigger {
+        Trigger::Manual => format!("cron:{name}:manual:{}", clock::to_rfc3339(at)),
+        Trigger::Schedule | Trigger::CatchUp => format!("cron:{name}:{}", clock::to_rfc3339(at)),
+    };
+    let job = NewJob::new(
+        format!("{KIND_PREFIX}{name}"),
+        json!({"name": name, "scheduled_at": clock::to_rfc3339(at), "trigger": trigger.as_str()}),
+    )
+    .idempotency_key(key)
+    .max_attempts(MAX_ATTEMPTS);
+    let enqueued = jobs::enqueue(tx, &job)?;
+    if !enqueued.created {
+        return Ok(Ticked::Duplicate);
+    }
+    tx.prepare_cached(
+        "INSERT INTO cron_runs (name, scheduled_at, trigger, state, job_id, created_at)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+    )?
+    .execute(params![name, at, trigger.as_str(), enqueued.id, now])?;
+    Ok(Ticked::Enqueued {
+        run_id: tx.last_insert_rowid(),
+        job_id: enqueued.id,
+    })
+}
+
+/// The job of a queued or running run of `name`, if its job is still live. A run whose job
+/// ended without recording (cancelled by an operator) is closed here.
+fn active_job(tx: &WriteTx<'_>, name: &str) -> rusqlite::Result<Option<String>> {
+    let open: Vec<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT id, job_id FROM cron_runs INDEXED BY cron_runs_active
+             WHERE name = ?1 AND state IN ('queued', 'running') AND job_id IS NOT NULL",
+        )?
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut live = None;
+    for (run_id, job_id) in open {
+        let state: Option<String> = tx
+            .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+            .query_row([&job_id], |r| r.get(0))
+            .optional()?;
+        match state.as_deref() {
+            Some("queued" | "running" | "retrying") => live = Some(job_id),
+            other => {
+                let why = match other {
+                    Some("cancelled") => "the job was cancelled",
+                    None => "the job no longer exists",
+                    Some(_) => "the job ended without recording the run",
+                };
+                let now = clock::now_ms();
+                tx.prepare_cached(
+                    "UPDATE cron_runs SET state = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![run_id, why, now])?;
+            }
+        }
+    }
+    Ok(live)
+}
+
+/// A recorded run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub name: String,
+    pub scheduled_at: String,
+    pub trigger: String,
+    pub state: String,
+    pub job_id: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub rows_affected: Option<i64>,
+    pub detail: Option<Value>,
+    pub error: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "id, name, scheduled_at, trigger, state, job_id, started_at, finished_at, rows_affected, detail, error";
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    let started: Option<Millis> = r.get(6)?;
+    let finished: Option<Millis> = r.get(7)?;
+    Ok(Run {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        scheduled_at: clock::to_rfc3339(r.get(2)?),
+        trigger: r.get(3)?,
+        state: r.get(4)?,
+        job_id: r.get(5)?,
+        started_at: started.map(clock::to_rfc3339),
+        finished_at: finished.map(clock::to_rfc3339),
+        duration_ms: started.zip(finished).map(|(s, f)| f - s),
+        rows_affected: r.get(8)?,
+        detail: r
+            .get::<_, Option<String>>(9)?
+            .and_then(|d| serde_json::from_str(&d).ok()),
+        error: r.get(10)?,
+    })
+}
+
+/// The latest run of every name.
+fn latest_runs(c: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, Run>> {
+    let mut out = HashMap::new();
+    let names: Vec<String> = c
+        .prepare_cached("SELECT DISTINCT name FROM cron_runs")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in names {
+        if let Some(run) = recent_runs(c, &name, 1)?.into_iter().next() {
+            out.insert(name, run);
+        }
+    }
+    Ok(out)
+}
+
+/// The latest `n` runs of `name`, newest first.
+fn recent_runs(c: &rusqlite::Connection, name: &str, n: usize) -> rusqlite::Result<Vec<Run>> {
+    c.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM cron_runs INDEXED BY cron_runs_tick WHERE name = ?1
+         ORDER BY scheduled_at DESC, id DESC LIMIT ?2"
+    ))?
+    .query_map(params![name, i64::try_from(n).unwrap_or(i64::MAX)], run_row)?
+    .collect()
+}
+
+/// The latest tick recorded for every name (manual runs are not ticks).
+fn last_ticks(c: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, Millis>> {
+    c.prepare_cached(
+        "SELECT name, MAX(scheduled_at) FROM cron_runs WHERE trigger != 'manual' GROUP BY name",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
+fn to_datetime(ms: Millis) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+/// The latest occurrence at or before `at`.
+fn previous(cron: &croner::Cron, at: Millis) -> Option<Millis> {
+    cron.find_previous_occurrence(&to_datetime(at)?, true)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// The first occurrence after `at`.
+fn next(cron: &croner::Cron, at: Millis) -> Option<Millis> {
+    cron.find_next_occurrence(&to_datetime(at)?, false)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The jobs that run the tasks
+// ---------------------------------------------------------------------------------------------
+
+/// Registers one job kind per built-in task, run by `tasks`.
+pub fn register(registry: &mut Registry, tasks: &Arc<Tasks>) {
+    for name in tasks::NAMES {
+        let t = Arc::clone(tasks);
+        registry.register(JobKind {
+            name: tasks::kind_name(name),
+            handler: Arc::new(move |job| {
+                let t = Arc::clone(&t);
+                Box::pin(async move { run_job(&t, name, job).await })
+            }),
+            max_attempts: MAX_ATTEMPTS,
+            operator_enqueueable: None,
+            managed_by: Some("POST /v1beta1/admin/cron/{name}/run"),
+            on_dead: Some(Arc::new(on_dead)),
+        });
+    }
+}
+
+async fn run_job(tasks: &Tasks, name: &'static str, job: JobRun) -> JobResult {
+    let started = clock::now_ms();
+    let job_id = job.id.clone();
+    let marked = tasks
+        .store()
+        .writer()
+        .write_wait(move |tx| {
+            tx.prepare_cached(
+                "UPDATE cron_runs SET state = 'running', started_at = ?2 WHERE job_id = ?1 AND state IN ('queued', 'running')",
+            )?
+            .execute(params![job_id, started])?;
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    if let Err(e) = marked {
+        return JobResult::retry(format!(
+            "recording the start of cron run {name} failed: {e}"
+        ));
+    }
+    let result = tasks.run(name).await;
+    let job_id = job.id.clone();
+    match result {
+        Ok(report) => {
+            crate::metrics::cron_run(name, "succeeded");
+            tracing::info!(
+                cron = name,
+                rows_affected = report.rows_affected,
+                "cron run finished"
+            );
+            JobResult::succeeded()
+                .with_write(Box::new(move |tx| finish_run(tx, &job_id, Ok(&report))))
+        }
+        Err(error) if job.is_last_attempt() => {
+            crate::metrics::cron_run(name, "failed");
+            tracing::error!(cron = name, %error, "cron run failed");
+            let recorded = error.clone();
+            JobResult::fail(error)
+                .with_write(Box::new(move |tx| finish_run(tx, &job_id, Err(&recorded))))
+        }
+        Err(error) => {
+            tracing::warn!(cron = name, %error, "cron run failed; retrying");
+            let recorded = error.clone();
+            JobResult::retry(error).with_write(Box::new(move |tx| {
+                tx.prepare_cached("UPDATE cron_runs SET error = ?2 WHERE job_id = ?1")?
+                    .execute(params![job_id, recorded])?;
+                Ok(())
+            }))
+        }
+    }
+}
+
+fn finish_run(
+    tx: &WriteTx<'_>,
+    job_id: &str,
+    result: Result<&TaskReport, &String>,
+) -> rusqlite::Result<()> {
+    let now = clock::now_ms();
+    let (state, rows, detail, error) = match result {
+        Ok(r) => (
+            "succeeded",
+            Some(r.rows_affected),
+            Some(r.detail.to_string()),
+            None,
+        ),
+        Err(e) => ("failed", None, None, Some(e.as_str())),
+    };
+    tx.prepare_cached(
+        "UPDATE cron_runs SET state = ?2, finished_at = ?3, rows_affected = ?4, detail = ?5, error = ?6
+         WHERE job_id = ?1",
+    )?
+    .execute(params![job_id, state, now, rows.and_then(|r| i64::try_from(r).ok()), detail, error])?;
+    Ok(())
+}
+
+/// A cron job died without recording its run (its lease ran out on the last attempt): close it.
+fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE cron_runs SET state = 'failed', error = ?2, finished_at = ?3
+         WHERE job_id = ?1 AND state IN ('queued', 'running')",
+    )?
+    .execute(params![dead.id, dead.error, clock::now_ms()])?;
+    Ok(())
+}
