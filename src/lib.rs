@@ -21,7 +21,8 @@
 //! - [`jobs`]: the durable queue: enqueue inside the caller's transaction, claim with a lease,
 //!   backoff, dead-letter handling, the job-kind registry and the admin jobs API.
 //! - [`front`]: Front ingress — signature checks, the hot path, the `front.process` job and its
-//!   rate-limited API client, the inbound admin API, id conversion.
+//!   rate-limited API client, the `front_sync` run that ingests events no webhook delivered, the
+//!   inbound admin API, id conversion.
 //! - [`events`]: the envelope (JavaScript-stable JSON), publishing and fan-out, the events API.
 //! - [`delivery`]: the webhook registry, encrypted secrets, signing, the SSRF-safe client, the
 //!   delivery job and the deliveries API.

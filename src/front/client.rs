@@ -4,7 +4,8 @@
 //!
 //! It must never send the token to a host other than `front.api_base_url`'s origin or an
 //! `https` host matching `front.allowed_link_hosts`: [`FrontClient::resolve`] replaces any other
-//! `_links` URL by the same resource fetched by id from the base URL.
+//! `_links` URL by the same resource fetched by id from the base URL, and
+//! [`FrontClient::list_events`] keeps a `_pagination.next` only under the same rule.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -31,6 +32,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// The most of an error body quoted in a job error.
 const ERROR_SNIPPET: usize = 300;
+/// Events per `GET /events` page: Front's documented maximum for this endpoint is 15 (most
+/// other list endpoints allow 100).
+pub const EVENTS_PAGE_LIMIT: u32 = 15;
 
 /// Why a fetch did not return data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,6 +205,75 @@ impl FrontClient {
     }
 }
 
+/// One page of Front's List Events API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsPage {
+    /// `_results`, in the order Front listed them.
+    pub results: Vec<Value>,
+    /// `_pagination.next`, when there is one and the token may be sent to it.
+    pub next: Option<Url>,
+    /// A `_pagination.next` that is not followed: not a URL, or on a host the token may not go to.
+    pub refused_next: Option<String>,
+}
+
+impl FrontClient {
+    /// The first page of `GET /events`: events emitted after `after` and before `before` (UNIX
+    /// ms, sent as seconds with 3 decimals as Front's `q` object wants), oldest first, at most
+    /// [`EVENTS_PAGE_LIMIT`] a page.
+    #[must_use]
+    pub fn events_url(&self, after: Millis, before: Millis) -> Url {
+        let mut url = self.api_url("/events");
+        url.query_pairs_mut()
+            .append_pair("q[after]", &unix_seconds(after))
+            .append_pair("q[before]", &unix_seconds(before))
+            .append_pair("limit", &EVENTS_PAGE_LIMIT.to_string())
+            .append_pair("sort_by", "created_at")
+            .append_pair("sort_order", "asc");
+        url
+    }
+
+    /// GETs one page of `GET /events` (the URL from [`FrontClient::events_url`] or a previous
+    /// page's [`EventsPage::next`]). `_pagination.next` is kept only when the token may be sent
+    /// to it, by the same rule as `_links`, and when it is not the page itself.
+    ///
+    /// # Errors
+    /// As [`FrontClient::get_json`]; [`FetchError::Rejected`] when the answer has no
+    /// `_results` list.
+    pub async fn list_events(&self, url: &Url) -> Result<EventsPage, FetchError> {
+        let mut page = self.get_json(url).await?;
+        let Value::Array(results) = page["_results"].take() else {
+            return Err(FetchError::Rejected(format!(
+                "GET {url}: the answer has no `_results` list"
+            )));
+        };
+        let (next, refused_next) = match page.pointer("/_pagination/next") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::String(n)) => match Url::parse(n) {
+                Ok(next) if next == *url => (None, None),
+                Ok(next) if self.may_send_token_to(&next) => (Some(next), None),
+                _ => {
+                    tracing::warn!(next = %n, "not following a Front events page on a host the token may not go to");
+                    (None, Some(n.clone()))
+                }
+            },
+            Some(other) => (None, Some(other.to_string())),
+        };
+        Ok(EventsPage {
+            results,
+            next,
+            refused_next,
+        })
+    }
+}
+
+/// UNIX milliseconds as the seconds with 3 decimals that Front's `q[after]`/`q[before]` take
+/// (times before 1970 become 0).
+#[must_use]
+pub fn unix_seconds(ms: Millis) -> String {
+    let ms = ms.max(0);
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
 /// Whether `host` matches an allowlist entry: exact, or `*.suffix` for any subdomain of suffix.
 #[must_use]
 pub fn host_allowed(allowed: &[String], host: &str) -> bool {
@@ -294,6 +367,36 @@ mod tests {
             HeaderValue::from_static("Tue, 14 Nov 2023 22:13:40 GMT"),
         );
         assert_eq!(retry_at(&h, now), now + 20_000);
+    }
+
+    #[test]
+    fn unix_seconds_keep_three_decimals() {
+        assert_eq!(unix_seconds(1_694_046_470_930), "1694046470.930");
+        assert_eq!(unix_seconds(1_694_046_470_005), "1694046470.005");
+        assert_eq!(unix_seconds(999), "0.999");
+        assert_eq!(unix_seconds(-5), "0.000");
+    }
+
+    #[test]
+    fn events_url_asks_oldest_first_within_the_window() {
+        let mut cfg = crate::config::from_toml_str("").expect("defaults").front;
+        cfg.api_token = Some(Secret::new("t"));
+        cfg.api_base_url = "http://127.0.0.1:9000/".into();
+        let c = FrontClient::new(&cfg).expect("client").expect("token set");
+        let url = c.events_url(1_700_000_000_000, 1_700_000_060_500);
+        assert_eq!(url.path(), "/events");
+        let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            q,
+            [
+                ("q[after]", "1700000000.000"),
+                ("q[before]", "1700000060.500"),
+                ("limit", "15"),
+                ("sort_by", "created_at"),
+                ("sort_order", "asc"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 
     #[test]

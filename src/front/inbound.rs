@@ -25,6 +25,9 @@ pub enum Channel {
     App,
     /// `POST /webhooks/front/rules`: legacy rule webhook, the body is the event.
     Rule,
+    /// The `front_sync` cron ([`super::sync`]): an event Front's List Events API showed and no
+    /// webhook delivered; the body is the event as listed.
+    Sync,
 }
 
 impl Channel {
@@ -32,6 +35,7 @@ impl Channel {
         match self {
             Self::App => "app",
             Self::Rule => "rule",
+            Self::Sync => "sync",
         }
     }
 }

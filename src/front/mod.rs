@@ -1,7 +1,8 @@
 //! Front ingress (SPEC §4): verified webhooks in, stored raw with their processing job in one
 //! transaction ([`ingress`]); the `front.process` job fetches what previews lack through the
 //! rate-limited API client and publishes `front.<type>` ([`process`], [`client`]); the inbound
-//! admin API ([`inbound`]); Front id conversion ([`ids`]).
+//! admin API ([`inbound`]); the `front_sync` run that ingests events no webhook delivered
+//! ([`sync`]); Front id conversion ([`ids`]).
 //!
 //! The way of one Front message: `ingress` (verify, store + enqueue, 200) → jobs worker →
 //! `process` (fetch what is missing) → publish → delivery.
@@ -12,6 +13,7 @@ pub mod inbound;
 pub mod ingress;
 pub mod process;
 pub mod signature;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -33,11 +35,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, config: &Config) {
     inbound::configure(cfg);
 }
 
-/// Registers the `front.process` job kind.
+/// Registers the `front.process` job kind. Returns the Front API client it built (`None` without
+/// `front.api_token`), for [`sync::run`] to share its request budget.
 ///
 /// # Errors
 /// When the Front API client cannot be built.
-pub fn register(registry: &mut Registry, config: &Config, store: Store) -> anyhow::Result<()> {
+pub fn register(
+    registry: &mut Registry,
+    config: &Config,
+    store: Store,
+) -> anyhow::Result<Option<Arc<client::FrontClient>>> {
     let client = client::FrontClient::new(&config.front)?.map(Arc::new);
     if client.is_none() {
         tracing::info!(
@@ -46,11 +53,11 @@ pub fn register(registry: &mut Registry, config: &Config, store: Store) -> anyho
     }
     registry.register(process::kind(Arc::new(process::Processor {
         store,
-        client,
+        client: client.clone(),
         fetch_history: config.front.fetch_history,
         default_retries: config.delivery.retry_schedule.len(),
     })));
-    Ok(())
+    Ok(client)
 }
 
 /// The webhook type for a Front API event type (rule webhooks carry the API type), per the

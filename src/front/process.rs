@@ -71,7 +71,8 @@ pub struct ParsedEvent {
 }
 
 impl ParsedEvent {
-    /// Parses a stored event of either channel.
+    /// Parses a stored event of any channel: `app` bodies are the `{authorization, type,
+    /// payload}` envelope; `rule` and `sync` bodies are the event itself.
     ///
     /// # Errors
     /// When the stored body is not a JSON object with an event in it.

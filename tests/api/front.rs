@@ -36,7 +36,7 @@ pub fn now_ms_string() -> String {
     hookrelay::clock::now_ms().to_string()
 }
 
-fn front_config(c: &mut Config, api: Option<&MockServer>) {
+pub fn front_config(c: &mut Config, api: Option<&MockServer>) {
     c.front.webhook_secret = Some(Secret::new(SECRET));
     c.front.rule_webhook_secret = Some(Secret::new(RULE_SECRET));
     if let Some(api) = api {

@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod front;
+mod front_sync;
 mod helpers;
 mod http;
 mod jobs;
