@@ -78,9 +78,9 @@ impl Application {
         let mut registry = Registry::with_builtins();
         let keyring =
             Arc::new(Keyring::from_config(&config).context("loading the encryption keys")?);
-        front::register(&mut registry, &config, store.clone())?;
+        let front_client = front::register(&mut registry, &config, store.clone())?;
         delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
-        let tasks = Arc::new(Tasks::new(store.clone(), config.clone()));
+        let tasks = Arc::new(Tasks::new(store.clone(), config.clone(), front_client));
         cron::register(&mut registry, &tasks);
         registry.on_any_dead(events::dead_job_hook(config.delivery.retry_schedule.len()));
         let registry = Arc::new(registry);

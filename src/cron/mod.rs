@@ -519,8 +519,9 @@ fn last_ticks(c: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, Mill
     .collect()
 }
 
+/// `ms` as a time, in whole seconds (croner keeps sub-seconds; ticks are on whole seconds).
 fn to_datetime(ms: Millis) -> Option<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(ms).single()
+    Utc.timestamp_opt(ms.div_euclid(1000), 0).single()
 }
 
 /// The latest occurrence at or before `at`.

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::clock::{self, Millis};
 use crate::config::Config;
 use crate::delivery::webhooks;
+use crate::front::{self, client::FrontClient};
 use crate::ids;
 use crate::jobs::Registry;
 use crate::jobs::worker::{self, Sweep};
@@ -72,15 +73,18 @@ pub struct TaskReport {
 pub struct Tasks {
     store: Store,
     config: Config,
+    /// The client `front.process` uses: one request budget for both.
+    front: Option<Arc<FrontClient>>,
     registry: OnceLock<Arc<Registry>>,
 }
 
 impl Tasks {
     #[must_use]
-    pub fn new(store: Store, config: Config) -> Self {
+    pub fn new(store: Store, config: Config, front: Option<Arc<FrontClient>>) -> Self {
         Self {
             store,
             config,
+            front,
             registry: OnceLock::new(),
         }
     }
@@ -320,7 +324,11 @@ impl Tasks {
     }
 
     async fn front_sync(&self) -> Result<TaskReport, String> {
-        Err("front_sync is not available in this build".into())
+        let report = front::sync::run(&self.store, self.front.as_deref()).await?;
+        Ok(TaskReport {
+            rows_affected: report.rows_affected(),
+            detail: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+        })
     }
 
     async fn db_maintenance(&self) -> Result<TaskReport, String> {

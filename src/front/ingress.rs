@@ -42,6 +42,7 @@ fn kept_headers(headers: &HeaderMap) -> Value {
 }
 
 fn not_configured(what: &str) -> ApiError {
+    crate::metrics::ingress("front", "not_configured");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "front_not_configured",
@@ -50,7 +51,7 @@ fn not_configured(what: &str) -> ApiError {
 }
 
 fn refused(e: SignatureError) -> ApiError {
-    match e {
+    let error = match e {
         SignatureError::Invalid => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
@@ -61,10 +62,13 @@ fn refused(e: SignatureError) -> ApiError {
             "timestamp_out_of_range",
             "x-front-request-timestamp is missing or outside front.timestamp_tolerance",
         ),
-    }
+    };
+    crate::metrics::ingress("front", error.code());
+    error
 }
 
 fn invalid_payload(message: impl Into<String>) -> ApiError {
+    crate::metrics::ingress("front", "invalid_payload");
     ApiError::bad_request("invalid_payload", message)
 }
 
@@ -94,13 +98,20 @@ async fn store_event(store: &Store, event: NewInbound) -> Result<HttpResponse, A
     let stored = store
         .writer()
         .write(move |tx| inbound::store(tx, &event).map_err(StoreError::from))
-        .await?;
+        .await
+        .map_err(|e| {
+            let error = ApiError::from(e);
+            crate::metrics::ingress("front", error.code());
+            error
+        })?;
     Ok(match stored {
         Some(id) => {
+            crate::metrics::ingress("front", "accepted");
             tracing::info!(inbound_id = %id, event_id = %external_id, "front event stored");
             HttpResponse::Ok().json(json!({"received": true}))
         }
         None => {
+            crate::metrics::ingress("front", "duplicate");
             tracing::info!(event_id = %external_id, "front event already stored; duplicate ignored");
             HttpResponse::Ok().json(json!({"received": true, "duplicate": true}))
         }
@@ -135,6 +146,7 @@ pub async fn app_webhook(
     )
     .map_err(refused)?;
     if let Some(challenge) = header(headers, "x-front-challenge") {
+        crate::metrics::ingress("front", "challenge");
         return Ok(HttpResponse::Ok().json(json!({"challenge": challenge})));
     }
     let envelope: Envelope = serde_json::from_slice(&body)

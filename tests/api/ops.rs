@@ -261,8 +261,9 @@ async fn retention_removes_exactly_the_rows_past_their_age_in_batches() {
         let job = |id: &str, state: &str, created: i64, finished: i64| {
             tx.execute(
                 "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, created_at, updated_at, finished_at)
-                 VALUES (?1, 'system.noop', '{}', ?2, 1, 1, ?3, ?3, ?4, ?4)",
-                params![id, state, created, finished],
+                 VALUES (?1, 'system.noop', '{}', ?2, 1, 1, ?3, ?4, ?5, ?5)",
+                // A queued job waits an hour, so the workers leave it alone.
+                params![id, state, if state == "queued" { now + HOUR } else { created }, created, finished],
             )
             .expect("job");
         };
@@ -409,7 +410,7 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
     .await;
     publish(
         &app,
-        json!({"action": "app.user.created", "data": {"n": 1}}),
+        json!({"action": "app.user.created", "data": {"metadata": {"n": 1}}}),
     )
     .await;
     failing.wait_for(2, Duration::from_secs(5)).await;
