@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 pub struct Server {
     child: Child,
     pub address: String,
+    /// The database file.
+    pub db: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -49,8 +51,15 @@ impl Server {
         Self {
             child,
             address,
+            db: dir.path().join("bench.db"),
             _dir: dir,
         }
+    }
+
+    /// The server's process id.
+    #[allow(dead_code)] // not every benchmark reads it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -62,6 +71,7 @@ impl Drop for Server {
 }
 
 /// "p50 … p99 … max …" of a set of latencies.
+#[allow(dead_code)] // not every benchmark reports latencies
 pub fn percentiles(mut lat: Vec<std::time::Duration>) -> String {
     if lat.is_empty() {
         return "no samples".into();
