@@ -1,6 +1,9 @@
-//! Operations: the audit log and its API. (Stats, cron and the other admin read APIs join here.)
+//! Operations: the audit log and its API, online backups and database maintenance. (Stats, cron
+//! and the other admin read APIs join here.)
 
 pub mod audit;
+pub mod backup;
+pub mod maintenance;
 
 use actix_web::web;
 
