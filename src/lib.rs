@@ -26,7 +26,7 @@
 //! - [`events`]: the envelope (JavaScript-stable JSON), publishing and fan-out, the events API.
 //! - [`delivery`]: the webhook registry, encrypted secrets, signing, the SSRF-safe client, the
 //!   delivery job and the deliveries API.
-//! - [`ops`]: audit log.
+//! - [`ops`]: audit log, online backups, database maintenance.
 //! - [`web`]: health and readiness probes, the embedded admin page.
 //! - [`app`]: builds everything, binds the listener, runs until a signal, shuts down gracefully.
 

@@ -8,6 +8,7 @@ pub struct Server {
     child: Child,
     pub address: String,
     /// The database file.
+    #[allow(dead_code)] // not every benchmark reads it
     pub db: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }

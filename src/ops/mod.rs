@@ -1,6 +1,9 @@
-//! Operations: the audit log and stats APIs. (Cron lives in `crate::cron`.)
+//! Operations: the audit log and stats APIs, online backups and database maintenance. (Cron
+//! lives in `crate::cron`.)
 
 pub mod audit;
+pub mod backup;
+pub mod maintenance;
 pub mod stats;
 
 use actix_web::web;

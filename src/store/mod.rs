@@ -22,7 +22,7 @@ pub use writer::{WriteTx, Writer};
 use crate::config::{DatabaseConfig, Synchronous};
 
 /// How long a connection waits on a lock held by another connection (e.g. `hookrelay backup`).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page size for new databases; must be set before the first table exists.
 const PAGE_SIZE: u32 = 8192;
 /// WAL file size kept after a checkpoint.
@@ -157,6 +157,14 @@ impl Store {
         let conn = self.pool.get().map_err(|e| E::from(StoreError::Pool(e)))?;
         f(&conn)
     }
+}
+
+/// The WAL file beside a database file: `<db>-wal`.
+#[must_use]
+pub fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_os_string();
+    p.push("-wal");
+    PathBuf::from(p)
 }
 
 /// Applies the connection settings every connection shares.

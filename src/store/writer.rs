@@ -7,6 +7,10 @@
 //! rolls back only itself) and answers every caller only after the commit returned. With `synchronous = FULL` that
 //! is one fsync for the whole batch instead of one per request.
 //!
+//! Maintenance that cannot run inside a transaction (a WAL checkpoint) goes through
+//! [`Writer::run_outside_transaction`]: the thread runs it between two batches, so it never
+//! competes with the writer for the database.
+//!
 //! It must never: run a network call or anything slow inside a command (commands are plain
 //! synchronous closures over a `Connection`), answer before the commit, or queue without bound —
 //! when the channel is full, [`Writer::write`] answers [`StoreError::Busy`] at once.
@@ -34,9 +38,21 @@ pub const QUEUE_CAPACITY: usize = 8192;
 
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Command = Box<dyn FnOnce(&WriteTx<'_>) -> (bool, Reply) + Send>;
+type Direct = Box<dyn FnOnce(&Connection) + Send>;
 
 enum Msg {
     Cmd(Command),
+    /// Runs on the bare connection between batches.
+    Direct(Direct),
+    Stop,
+}
+
+/// What [`drain`] stopped at.
+enum Drained {
+    /// The queue is empty (or the batch is full).
+    Empty,
+    /// A [`Msg::Direct`], to run after the batch.
+    Direct(Direct),
     Stop,
 }
 
@@ -181,6 +197,35 @@ impl Writer {
         Ok(await_reply(rx))
     }
 
+    /// Runs `f` on the write connection with no transaction open, after the commands queued
+    /// before it have committed and before any queued after it. For statements that cannot run
+    /// inside a transaction (`PRAGMA wal_checkpoint`): running them here instead of on another
+    /// connection means they never wait for, or block on, the writer's lock. `f` must be short;
+    /// every write of the process waits for it. A transaction `f` leaves open is rolled back.
+    ///
+    /// # Errors
+    /// `f`'s error; [`StoreError::Closed`] when the writer has stopped; [`StoreError::Internal`]
+    /// when `f` panicked.
+    pub async fn run_outside_transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let direct: Direct = Box::new(move |conn| {
+            let out = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
+                tracing::error!("a direct writer command panicked");
+                Err(StoreError::Internal("the command panicked".into()).into())
+            });
+            let _ = tx.send(out);
+        });
+        if self.tx.send(Msg::Direct(direct)).await.is_err() {
+            return Err(StoreError::Closed.into());
+        }
+        rx.await.unwrap_or_else(|_| Err(StoreError::Closed.into()))
+    }
+
     /// Whether the writer thread is still running.
     #[must_use]
     pub fn is_alive(&self) -> bool {
@@ -244,16 +289,27 @@ async fn await_reply<T, E: From<StoreError>>(rx: oneshot::Receiver<Result<T, E>>
     })
 }
 
-/// Takes what is already queued, up to [`MAX_BATCH`] in all; true when asked to stop.
-fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Command>) -> bool {
+/// Takes what is already queued, up to [`MAX_BATCH`] in all, stopping early at a
+/// [`Msg::Direct`] (which must wait for this batch) or a [`Msg::Stop`].
+fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Command>) -> Drained {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(Msg::Cmd(c)) => batch.push(c),
-            Ok(Msg::Stop) => return true,
-            Err(_) => return false,
+            Ok(Msg::Direct(d)) => return Drained::Direct(d),
+            Ok(Msg::Stop) => return Drained::Stop,
+            Err(_) => return Drained::Empty,
         }
     }
-    false
+    Drained::Empty
+}
+
+/// Runs a [`Msg::Direct`] on the bare connection; rolls back a transaction it left open.
+fn run_direct(conn: &Connection, direct: Direct) {
+    direct(conn);
+    if !conn.is_autocommit() {
+        tracing::warn!("a direct writer command left a transaction open; rolling it back");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
 }
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: &WriterStats) {
@@ -262,26 +318,35 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: 
     loop {
         match rx.blocking_recv() {
             Some(Msg::Cmd(c)) => batch.push(c),
+            Some(Msg::Direct(d)) => {
+                run_direct(&conn, d);
+                continue;
+            }
             Some(Msg::Stop) | None => break,
         }
-        let mut stop = drain(&mut rx, &mut batch);
-        if !stop && previous > 1 && batch.len() < LINGER_BELOW {
+        let mut next = drain(&mut rx, &mut batch);
+        if matches!(next, Drained::Empty) && previous > 1 && batch.len() < LINGER_BELOW {
             // Callers are arriving concurrently but this batch is small: give its neighbours a
             // moment, so that one fsync and one wake-up serve several of them. A lone caller
             // (the previous batch had one command) never waits.
             std::thread::sleep(LINGER);
-            stop = drain(&mut rx, &mut batch);
+            next = drain(&mut rx, &mut batch);
         }
         previous = batch.len();
         run_batch(&mut conn, &mut batch, wake, stats);
-        if stop {
-            break;
+        match next {
+            Drained::Empty => {}
+            Drained::Direct(d) => run_direct(&conn, d),
+            Drained::Stop => break,
         }
     }
-    // Answer anything that raced with Stop rather than leaving callers hanging.
+    // Answer anything that raced with Stop rather than leaving callers hanging. Direct commands
+    // are dropped: their callers get `Closed`.
     rx.close();
-    while let Ok(Msg::Cmd(c)) = rx.try_recv() {
-        batch.push(c);
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Cmd(c) = msg {
+            batch.push(c);
+        }
     }
     if !batch.is_empty() {
         run_batch(&mut conn, &mut batch, wake, stats);

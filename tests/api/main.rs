@@ -1,5 +1,6 @@
 //! hookrelay's integration tests: the real app on a random port with its own temp database.
 
+mod backup;
 mod cli;
 mod crash;
 mod delivery;

@@ -640,3 +640,65 @@ async fn readyz_fails_when_a_schedule_stops_ticking() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn backup_db_maintenance_and_front_sync_run_as_cron_jobs() {
+    let backups = tempfile::tempdir().expect("tempdir");
+    let dir = backups.path().to_path_buf();
+    let app = spawn_app_with(move |c| {
+        c.backup.dir = dir;
+        c.backup.keep = 2;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_json(
+            app.post("/v1beta1/admin/cron/backup/run", &json!({})).await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+        let entry = wait_run(&app, "backup").await;
+        assert_eq!(entry["runs"][0]["state"], "succeeded", "{entry}");
+        assert_eq!(entry["runs"][0]["rows_affected"], 1);
+    }
+    let files: Vec<_> = std::fs::read_dir(backups.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(files.len(), 2, "backup.keep = 2: {files:?}");
+    for f in files {
+        let conn = rusqlite::Connection::open(f.path()).expect("open snapshot");
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("check");
+        assert_eq!(ok, "ok");
+    }
+
+    assert_json(
+        app.post("/v1beta1/admin/cron/db_maintenance/run", &json!({}))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let entry = wait_run(&app, "db_maintenance").await;
+    let detail = &entry["runs"][0]["detail"];
+    assert_eq!(entry["runs"][0]["state"], "succeeded", "{entry}");
+    assert!(
+        detail["db_bytes_after"].as_u64().unwrap_or(0) > 0,
+        "{detail}"
+    );
+    assert!(detail["checkpoint"].is_object(), "{detail}");
+
+    // Without front.api_token the sync has nothing to do, and says why.
+    assert_json(
+        app.post("/v1beta1/admin/cron/front_sync/run", &json!({}))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let entry = wait_run(&app, "front_sync").await;
+    assert_eq!(entry["runs"][0]["state"], "succeeded", "{entry}");
+    assert!(
+        entry["runs"][0]["detail"]["skipped_reason"].is_string(),
+        "{entry}"
+    );
+}

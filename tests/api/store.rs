@@ -233,3 +233,76 @@ async fn a_full_disk_answers_storage_unavailable_and_stores_nothing() {
         assert_eq!(res.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn a_command_outside_the_transaction_runs_after_earlier_writes_and_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    // 200 writes queued (not yet committed), then a direct command behind them.
+    let mut queued = Vec::new();
+    for i in 0..200 {
+        let key = format!("k{i}");
+        let committed = store
+            .writer()
+            .submit_wait(move |tx| {
+                tx.execute(
+                    "INSERT INTO kv (key, value, updated_at) VALUES (?1, 'v', 0)",
+                    [key],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("queued");
+        queued.push(committed);
+    }
+    let (autocommit, seen): (bool, i64) = store
+        .writer()
+        .run_outside_transaction(|conn| {
+            let n = conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?;
+            Ok::<_, StoreError>((conn.is_autocommit(), n))
+        })
+        .await
+        .expect("direct command");
+    assert!(autocommit, "no transaction is open around it");
+    assert_eq!(seen, 200, "it runs after every write queued before it");
+    for committed in queued {
+        committed.await.expect("write");
+    }
+
+    // A panic or a transaction left open fails only that command; the writer goes on.
+    let panicked = store
+        .writer()
+        .run_outside_transaction(|_| -> Result<(), StoreError> { panic!("boom") })
+        .await;
+    assert!(
+        matches!(panicked, Err(StoreError::Internal(_))),
+        "{panicked:?}"
+    );
+    store
+        .writer()
+        .run_outside_transaction(|conn| {
+            conn.execute_batch(
+                "BEGIN; INSERT INTO kv (key, value, updated_at) VALUES ('left-open', 'v', 0);",
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("direct command");
+    insert_kv(&store, "after".into())
+        .await
+        .expect("writer still works");
+    let keys: Vec<String> = store
+        .read(|c| {
+            let mut s = c.prepare("SELECT key FROM kv WHERE key IN ('left-open', 'after')")?;
+            s.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::from)
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        keys,
+        vec!["after".to_string()],
+        "the open transaction was rolled back"
+    );
+}
