@@ -347,19 +347,20 @@ impl Sender {
             .unwrap_or_default();
         let (attempt, verdict) = judge(number, sent_at, result);
         let webhook_id = target.id;
+        let event_id = loaded.event_id;
         crate::metrics::delivery_attempt(
             &attempt.outcome_label(),
             Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(0)),
         );
         match verdict {
             Verdict::Delivered => {
-                tracing::debug!(%delivery_id, status = ?attempt.status, "delivered");
+                tracing::debug!(%delivery_id, %event_id, %webhook_id, status = ?attempt.status, "delivered");
                 JobResult::succeeded().with_write(Box::new(move |tx| {
                     record(tx, &delivery_id, &webhook_id, &attempt, &Next::Succeeded)
                 }))
             }
             Verdict::Gone(error) => {
-                tracing::info!(%delivery_id, "receiver answered 410 Gone; no more attempts");
+                tracing::info!(%delivery_id, %event_id, %webhook_id, "receiver answered 410 Gone; no more attempts");
                 JobResult::fail(error).with_write(Box::new(move |tx| {
                     record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed)
                 }))
@@ -367,7 +368,7 @@ impl Sender {
             Verdict::Retry { error, retry_after } if retries_left => {
                 let wait = retry_after.map_or(scheduled_wait, |ra| ra.min(MAX_RETRY_AFTER));
                 let at = clock::add(clock::now_ms(), wait);
-                tracing::info!(%delivery_id, %error, retry_in = %humantime::format_duration(wait), "delivery attempt failed; will retry");
+                tracing::info!(%delivery_id, %event_id, %webhook_id, %error, retry_in = %humantime::format_duration(wait), "delivery attempt failed; will retry");
                 JobResult::from(Outcome::Retry {
                     error,
                     after: Some(wait),
@@ -377,7 +378,7 @@ impl Sender {
                 }))
             }
             Verdict::Retry { error, .. } => {
-                tracing::warn!(%delivery_id, %error, "delivery failed: out of attempts");
+                tracing::warn!(%delivery_id, %event_id, %webhook_id, %error, "delivery failed: out of attempts");
                 JobResult::fail(error).with_write(Box::new(move |tx| {
                     record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed)
                 }))
