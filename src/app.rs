@@ -7,6 +7,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, HttpServer, web};
@@ -36,6 +37,7 @@ pub struct Application {
     dispatcher: JoinHandle<()>,
     jobs_runtime: tokio::runtime::Runtime,
     cron: Arc<Cron>,
+    readiness: web::Data<Readiness>,
     stop: CancellationToken,
     admin_token: Secret,
     _lock: File,
@@ -129,6 +131,7 @@ impl Application {
             }),
             cron: web::Data::from(Arc::clone(&cron)),
         };
+        let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;
         let route_config = config.clone();
         let server = HttpServer::new(move || {
@@ -176,6 +179,7 @@ impl Application {
             dispatcher,
             jobs_runtime,
             cron,
+            readiness,
             stop,
             admin_token,
             _lock: lock,
@@ -220,12 +224,25 @@ impl Application {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
         let mut server_result = None;
+        // Migrations ran and the listener is bound: tell systemd (`Type=notify`), and feed its
+        // watchdog while the writer and the job workers are alive.
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "telling systemd we are ready failed");
+        }
+        if let Some(period) = sd_notify::watchdog_enabled() {
+            tokio::spawn(feed_watchdog(
+                self.readiness.clone(),
+                period / 2,
+                self.stop.child_token(),
+            ));
+        }
         tokio::select! {
             signal = shutdown_signal() => tracing::info!(%signal, "shutting down"),
             () = self.stop.cancelled() => tracing::info!("shutdown requested"),
             res = &mut server => server_result = Some(res),
         }
         self.stop.cancel();
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.cron.stop().await;
         let http = async {
             handle.stop(true).await;
@@ -242,6 +259,26 @@ impl Application {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::from(e).context("the HTTP server failed")),
             Err(e) => Err(anyhow::Error::from(e).context("the HTTP server task failed")),
+        }
+    }
+}
+
+/// Pings systemd's watchdog every `every` while the writer thread and the job dispatcher are
+/// alive; when either stops, the pings stop and systemd restarts the service (`WatchdogSec`).
+async fn feed_watchdog(readiness: web::Data<Readiness>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let alive = readiness.store.writer().is_alive()
+                    && readiness.workers.is_alive(crate::clock::now_ms());
+                if alive {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    tracing::error!("writer or job workers stopped: no longer feeding the systemd watchdog");
+                }
+            }
         }
     }
 }

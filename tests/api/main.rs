@@ -12,3 +12,4 @@ mod jobs;
 mod js_compat;
 mod ops;
 mod store;
+mod systemd;
