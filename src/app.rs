@@ -109,6 +109,7 @@ impl Application {
         let jobs_runtime = jobs_runtime()?;
         let dispatcher =
             jobs_runtime.spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
+        tokio::spawn(Arc::clone(&tasks).lease_safety_net(config.jobs.lease, stop.child_token()));
         let cron = Arc::new(Cron::new(store.clone(), config.cron.schedules.clone()));
         cron.start().await.context("starting cron")?;
         crate::metrics::install();

@@ -39,6 +39,11 @@ pub const KIND_PREFIX: &str = "cron.";
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Slack on top of two periods before a schedule counts as overdue.
 const OVERDUE_SLACK: Duration = Duration::from_secs(2);
+/// The longest one run of a task may take; a run that hangs fails then, so its schedule is
+/// not blocked (every tick skipped) for longer.
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Tries of one tick's write.
+const TICK_ATTEMPTS: u32 = 3;
 /// Runs shown with one cron entry.
 pub const RUNS_SHOWN: usize = 20;
 
@@ -101,7 +106,7 @@ impl Cron {
         }
     }
 
-    /// Runs the catch-up for ticks missed while the process was down, then starts ticking.
+    /// Starts ticking, then runs the catch-up for ticks missed while the process was down.
     ///
     /// # Errors
     /// A storage error, or the scheduler failing to start.
@@ -112,6 +117,44 @@ impl Cron {
             .store
             .read(|c| last_ticks(c).map_err(StoreError::from))
             .await?;
+        let scheduler = JobScheduler::new().await?;
+        for (name, schedule) in &self.inner.schedules {
+            let Schedule::Cron { expr, cron } = schedule else {
+                continue;
+            };
+            let (inner, name, cron) = (Arc::clone(&self.inner), name.clone(), cron.clone());
+            let job = Job::new_async(expr.as_str(), move |_id, _lock| {
+                let (inner, name, cron) = (Arc::clone(&inner), name.clone(), cron.clone());
+                Box::pin(async move {
+                    // The scheduler fires at or after the tick: the tick is the latest one due.
+                    let Some(at) = previous(&cron, clock::now_ms()) else {
+                        return;
+                    };
+                    // A failed write (storage busy) is tried again; the tick's key keeps it single.
+                    for attempt in 1..=TICK_ATTEMPTS {
+                        match inner.tick(&name, at, Trigger::Schedule, None).await {
+                            Ok(Ticked::Skipped { running_job, .. }) => {
+                                tracing::warn!(
+                                    cron = %name, job_id = %running_job,
+                                    "cron tick skipped: the previous run is still queued or running"
+                                );
+                                return;
+                            }
+                            Ok(_) => return,
+                            Err(e) if attempt < TICK_ATTEMPTS => {
+                                tracing::warn!(cron = %name, error = %e, "cron tick failed; trying again");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                            Err(e) => tracing::error!(cron = %name, error = %e, "cron tick failed"),
+                        }
+                    }
+                })
+            })?;
+            scheduler.add(job).await?;
+        }
+        scheduler.start().await?;
+        *self.scheduler.lock().await = Some(scheduler);
+        // After the ticker started, so no tick falls between the two; a double is deduplicated.
         for (name, schedule) in &self.inner.schedules {
             let Schedule::Cron { cron, .. } = schedule else {
                 continue;
@@ -133,33 +176,6 @@ impl Cron {
             }
         }
 
-        let scheduler = JobScheduler::new().await?;
-        for (name, schedule) in &self.inner.schedules {
-            let Schedule::Cron { expr, cron } = schedule else {
-                continue;
-            };
-            let (inner, name, cron) = (Arc::clone(&self.inner), name.clone(), cron.clone());
-            let job = Job::new_async(expr.as_str(), move |_id, _lock| {
-                let (inner, name, cron) = (Arc::clone(&inner), name.clone(), cron.clone());
-                Box::pin(async move {
-                    // The scheduler fires at or after the tick: the tick is the latest one due.
-                    let Some(at) = previous(&cron, clock::now_ms()) else {
-                        return;
-                    };
-                    match inner.tick(&name, at, Trigger::Schedule, None).await {
-                        Ok(Ticked::Skipped { running_job, .. }) => tracing::warn!(
-                            cron = %name, job_id = %running_job,
-                            "cron tick skipped: the previous run is still queued or running"
-                        ),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(cron = %name, error = %e, "cron tick failed"),
-                    }
-                })
-            })?;
-            scheduler.add(job).await?;
-        }
-        scheduler.start().await?;
-        *self.scheduler.lock().await = Some(scheduler);
         Ok(())
     }
 
@@ -345,7 +361,9 @@ impl Inner {
                 Ok::<_, StoreError>(ticked)
             })
             .await?;
-        if trigger != Trigger::Manual {
+        // A tick counts as seen when it started a run (or was already taken). Skipped ticks do
+        // not: a run that hangs then shows up as an overdue schedule.
+        if trigger != Trigger::Manual && !matches!(ticked, Ticked::Skipped { .. }) {
             self.seen(name, at);
         }
         if let Ticked::Skipped { .. } = ticked {
@@ -579,7 +597,13 @@ async fn run_job(tasks: &Tasks, name: &'static str, job: JobRun) -> JobResult {
             "recording the start of cron run {name} failed: {e}"
         ));
     }
-    let result = tasks.run(name).await;
+    let result = match tokio::time::timeout(TASK_TIMEOUT, tasks.run(name)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "the run did not finish within {}",
+            humantime::format_duration(TASK_TIMEOUT)
+        )),
+    };
     let job_id = job.id.clone();
     match result {
         Ok(report) => {

@@ -1,11 +1,13 @@
 //! The built-in cron tasks (SPEC §8): retention, lease_reaper, endpoint_health, front_sync,
 //! db_maintenance, backup. Each returns a [`TaskReport`] that is stored with its run.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rusqlite::params;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Millis};
 use crate::config::Config;
@@ -77,6 +79,8 @@ pub struct Tasks {
     /// The client `front.process` uses: one request budget for both.
     front: Option<Arc<FrontClient>>,
     registry: OnceLock<Arc<Registry>>,
+    /// When expired leases were last swept (by the cron or the safety net).
+    last_reaped: AtomicI64,
 }
 
 impl Tasks {
@@ -87,6 +91,7 @@ impl Tasks {
             config,
             front,
             registry: OnceLock::new(),
+            last_reaped: AtomicI64::new(clock::now_ms()),
         }
     }
 
@@ -125,14 +130,49 @@ impl Tasks {
         let n = worker::requeue_expired(&self.store, registry, Sweep::Expired)
             .await
             .map_err(|e| e.to_string())?;
+        self.last_reaped.store(clock::now_ms(), Ordering::Relaxed);
         Ok(TaskReport {
             rows_affected: n as u64,
             detail: json!({"taken_back": n}),
         })
     }
 
-    /// Disables every enabled webhook whose attempts have all failed since longer than
-    /// `delivery.auto_disable_after` (a success resets the clock; see `delivery::send`).
+    /// The safety net under `lease_reaper`: every `lease`, if expired leases were not swept
+    /// within the last `lease` (the cron is `off`, slower than the lease, or its job waits behind
+    /// a backlog), sweeps them directly — a job whose worker vanished must not stay `running`.
+    pub async fn lease_safety_net(self: Arc<Self>, lease: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(lease);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let since = clock::now_ms() - self.last_reaped.load(Ordering::Relaxed);
+            if since < millis(lease) {
+                continue;
+            }
+            let Some(registry) = self.registry.get().cloned() else {
+                continue;
+            };
+            match worker::requeue_expired(&self.store, registry, Sweep::Expired).await {
+                Ok(n) => {
+                    self.last_reaped.store(clock::now_ms(), Ordering::Relaxed);
+                    tracing::warn!(
+                        taken_back = n,
+                        "the lease_reaper cron did not run within jobs.lease; swept expired leases directly"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "sweeping expired leases failed"),
+            }
+        }
+    }
+
+    /// Disables every enabled webhook whose attempts have all failed over at least
+    /// `delivery.auto_disable_after`: failing since longer than that, and still failing at the
+    /// end of it (one failure followed by silence is not enough). A success resets the clock;
+    /// see `delivery::send`.
     async fn endpoint_health(&self) -> Result<TaskReport, StoreError> {
         let after = self.config.delivery.auto_disable_after;
         let default_retries = self.config.delivery.retry_schedule.len();
@@ -145,9 +185,10 @@ impl Tasks {
                 let failing: Vec<(String, Millis)> = tx
                     .prepare_cached(
                         "SELECT id, failing_since FROM webhooks
-                         WHERE state = 'enabled' AND failing_since IS NOT NULL AND failing_since <= ?1",
+                         WHERE state = 'enabled' AND failing_since IS NOT NULL AND failing_since <= ?1
+                           AND last_failure_at - failing_since >= ?2",
                     )?
-                    .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map(params![cutoff, millis(after)], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let mut disabled = Vec::new();
                 for (id, since) in failing {
@@ -206,8 +247,11 @@ impl Tasks {
             .write_wait(move |tx| {
                 Ok::<_, StoreError>(tx
                     .prepare_cached(
-                        "DELETE FROM cron_runs WHERE (state IN ('succeeded', 'skipped') AND created_at < ?1)
-                                                  OR (state = 'failed' AND created_at < ?2)",
+                        "DELETE FROM cron_runs
+                         WHERE ((state IN ('succeeded', 'skipped') AND created_at < ?1)
+                                OR (state = 'failed' AND created_at < ?2))
+                           -- the latest tick of each name is what catch-up at start compares with
+                           AND id NOT IN (SELECT MAX(id) FROM cron_runs WHERE trigger != 'manual' GROUP BY name)",
                     )?
                     .execute(params![ok, bad])?)
             })
@@ -325,7 +369,12 @@ impl Tasks {
     }
 
     async fn front_sync(&self) -> Result<TaskReport, String> {
-        let report = front::sync::run(&self.store, self.front.as_deref()).await?;
+        let report = front::sync::run(
+            &self.store,
+            self.front.as_deref(),
+            self.config.retention.succeeded,
+        )
+        .await?;
         Ok(TaskReport {
             rows_affected: report.rows_affected(),
             detail: serde_json::to_value(&report).map_err(|e| e.to_string())?,

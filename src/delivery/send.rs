@@ -229,8 +229,9 @@ fn record(
     if finished.is_some() {
         crate::metrics::delivery_finished(state);
     }
-    // Endpoint health (`endpoint_health` cron): since when every attempt failed. Written only
-    // when it changes, so a healthy endpoint costs one index lookup per attempt.
+    // Endpoint health (`endpoint_health` cron): since when every attempt failed, and the latest
+    // failure. A success writes only when it clears them, so a healthy endpoint costs one
+    // index lookup per attempt.
     if matches!(next, Next::Succeeded) {
         tx.prepare_cached(
             "UPDATE webhooks SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
@@ -238,7 +239,7 @@ fn record(
         .execute([webhook_id])?;
     } else {
         tx.prepare_cached(
-            "UPDATE webhooks SET failing_since = ?2 WHERE id = ?1 AND failing_since IS NULL",
+            "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?2), last_failure_at = ?2 WHERE id = ?1",
         )?
         .execute(params![webhook_id, a.at])?;
     }
@@ -279,9 +280,12 @@ impl Sender {
         };
         let now = clock::now_ms();
         // A point read by key: done on this (job) thread rather than handed to the blocking pool.
-        let loaded = self
-            .store
-            .read_now(|c| load(c, &delivery_id, now).map_err(StoreError::from));
+        let loaded = {
+            let id = delivery_id.clone();
+            self.store
+                .read_quick(move |c| load(c, &id, now).map_err(StoreError::from))
+                .await
+        };
         let loaded = match loaded {
             Ok(Some(l)) => l,
             Ok(None) => return JobResult::fail(format!("delivery {delivery_id} no longer exists")),

@@ -107,12 +107,12 @@ async fn store_event(store: &Store, event: NewInbound) -> Result<HttpResponse, A
     Ok(match stored {
         Some(id) => {
             crate::metrics::ingress("front", "accepted");
-            tracing::info!(inbound_id = %id, event_id = %external_id, "front event stored");
+            tracing::info!(inbound_id = %id, front_event_id = %external_id, "front event stored");
             HttpResponse::Ok().json(json!({"received": true}))
         }
         None => {
             crate::metrics::ingress("front", "duplicate");
-            tracing::info!(event_id = %external_id, "front event already stored; duplicate ignored");
+            tracing::info!(front_event_id = %external_id, "front event already stored; duplicate ignored");
             HttpResponse::Ok().json(json!({"received": true, "duplicate": true}))
         }
     })

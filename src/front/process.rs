@@ -207,6 +207,7 @@ impl Processor {
                 let default_retries = self.default_retries;
                 JobResult::succeeded().with_write(Box::new(move |tx| {
                     let event_id = publish_outbound(tx, outbound, default_retries)?;
+                    tracing::info!(inbound_id = %id, %event_id, "front event published");
                     inbound::mark_processed(tx, &id, &fetched, &event_id)
                 }))
             }

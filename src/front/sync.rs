@@ -103,7 +103,11 @@ impl SyncReport {
 /// A listing that fails otherwise (5xx, network, 401/403, not an event list), or a database
 /// error; every page before it stays committed with its cursor.
 #[tracing::instrument(skip_all)]
-pub async fn run(store: &Store, client: Option<&FrontClient>) -> Result<SyncReport, String> {
+pub async fn run(
+    store: &Store,
+    client: Option<&FrontClient>,
+    lookback: Duration,
+) -> Result<SyncReport, String> {
     let Some(client) = client else {
         return Ok(SyncReport::skipped(
             "front.api_token (or FRONT_API_TOKEN) is not set, so Front's events cannot be listed",
@@ -113,7 +117,7 @@ pub async fn run(store: &Store, client: Option<&FrontClient>) -> Result<SyncRepo
         .read(load_state)
         .await
         .map_err(|e: StoreError| format!("reading the front_sync state: {e}"))?;
-    let (after, before) = window(state.cursor, clock::now_ms());
+    let (after, before) = window(state.cursor, clock::now_ms(), lookback);
     let mut report = SyncReport {
         after: Some(clock::to_rfc3339(after)),
         before: Some(clock::to_rfc3339(before)),
@@ -213,10 +217,14 @@ pub async fn run(store: &Store, client: Option<&FrontClient>) -> Result<SyncRepo
 
 /// The window to ask for: `(q[after], q[before])` in UNIX ms.
 #[must_use]
-pub fn window(cursor: Option<Millis>, now: Millis) -> (Millis, Millis) {
+pub fn window(cursor: Option<Millis>, now: Millis, lookback: Duration) -> (Millis, Millis) {
     let before = now.saturating_sub(ms(SETTLE));
+    // Never further back than `lookback` (retention.succeeded): older inbound rows may be
+    // deleted, and without them an event cannot be recognised as already stored.
+    let oldest = now.saturating_sub(ms(lookback)).saturating_add(ms(OVERLAP));
     let from = cursor
         .unwrap_or_else(|| now.saturating_sub(ms(FIRST_RUN_WINDOW)))
+        .max(oldest)
         .min(before);
     (from.saturating_sub(ms(OVERLAP)), before)
 }
@@ -414,22 +422,28 @@ mod tests {
     use super::*;
 
     const NOW: Millis = 1_700_000_000_000;
+    const WEEK: Duration = Duration::from_secs(7 * 86_400);
 
     #[test]
     fn the_window_overlaps_the_cursor_and_leaves_young_events_to_webhooks() {
         assert_eq!(
-            window(Some(NOW - 600_000), NOW),
+            window(Some(NOW - 600_000), NOW, WEEK),
             (NOW - 660_000, NOW - 120_000)
         );
         assert_eq!(
-            window(None, NOW),
+            window(None, NOW, WEEK),
             (NOW - 3_660_000, NOW - 120_000),
             "the first run looks an hour back"
         );
         assert_eq!(
-            window(Some(NOW + 3_600_000), NOW),
+            window(Some(NOW + 3_600_000), NOW, WEEK),
             (NOW - 180_000, NOW - 120_000),
             "a cursor in the future (a clock set back) still asks a sane window"
+        );
+        assert_eq!(
+            window(Some(NOW - 30 * 86_400_000), NOW, WEEK),
+            (NOW - 7 * 86_400_000, NOW - 120_000),
+            "a cursor older than retention is clamped: those rows may be gone"
         );
     }
 

@@ -14,6 +14,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -185,7 +186,12 @@ pub fn snapshot(db_path: &Path, dest: &Path) -> Result<Snapshot, BackupError> {
     // Created here rather than by SQLite (`VACUUM INTO` accepts an empty file), so that a folder
     // we may not write to is reported as such instead of as "unable to open database file";
     // and only a file created here is ever cleaned up.
-    File::create_new(&tmp_path)
+    // Mode 0600: a snapshot holds raw Front bodies and sealed secrets, like the database.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp_path)
         .map_err(BackupError::io("creating the snapshot file", &tmp_path))?;
     let tmp = TempFile(tmp_path);
     let tmp_str = tmp.0.to_str().ok_or_else(|| BackupError::NonUtf8Path {

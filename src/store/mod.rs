@@ -144,18 +144,23 @@ impl Store {
         .unwrap_or_else(|e| Err(StoreError::Internal(format!("read task failed: {e}")).into()))
     }
 
-    /// Runs a short read on the calling thread. For point reads by key on a runtime that may
-    /// block briefly (the job runtime): it saves the two thread hand-offs of [`Store::read`].
+    /// Runs a short read on the calling thread when a pooled connection is free right now,
+    /// else like [`Store::read`]. For point reads by key on a runtime that may block briefly (the
+    /// job runtime): it saves the two thread hand-offs of [`Store::read`], and never waits for
+    /// the pool on the calling thread.
     ///
     /// # Errors
-    /// `f`'s error, or a pool error when no connection frees up within the pool's timeout.
-    pub fn read_now<T, E, F>(&self, f: F) -> Result<T, E>
+    /// `f`'s error, or a pool error.
+    pub async fn read_quick<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E>,
-        E: From<StoreError>,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
-        let conn = self.pool.get().map_err(|e| E::from(StoreError::Pool(e)))?;
-        f(&conn)
+        match self.pool.try_get() {
+            Some(conn) => f(&conn),
+            None => self.read(f).await,
+        }
     }
 }
 

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// How far back a run may look (retention.succeeded in the app).
+const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
 use crate::front::{API_TOKEN, front_config, full_inbound, post_front};
 use crate::helpers::*;
 
@@ -146,7 +149,7 @@ async fn sync_ingests_exactly_the_events_no_webhook_delivered() {
 
     let client = client_for(&api);
     let started = clock::now_ms();
-    let report = sync::run(&app.app_store, Some(&client))
+    let report = sync::run(&app.app_store, Some(&client), LOOKBACK)
         .await
         .expect("sync runs");
     assert_eq!(report.pages, 2, "{report:?}");
@@ -226,7 +229,7 @@ async fn sync_ingests_exactly_the_events_no_webhook_delivered() {
     assert!(cursor > emitted(&missed_3) && cursor < emitted(&young));
 
     // A second run asks from the cursor less the overlap, and ingests nothing.
-    let again: SyncReport = sync::run(&app.app_store, Some(&client))
+    let again: SyncReport = sync::run(&app.app_store, Some(&client), LOOKBACK)
         .await
         .expect("second run");
     assert_eq!(again.ingested, 0, "{again:?}");
@@ -256,7 +259,7 @@ async fn without_an_api_token_the_sync_is_skipped() {
         .front;
     let client = FrontClient::new(&cfg).expect("builds");
     assert!(client.is_none(), "no token, no client");
-    let report = sync::run(&app.app_store, client.as_ref())
+    let report = sync::run(&app.app_store, client.as_ref(), LOOKBACK)
         .await
         .expect("skipping is not an error");
     assert!(
@@ -294,7 +297,7 @@ async fn a_next_page_on_a_foreign_host_is_not_followed() {
         .mount(&api)
         .await;
 
-    let report = sync::run(&app.app_store, Some(&client_for(&api)))
+    let report = sync::run(&app.app_store, Some(&client_for(&api)), LOOKBACK)
         .await
         .expect("sync runs");
     assert_eq!(report.pages, 1, "{report:?}");
@@ -330,7 +333,7 @@ async fn a_rate_limit_ends_the_run_early_and_a_failure_is_an_error() {
         .expect(1)
         .mount(&limited)
         .await;
-    let report = sync::run(&app.app_store, Some(&client_for(&limited)))
+    let report = sync::run(&app.app_store, Some(&client_for(&limited)), LOOKBACK)
         .await
         .expect("a rate limit is not a failure");
     assert_eq!((report.pages, report.ingested), (0, 0));
@@ -349,7 +352,7 @@ async fn a_rate_limit_ends_the_run_early_and_a_failure_is_an_error() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"oops": true})))
         .mount(&broken)
         .await;
-    let err = sync::run(&app.app_store, Some(&client_for(&broken)))
+    let err = sync::run(&app.app_store, Some(&client_for(&broken)), LOOKBACK)
         .await
         .expect_err("not an event list");
     assert!(err.contains("_results"), "{err}");

@@ -1,5 +1,7 @@
 //! The HTTP skeleton: error shape for every kind of bad request, auth, health and the page.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -253,6 +255,40 @@ async fn health_readiness_and_status_page() {
         "not_found",
     )
     .await;
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_writer_is_stuck() {
+    let app = spawn_app().await;
+    // A transaction that holds the writer for longer than the readiness probe waits (3 s).
+    let store = app.app_store.clone();
+    let blocker = tokio::spawn(async move {
+        store
+            .writer()
+            .write(|_tx| {
+                std::thread::sleep(Duration::from_millis(4500));
+                Ok::<_, hookrelay::store::StoreError>(())
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let res = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("req");
+    let v = assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    assert_eq!(v["checks"]["database"], "timeout", "{v}");
+    assert_eq!(v["checks"]["writer"], "ok", "alive, but stuck");
+    blocker.await.expect("task").expect("write");
+    let res = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), StatusCode::OK, "ready again once it moves");
 }
 
 #[tokio::test]

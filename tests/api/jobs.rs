@@ -371,6 +371,19 @@ async fn the_lease_reaper_takes_back_a_job_whose_lease_ran_out() {
 }
 
 #[tokio::test]
+async fn with_the_lease_reaper_off_a_safety_net_still_takes_back_expired_leases() {
+    let app = spawn_app_with(|c| {
+        c.jobs.lease = Duration::from_secs(1);
+        set_cron(c, "lease_reaper", "off");
+    })
+    .await;
+    let id = "job_01JSAFETYNET00000000000000";
+    insert_stale_running(&app.db_path, id, clock::now_ms() + 200);
+    let job = app.wait_job(id, "succeeded", Duration::from_secs(10)).await;
+    assert_eq!(job["attempt"], 2, "the lost run counts as an attempt");
+}
+
+#[tokio::test]
 async fn long_jobs_keep_their_lease() {
     let app = spawn_app_with(|c| c.jobs.lease = Duration::from_secs(2)).await;
     let id = app.enqueue(noop(json!({"sleep_ms": 3500}))).await;

@@ -150,10 +150,15 @@ async fn a_tick_while_the_previous_run_is_running_is_skipped_and_recorded() {
 async fn a_tick_missed_while_stopped_runs_once_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = test_config(dir.path());
-    set_cron(&mut cfg, "db_maintenance", "0 0 * * * *");
-    hookrelay::store::migrate_file(&cfg.database).expect("migrate");
+    // Hourly, at the minute that was half an hour ago: the test is never near a tick.
     let now = clock::now_ms();
-    let last_hour = now - now % HOUR;
+    let last_hour = {
+        let t = now - 30 * 60_000;
+        t - t % 60_000
+    };
+    let minute = (last_hour / 60_000) % 60;
+    set_cron(&mut cfg, "db_maintenance", &format!("0 {minute} * * * *"));
+    hookrelay::store::migrate_file(&cfg.database).expect("migrate");
     // It last ticked three hours ago: the process was down for the two ticks since.
     open(&cfg.database.path)
         .execute(
@@ -183,7 +188,8 @@ async fn a_tick_missed_while_stopped_runs_once_at_start() {
 
 #[tokio::test]
 async fn a_fresh_install_does_not_catch_up() {
-    let app = spawn_app().await;
+    // The every-15-s lease reaper could tick during the test; nothing else is due soon.
+    let app = spawn_app_with(|c| set_cron(c, "lease_reaper", "off")).await;
     let list = app.get_json("/v1beta1/admin/cron", StatusCode::OK).await;
     let entries = list["cron"].as_array().expect("entries");
     assert_eq!(entries.len(), 6, "{list}");
@@ -398,14 +404,22 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
     let failing = TestReceiver::start(vec![ResponseTemplate::new(500)]).await;
     let flaky =
         TestReceiver::start(vec![ResponseTemplate::new(500), ResponseTemplate::new(200)]).await;
+    // Failures spanning more than auto_disable_after (1 s): attempts at +0, +0.6, +1.2 s.
     let dead = create_webhook(
         &app,
-        json!({"url": failing.url("/hook"), "retry_schedule": ["100ms"]}),
+        json!({"url": failing.url("/hook"), "retry_schedule": ["600ms", "600ms"]}),
     )
     .await;
     let alive = create_webhook(
         &app,
-        json!({"url": flaky.url("/hook"), "retry_schedule": ["100ms"]}),
+        json!({"url": flaky.url("/hook"), "retry_schedule": ["600ms", "600ms"]}),
+    )
+    .await;
+    // One failure long ago and nothing since is not "all failed for a day".
+    let quiet_rx = TestReceiver::start(vec![ResponseTemplate::new(500)]).await;
+    let quiet = create_webhook(
+        &app,
+        json!({"url": quiet_rx.url("/hook"), "retry_schedule": []}),
     )
     .await;
     publish(
@@ -413,9 +427,10 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
         json!({"action": "app.user.created", "data": {"metadata": {"n": 1}}}),
     )
     .await;
-    failing.wait_for(2, Duration::from_secs(5)).await;
+    failing.wait_for(3, Duration::from_secs(5)).await;
     flaky.wait_for(2, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    quiet_rx.wait_for(1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     assert_json(
         app.post("/v1beta1/admin/cron/endpoint_health/run", &json!({}))
@@ -453,6 +468,19 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
     assert_eq!(
         w["webhook"]["state"], "enabled",
         "one success resets the clock"
+    );
+    let w = app
+        .get_json(
+            &format!(
+                "/v1beta1/admin/webhooks/{}",
+                quiet["id"].as_str().expect("id")
+            ),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        w["webhook"]["state"], "enabled",
+        "one failure, then silence"
     );
     let audit = app
         .get_json(
@@ -497,7 +525,10 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
     assert_eq!(
         count(
             &app.db_path,
-            "SELECT COUNT(*) FROM webhooks WHERE failing_since IS NOT NULL"
+            &format!(
+                "SELECT COUNT(*) FROM webhooks WHERE failing_since IS NOT NULL AND id = '{}'",
+                dead["id"].as_str().expect("id")
+            )
         ),
         0
     );
@@ -700,5 +731,58 @@ async fn backup_db_maintenance_and_front_sync_run_as_cron_jobs() {
     assert!(
         entry["runs"][0]["detail"]["skipped_reason"].is_string(),
         "{entry}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_hangs_makes_its_schedule_overdue() {
+    // A Front API that never answers in time: every front_sync run hangs on its first page.
+    let api = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(120)))
+        .mount(&api)
+        .await;
+    let app = spawn_app_with(|c| {
+        crate::front::front_config(c, Some(&api));
+        set_cron(c, "front_sync", "* * * * * *");
+        set_cron(c, "lease_reaper", "off");
+    })
+    .await;
+    let body = wait_until(Duration::from_secs(15), "readyz to fail", || async {
+        let res = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("request");
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            Some(res.json::<Value>().await.expect("json"))
+        } else {
+            None
+        }
+    })
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("front_sync"),
+        "{body}"
+    );
+    let entry = app
+        .get_json("/v1beta1/admin/cron/front_sync", StatusCode::OK)
+        .await;
+    let runs = entry["cron"]["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        runs.iter().any(|r| r["state"] == "skipped"),
+        "later ticks are skipped while it hangs: {runs:?}"
+    );
+    assert_eq!(
+        runs.iter().filter(|r| r["state"] == "running").count(),
+        1,
+        "one run at a time: {runs:?}"
     );
 }

@@ -19,5 +19,7 @@ CREATE INDEX cron_runs_tick ON cron_runs (name, scheduled_at);
 CREATE INDEX cron_runs_job ON cron_runs (job_id) WHERE job_id IS NOT NULL;
 CREATE INDEX cron_runs_active ON cron_runs (name) WHERE state IN ('queued', 'running');
 
--- Since when every delivery attempt to this webhook failed (NULL after a success).
+-- Since when every delivery attempt to this webhook failed (NULL after a success), and the
+-- latest failed attempt: auto-disable needs failures spanning delivery.auto_disable_after.
 ALTER TABLE webhooks ADD COLUMN failing_since INTEGER;
+ALTER TABLE webhooks ADD COLUMN last_failure_at INTEGER;
