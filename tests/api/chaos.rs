@@ -1,0 +1,160 @@
+//! Chaos: `kill -9` of `hookrelay serve` at random moments while Front webhooks and published
+//! events stream in; after each kill it is restarted. At the end, a receiver must have got every
+//! event that was acked (at least once; duplicates are counted, not failures).
+//!
+//! CI runs a small version (3 kills). The long one: `CHAOS_KILLS=30 cargo test --release --test
+//! api chaos -- --nocapture`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+use crate::delivery::TestReceiver;
+use crate::helpers::*;
+
+/// What an event is known by at the receiver: `pub:<evt id>` for published ones (the publish
+/// answer names it), `front:<Front event id>` for Front ones (in `data.metadata.event.id`).
+fn key_of(envelope: &Value) -> Option<String> {
+    match envelope["data"]["source"].as_str() {
+        Some("front") => envelope["data"]["metadata"]["event"]["id"]
+            .as_str()
+            .map(|id| format!("front:{id}")),
+        _ => envelope["id"].as_str().map(|id| format!("pub:{id}")),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_no_acked_event() {
+    let kills: usize = std::env::var("CHAOS_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let receiver = TestReceiver::ok().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = write_child_config(
+        dir.path(),
+        &format!(
+            "[front]\nwebhook_secret = \"{}\"\n\
+             [delivery]\nallow_http = true\nallow_private_networks = true\nretry_schedule = [\"200ms\", \"500ms\", \"1s\", \"2s\"]\n",
+            crate::front::SECRET
+        ),
+    );
+    // One fixed port, so the senders find the server again after each restart.
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).expect("config");
+    let mut app = ChildApp::start(&config);
+    let res = app
+        .post(
+            "/v1beta1/admin/webhooks",
+            &json!({"url": receiver.url("/hook")}),
+        )
+        .await
+        .expect("create webhook");
+    assert!(res.status().is_success(), "{}", res.status());
+    let base = app.address.clone();
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for s in 0..4 {
+        let (acked, stop, base) = (Arc::clone(&acked), Arc::clone(&stop), base.clone());
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let acked_key =
+                    if s % 2 == 0 {
+                        let event_id = format!("evt_chaos_{s}_{n}");
+                        let body = crate::front::full_inbound(&event_id, &format!("msg_{s}_{n}"));
+                        match crate::front::post_front_result(&client, &base, &body).await {
+                            Ok(r) if r.status().is_success() => Some(format!("front:{event_id}")),
+                            _ => None,
+                        }
+                    } else {
+                        let res = client
+                        .post(format!("{base}/v1beta1/events"))
+                        .bearer_auth(ADMIN_TOKEN)
+                        .json(&json!({"action": "app.user.created", "id": format!("chaos_{s}_{n}"),
+                                      "data": {"metadata": {"n": n}}}))
+                        .send()
+                        .await;
+                        match res {
+                            Ok(r) if r.status().is_success() => r
+                                .json::<Value>()
+                                .await
+                                .ok()
+                                .and_then(|v| v["id"].as_str().map(|id| format!("pub:{id}"))),
+                            _ => None,
+                        }
+                    };
+                match acked_key {
+                    Some(k) => acked.lock().expect("lock").push(k),
+                    // Down (being killed or restarting): try again shortly.
+                    None => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+
+    for _ in 0..kills {
+        let wait = 300 + rand::random::<u64>() % 1200;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        app.signal(Signal::SIGKILL);
+        app.wait_exit(Duration::from_secs(5));
+        drop(app);
+        app = ChildApp::start(&config);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() > 50, "the load ran: {} acked", acked.len());
+
+    let counts = wait_until(
+        Duration::from_secs(90),
+        "every acked event at the receiver",
+        || async {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for (_, req) in receiver.requests() {
+                if let Some(k) = serde_json::from_slice::<Value>(&req.body)
+                    .ok()
+                    .as_ref()
+                    .and_then(key_of)
+                {
+                    *counts.entry(k).or_default() += 1;
+                }
+            }
+            acked
+                .iter()
+                .all(|k| counts.contains_key(k))
+                .then_some(counts)
+        },
+    )
+    .await;
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!(
+        "chaos: {kills} kills, {} events acked, 0 lost, {duplicates} duplicate deliveries, {} distinct events delivered",
+        acked.len(),
+        counts.len()
+    );
+}
