@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod deliveries;
+pub mod gate;
 pub mod secrets;
 pub mod send;
 pub mod sign;
@@ -42,6 +43,7 @@ pub fn register(
         client,
         keyring,
         default_schedule: config.delivery.retry_schedule.clone(),
+        gate: Arc::default(),
     })));
     Ok(())
 }

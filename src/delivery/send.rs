@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::client::{Answer, DeliveryClient, Failure};
+use super::gate::{self, Gate};
 use super::secrets::{Keyring, Sealed, SigningSecret};
 use super::sign::{self, Algorithm};
 use super::{deliveries, webhooks};
@@ -33,6 +34,8 @@ pub struct Sender {
     pub client: DeliveryClient,
     pub keyring: Arc<Keyring>,
     pub default_schedule: Vec<Duration>,
+    /// Caps attempts in flight to endpoints not proven healthy.
+    pub gate: Arc<Gate>,
 }
 
 /// The job kind, backed by `sender`.
@@ -326,6 +329,18 @@ impl Sender {
             }
         };
 
+        // A slow or failing endpoint holds at most a couple of workers; the rest wait outside.
+        let Some(pass) = self.gate.enter(&target.id) else {
+            let wait = gate::DEFER.mul_f64(1.0 + rand::random::<f64>() / 2.0);
+            tracing::debug!(%delivery_id, webhook_id = %target.id, "endpoint not proven healthy and at its cap; deferring");
+            return JobResult::from(Outcome::RunAgainAt {
+                at: clock::add(clock::now_ms(), wait),
+                reason: format!(
+                    "deferred: {} attempts to this endpoint are in flight and it has not answered 2xx quickly lately",
+                    gate::UNPROVEN_IN_FLIGHT
+                ),
+            });
+        };
         let number = loaded.attempts + 1;
         let sent_at = clock::now_ms();
         let headers = build_headers(
@@ -350,6 +365,11 @@ impl Sender {
             .copied()
             .unwrap_or_default();
         let (attempt, verdict) = judge(number, sent_at, result);
+        pass.finish(
+            matches!(verdict, Verdict::Delivered)
+                && Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(u64::MAX))
+                    < gate::SLOW_ATTEMPT,
+        );
         let webhook_id = target.id;
         let event_id = loaded.event_id;
         crate::metrics::delivery_attempt(

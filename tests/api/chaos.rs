@@ -158,3 +158,102 @@ async fn kill_9_at_random_moments_loses_no_acked_event() {
         counts.len()
     );
 }
+
+/// A raw TCP receiver that reads a request and then misbehaves: `trickle` answers one body byte
+/// every 500 ms (slowloris in reverse), otherwise it closes the connection mid-response.
+async fn raw_receiver(trickle: bool) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = sock.read(&mut buf).await;
+                if trickle {
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+                        .await;
+                    for _ in 0..100 {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if sock.write_all(b"x").await.is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
+                    let _ = sock.shutdown().await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_receivers_do_not_slow_delivery_to_healthy_ones() {
+    use wiremock::ResponseTemplate;
+    let app = spawn_app_with(|c| {
+        crate::delivery::local_delivery(c);
+        c.delivery.timeout = Duration::from_secs(2);
+    })
+    .await;
+    let good = TestReceiver::ok().await;
+    let failing = TestReceiver::start(vec![ResponseTemplate::new(500)]).await;
+    let hanging = TestReceiver::start(vec![
+        ResponseTemplate::new(200).set_delay(Duration::from_secs(30)),
+    ])
+    .await;
+    let huge = TestReceiver::start(vec![
+        ResponseTemplate::new(200).set_body_bytes(vec![b'a'; 8 << 20]),
+    ])
+    .await;
+    let trickle = raw_receiver(true).await;
+    let hangup = raw_receiver(false).await;
+    for url in [
+        good.url("/hook"),
+        failing.url("/hook"),
+        hanging.url("/hook"),
+        huge.url("/hook"),
+        trickle,
+        hangup,
+    ] {
+        crate::delivery::create_webhook(&app, json!({"url": url, "retry_schedule": ["1s", "1s"]}))
+            .await;
+    }
+
+    let events = 200;
+    let started = std::time::Instant::now();
+    let mut publishes = Vec::new();
+    for n in 0..events {
+        let (client, url) = (app.client.clone(), app.url("/v1beta1/events"));
+        publishes.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"action": "app.user.created", "data": {"metadata": {"n": n}}}))
+                .send()
+                .await
+                .expect("publish")
+                .status()
+        }));
+    }
+    for p in publishes {
+        assert!(p.await.expect("task").is_success());
+    }
+    good.wait_for(events, Duration::from_secs(15)).await;
+    let took = started.elapsed();
+    println!("{events} deliveries to the healthy receiver in {took:?}, beside five broken ones");
+    assert!(
+        took < Duration::from_secs(10),
+        "the healthy receiver waited {took:?}"
+    );
+    // The broken ones were tried too, a few at a time.
+    assert!(!failing.requests().is_empty() && !hanging.requests().is_empty());
+    assert!(!huge.requests().is_empty());
+}
