@@ -12,5 +12,6 @@ mod http;
 mod jobs;
 mod js_compat;
 mod ops;
+mod receiving;
 mod store;
 mod systemd;

@@ -1,0 +1,3 @@
+module hookrelay.example/receiver
+
+go 1.19
