@@ -35,7 +35,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     store: Store,
     dispatcher: JoinHandle<()>,
-    jobs_runtime: tokio::runtime::Runtime,
+    jobs_runtime: JobsRuntime,
     cron: Arc<Cron>,
     readiness: web::Data<Readiness>,
     stop: CancellationToken,
@@ -106,9 +106,10 @@ impl Application {
             wake,
         );
         let worker_health = dispatcher.health();
-        let jobs_runtime = jobs_runtime()?;
-        let dispatcher =
-            jobs_runtime.spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
+        let jobs_runtime = JobsRuntime(Some(jobs_runtime()?));
+        let dispatcher = jobs_runtime
+            .handle()
+            .spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
         tokio::spawn(Arc::clone(&tasks).lease_safety_net(config.jobs.lease, stop.child_token()));
         let cron = Arc::new(Cron::new(store.clone(), config.cron.schedules.clone()));
         cron.start().await.context("starting cron")?;
@@ -253,7 +254,7 @@ impl Application {
             }
         };
         let (http_result, _) = tokio::join!(http, self.dispatcher);
-        self.jobs_runtime.shutdown_background();
+        drop(self.jobs_runtime);
         self.store.writer().stop().await;
         tracing::info!("stopped");
         match http_result {
@@ -287,6 +288,27 @@ async fn feed_watchdog(readiness: web::Data<Readiness>, every: Duration, stop: C
 /// Job workers yield to the request path: their threads run at this `nice` (Linux), so under
 /// a burst the CPU goes to verifying and acking requests first and jobs catch up after.
 pub const JOB_THREAD_NICE: i32 = 10;
+
+/// The job runtime, shut down without blocking when dropped — also when the application is
+/// dropped inside another runtime (a plain `Runtime` would panic there).
+struct JobsRuntime(Option<tokio::runtime::Runtime>);
+
+impl JobsRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .unwrap_or_else(tokio::runtime::Handle::current)
+    }
+}
+
+impl Drop for JobsRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 
 /// The runtime that runs the job dispatcher and every job handler, on lower-priority threads.
 fn jobs_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
