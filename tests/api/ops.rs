@@ -441,6 +441,10 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
         )
         .await;
     assert_eq!(w["webhook"]["state"], "disabled");
+    assert!(
+        w["webhook"]["failing_since"].is_string(),
+        "the API shows since when it fails: {w}"
+    );
     let w = app
         .get_json(
             &format!(
@@ -454,6 +458,7 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
         w["webhook"]["state"], "enabled",
         "one success resets the clock"
     );
+    assert_eq!(w["webhook"]["failing_since"], Value::Null, "{w}");
     let audit = app
         .get_json(
             "/v1beta1/admin/audit-logs?action=webhook.disabled",
@@ -493,7 +498,8 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
         .send()
         .await
         .expect("request");
-    assert_json(res, StatusCode::OK).await;
+    let w = assert_json(res, StatusCode::OK).await;
+    assert_eq!(w["webhook"]["failing_since"], Value::Null, "{w}");
     assert_eq!(
         count(
             &app.db_path,
