@@ -295,7 +295,8 @@ function confirmDialog(title, message, confirmLabel) {
       h("p", {}, message),
       h("div", { class: "actions" },
         h("button", { type: "button", class: "danger", onclick: () => done(true) }, confirmLabel),
-        h("button", { type: "button", onclick: () => done(false) }, "Cancel")),
+        // Focus starts on the safe choice; Escape cancels too.
+        h("button", { type: "button", autofocus: true, onclick: () => done(false) }, "Cancel")),
     ]);
     dialog.addEventListener("cancel", (ev) => {
       ev.preventDefault();
