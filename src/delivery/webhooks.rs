@@ -44,12 +44,14 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     pub signature_algorithm: Algorithm,
     pub retry_schedule: Option<Vec<String>>,
+    /// Since when every attempt to it has failed (cleared by a 2xx); `None` while it works.
+    pub failing_since: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
 
 const COLUMNS: &str = "id, url, description, subscribed_events, headers, state, disabled_reason,
-     signature_algorithm, retry_schedule, created_at, updated_at";
+     signature_algorithm, retry_schedule, created_at, updated_at, failing_since";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Webhook> {
     let subscribed: String = r.get(3)?;
@@ -68,6 +70,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Webhook> {
         retry_schedule: schedule.and_then(|s| serde_json::from_str(&s).ok()),
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
+        failing_since: r.get(11)?,
     })
 }
 
@@ -109,6 +112,7 @@ fn to_json(conn: &Connection, w: &Webhook) -> rusqlite::Result<Value> {
         "disabled_reason": w.disabled_reason,
         "signature_algorithm": w.signature_algorithm,
         "retry_schedule": w.retry_schedule,
+        "failing_since": w.failing_since.map(clock::to_rfc3339),
         "secrets": secret_summaries(conn, &w.id)?,
         "created_at": clock::to_rfc3339(w.created_at),
         "updated_at": clock::to_rfc3339(w.updated_at),

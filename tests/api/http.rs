@@ -227,6 +227,23 @@ async fn health_readiness_and_status_page() {
             .expect("ct")
             .starts_with("text/javascript")
     );
+    for (file, content_type) in [("app.css", "text/css"), ("favicon.svg", "image/svg+xml")] {
+        let res = app
+            .client
+            .get(app.url(&format!("/admin/{file}")))
+            .send()
+            .await
+            .expect("req");
+        assert_eq!(res.status(), StatusCode::OK, "{file}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .expect("ct")
+                .starts_with(content_type),
+            "{file}"
+        );
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    }
     let again = app
         .client
         .get(app.url("/admin"))

@@ -1,6 +1,7 @@
 //! hookrelay's integration tests: the real app on a random port with its own temp database.
 
 mod backup;
+mod browser;
 mod chaos;
 mod cli;
 mod crash;

@@ -456,6 +456,10 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
         )
         .await;
     assert_eq!(w["webhook"]["state"], "disabled");
+    assert!(
+        w["webhook"]["failing_since"].is_string(),
+        "the API shows since when it fails: {w}"
+    );
     let w = app
         .get_json(
             &format!(
@@ -469,6 +473,7 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
         w["webhook"]["state"], "enabled",
         "one success resets the clock"
     );
+    assert_eq!(w["webhook"]["failing_since"], Value::Null, "{w}");
     let w = app
         .get_json(
             &format!(
@@ -521,7 +526,8 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
         .send()
         .await
         .expect("request");
-    assert_json(res, StatusCode::OK).await;
+    let w = assert_json(res, StatusCode::OK).await;
+    assert_eq!(w["webhook"]["failing_since"], Value::Null, "{w}");
     assert_eq!(
         count(
             &app.db_path,
