@@ -23,11 +23,11 @@ use crate::delivery::{self, secrets::Keyring};
 use crate::error;
 use crate::events;
 use crate::front;
+use crate::jobs::Registry;
 use crate::jobs::worker::{self, Dispatcher, Sweep};
-use crate::jobs::{self, Registry};
-use crate::ops;
+use crate::openapi;
 use crate::store::Store;
-use crate::web::{self as webui, health::Readiness};
+use crate::web::health::Readiness;
 
 /// The running service. Build it with [`Application::build`], then [`Application::run_until_stopped`].
 pub struct Application {
@@ -135,7 +135,8 @@ impl Application {
         };
         let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;
-        let route_config = config.clone();
+        // Every route, declared once with its documentation (`openapi::endpoints`).
+        let endpoints = std::sync::Arc::new(openapi::endpoints(&config));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(error::rewrite_bare_errors))
@@ -153,7 +154,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(error::query_config())
                 .app_data(error::path_config())
-                .configure(|cfg| routes(cfg, &route_config))
+                .configure(|cfg| openapi::mount(cfg, &endpoints))
                 .default_service(web::to(error::not_found))
         })
         .listen(listener)
@@ -327,18 +328,6 @@ fn lower_thread_priority() {
         // who = 0 applies to the calling thread only. Failure just leaves the priority as is.
         let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, JOB_THREAD_NICE) };
     }
-}
-
-/// Every module's routes; a new capability adds one `configure` call here.
-fn routes(cfg: &mut web::ServiceConfig, config: &Config) {
-    webui::configure(cfg);
-    front::configure(cfg, config);
-    events::configure(cfg);
-    delivery::configure(cfg);
-    jobs::routes::configure(cfg);
-    cron::routes::configure(cfg);
-    ops::configure(cfg);
-    crate::metrics::configure(cfg);
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -873,10 +873,8 @@ impl Validator<'_> {
         };
 
         let jobs = JobsConfig {
-            workers: match raw.jobs.workers {
-                0 => return Err(self.invalid("jobs.workers", "must be at least 1")),
-                n => n as usize,
-            },
+            // 0: this process runs no jobs (ingest only); queued jobs wait.
+            workers: raw.jobs.workers as usize,
             lease: {
                 let d = self.positive_duration("jobs.lease", &raw.jobs.lease)?;
                 if d < Duration::from_secs(1) {

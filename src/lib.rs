@@ -43,6 +43,7 @@ pub mod front;
 pub mod ids;
 pub mod jobs;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod pagination;
 pub mod store;

@@ -20,8 +20,9 @@ use rusqlite::params;
 
 use crate::clock;
 use crate::cron::Cron;
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
 use crate::jobs::Registry;
+use crate::openapi::{Auth, Endpoint, Reply};
 use crate::store::{Store, StoreError};
 
 /// Latency buckets in seconds, from a loopback round trip to a timed-out attempt.
@@ -193,9 +194,20 @@ pub async fn track_requests(
     Ok(res)
 }
 
-/// Mounts `/metrics`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/metrics").route(web::get().to(metrics)));
+/// `/metrics`.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            actix_web::http::Method::GET,
+            "/metrics",
+            "health",
+            "Prometheus text format (no token: bind to loopback or firewall it)",
+            |r| r.to(metrics),
+        )
+        .auth(Auth::Public)
+        .reply(Reply::Text("metrics in Prometheus text format 0.0.4")),
+    ]
 }
 
 async fn metrics(

@@ -1,18 +1,26 @@
 //! Admin API for cron (SPEC §7): list, one schedule with its recent runs, run now.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::{Cron, Ticked};
 use crate::auth::Admin;
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
+use crate::openapi::{Endpoint, Reply};
 
-/// Mounts the cron routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1beta1/admin/cron").route(web::get().to(list)))
-        .service(resource("/v1beta1/admin/cron/{name}").route(web::get().to(detail)))
-        .service(resource("/v1beta1/admin/cron/{name}/run").route(web::post().to(run)));
+/// The cron routes.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(Method::GET, "/v1beta1/admin/cron", "cron", "every built-in schedule with its last run and next tick", |r| r.to(list))
+            .reply(Reply::Json("`{cron: [...], next_cursor: null}`")),
+        Endpoint::new(Method::GET, "/v1beta1/admin/cron/{name}", "cron", "one schedule with its last 20 runs", |r| r.to(detail))
+            .reply(Reply::Json("`{cron: {..., runs: [...]}}`")),
+        Endpoint::new(Method::POST, "/v1beta1/admin/cron/{name}/run", "cron", "run it now (also when its schedule is `off`); 409 `cron_running` while a run is queued or running", |r| r.to(run))
+            .status(202)
+            .reply(Reply::Json("`{run: {...}, cron: {...}}`")),
+    ]
 }
 
 async fn list(_admin: Admin, cron: web::Data<Cron>) -> Result<HttpResponse, ApiError> {

@@ -4,6 +4,7 @@
 //! States: `pending` (attempts remain) → `succeeded`, `failed` (out of attempts, 410, or an
 //! unusable webhook), or `cancelled` (webhook deleted or disabled).
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Deserialize;
@@ -12,9 +13,10 @@ use serde_json::{Value, json};
 use super::webhooks;
 use crate::auth::Admin;
 use crate::clock::{self, Millis};
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
 use crate::ids;
 use crate::jobs::{self, JobState, NewJob};
+use crate::openapi::{Endpoint, PAGE, Reply};
 use crate::ops::audit;
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
@@ -286,11 +288,28 @@ fn attempts(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec<Value>
 // Admin API
 // ---------------------------------------------------------------------------------------------
 
-/// Mounts `/v1beta1/admin/deliveries…`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1beta1/admin/deliveries").route(web::get().to(list)))
-        .service(resource("/v1beta1/admin/deliveries/{id}").route(web::get().to(detail)))
-        .service(resource("/v1beta1/admin/deliveries/{id}/retry").route(web::post().to(retry)));
+/// `/v1beta1/admin/deliveries…`.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    const LIST: &[(&str, &str)] = &[
+        ("webhook_id", "only this webhook's"),
+        ("state", "pending, succeeded, failed or cancelled"),
+        ("action", "exact action, or a prefix ending in `.*`"),
+        ("event_id", "only this event's"),
+        ("since", "RFC 3339: created at or after"),
+        PAGE[0],
+        PAGE[1],
+    ];
+    vec![
+        Endpoint::new(Method::GET, "/v1beta1/admin/deliveries", "deliveries", "deliveries, newest first", |r| r.to(list))
+            .query(LIST)
+            .reply(Reply::Json("`{deliveries: [...], next_cursor}`")),
+        Endpoint::new(Method::GET, "/v1beta1/admin/deliveries/{id}", "deliveries", "one delivery with its envelope and every attempt (status, latency, response headers, first 4 KiB of the body, or the error)", |r| r.to(detail))
+            .reply(Reply::Json("`{delivery: {..., attempts: [...]}}`")),
+        Endpoint::new(Method::POST, "/v1beta1/admin/deliveries/{id}/retry", "deliveries", "queue it again with a fresh set of attempts; 409 `already_pending`", |r| r.to(retry))
+            .status(202)
+            .reply(Reply::Json("`{delivery: {...}}`")),
+    ]
 }
 
 #[derive(Debug, Deserialize)]

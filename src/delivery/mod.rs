@@ -12,16 +12,16 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
-use actix_web::web;
-
 use crate::config::Config;
 use crate::jobs::Registry;
 use crate::store::Store;
 
-/// Mounts the webhook and delivery admin APIs.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    webhooks::configure(cfg);
-    deliveries::configure(cfg);
+/// The webhook and delivery admin APIs.
+#[must_use]
+pub fn endpoints() -> Vec<crate::openapi::Endpoint> {
+    let mut all = webhooks::endpoints();
+    all.extend(deliveries::endpoints());
+    all
 }
 
 /// Registers the `delivery.send` job kind.

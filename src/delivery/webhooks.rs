@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Deserialize;
@@ -18,9 +18,10 @@ use super::{client, deliveries};
 use crate::auth::Admin;
 use crate::clock::{self, Millis};
 use crate::config::{self, Config};
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
 use crate::events::{self, Action, NewEvent};
 use crate::ids;
+use crate::openapi::{Endpoint, PAGE, Reply};
 use crate::ops::audit;
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
@@ -338,22 +339,56 @@ fn shown_secret(seq: i64, secret: &SigningSecret, now: Millis) -> Value {
 // Routes
 // ---------------------------------------------------------------------------------------------
 
-/// Mounts `/v1beta1/admin/webhooks…`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/v1beta1/admin/webhooks")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        resource("/v1beta1/admin/webhooks/{id}")
-            .route(web::get().to(detail))
-            .route(web::put().to(update))
-            .route(web::delete().to(delete)),
-    )
-    .service(resource("/v1beta1/admin/webhooks/{id}/secrets").route(web::post().to(rotate)))
-    .service(resource("/v1beta1/admin/webhooks/{id}/test").route(web::post().to(test)))
-    .service(resource("/v1beta1/admin/webhooks/{id}/recover").route(web::post().to(recover)));
+/// `/v1beta1/admin/webhooks…`.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    const LIST: &[(&str, &str)] = &[("state", "enabled or disabled"), PAGE[0], PAGE[1]];
+    let one = Reply::Json("`{webhook: {...}}`");
+    vec![
+        Endpoint::new(Method::GET, "/v1beta1/admin/webhooks", "webhooks", "webhooks, newest first (secrets as ids only)", |r| r.to(list))
+            .query(LIST)
+            .reply(Reply::Json("`{webhooks: [...], next_cursor}`")),
+        Endpoint::new(Method::POST, "/v1beta1/admin/webhooks", "webhooks", "create a webhook; the answer is the only time its secret is shown (hex and `whsec_`)", |r| r.to(create))
+            .body(|| webhook_schema(true))
+            .reply(one),
+        Endpoint::new(Method::GET, "/v1beta1/admin/webhooks/{id}", "webhooks", "one webhook", |r| r.to(detail))
+            .reply(one),
+        Endpoint::new(Method::PUT, "/v1beta1/admin/webhooks/{id}", "webhooks", "partial update: only the fields sent change", |r| r.to(update))
+            .body(|| webhook_schema(false))
+            .reply(one),
+        Endpoint::new(Method::DELETE, "/v1beta1/admin/webhooks/{id}", "webhooks", "delete it; its pending deliveries become cancelled", |r| r.to(delete))
+            .reply(Reply::Json("`{}`")),
+        Endpoint::new(Method::POST, "/v1beta1/admin/webhooks/{id}/secrets", "webhooks", "rotate: a new secret, shown once; older ones keep signing until `expires_at`", |r| r.to(rotate))
+            .body(|| json!({"type": "object", "additionalProperties": false, "properties": {"overlap": {"type": "string", "examples": ["24h"]}}}))
+            .reply(one),
+        Endpoint::new(Method::POST, "/v1beta1/admin/webhooks/{id}/test", "webhooks", "send a `webhook.test` event to this webhook only", |r| r.to(test))
+            .status(202)
+            .reply(Reply::Json("`{id, deliveries: 1}`")),
+        Endpoint::new(Method::POST, "/v1beta1/admin/webhooks/{id}/recover", "webhooks", "queue its failed deliveries created in the range again", |r| r.to(recover))
+            .body(|| json!({"type": "object", "required": ["since"], "additionalProperties": false, "properties": {"since": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}}}))
+            .status(202)
+            .reply(Reply::Json("`{recovered: n}`")),
+    ]
+}
+
+fn webhook_schema(create: bool) -> Value {
+    let mut s = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "url": {"type": "string", "format": "uri", "examples": ["https://example.com/webhooks"]},
+            "description": {"type": "string"},
+            "subscribed_events": {"type": "array", "items": {"type": "string"}, "description": "empty = every action; an entry may end in `.*`"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "state": {"type": "string", "enum": ["enabled", "disabled"]},
+            "signature_algorithm": {"type": "string", "enum": ["sha256", "sha512_256"]},
+            "retry_schedule": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": 10}
+        }
+    });
+    if create {
+        s["required"] = json!(["url"]);
+    }
+    s
 }
 
 #[derive(Debug, Deserialize)]

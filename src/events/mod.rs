@@ -9,7 +9,7 @@
 
 pub mod json;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
@@ -19,8 +19,9 @@ use crate::auth::{Admin, Publisher};
 use crate::clock::{self, Millis};
 use crate::config::Config;
 use crate::delivery::deliveries::{self, EventRef};
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
 use crate::ids;
+use crate::openapi::{Auth, Endpoint, PAGE, Reply};
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
 
@@ -316,12 +317,53 @@ pub fn dead_job_hook(default_retries: usize) -> crate::jobs::DeadHookFn {
 // Routes
 // ---------------------------------------------------------------------------------------------
 
-/// Mounts the publish API and the events admin API.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1beta1/events").route(web::post().to(publish_route)))
-        .service(resource("/v1beta1/admin/events").route(web::get().to(list_route)))
-        .service(resource("/v1beta1/admin/events/{id}").route(web::get().to(detail_route)))
-        .service(resource("/v1beta1/admin/event-types").route(web::get().to(types_route)));
+/// The publish API and the events admin API.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    const LIST: &[(&str, &str)] = &[
+        ("action", "exact action, or a prefix ending in `.*`"),
+        ("since", "RFC 3339: created at or after"),
+        PAGE[0],
+        PAGE[1],
+    ];
+    vec![
+        Endpoint::new(Method::POST, "/v1beta1/events", "events", "publish an event to every subscribed webhook; the same `id` again answers 200 with the first answer and delivers nothing new", |r| r.to(publish_route))
+            .auth(Auth::Publish)
+            .body(publish_schema)
+            .status(202)
+            .also(200)
+            .reply(Reply::Json("`{id: \"evt_…\", deliveries: n}`")),
+        Endpoint::new(Method::GET, "/v1beta1/admin/events", "events", "published events, newest first", |r| r.to(list_route))
+            .query(LIST)
+            .reply(Reply::Json("`{events: [...], next_cursor}`")),
+        Endpoint::new(Method::GET, "/v1beta1/admin/events/{id}", "events", "one event with its envelope and deliveries", |r| r.to(detail_route))
+            .reply(Reply::Json("`{event: {...}}`")),
+        Endpoint::new(Method::GET, "/v1beta1/admin/event-types", "events", "the catalog of actions", |r| r.to(types_route))
+            .reply(Reply::Json("`{event_types: [...]}`")),
+    ]
+}
+
+fn publish_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["action", "data"],
+        "additionalProperties": false,
+        "properties": {
+            "action": {"type": "string", "pattern": "^[a-z0-9_]+(\\.[a-z0-9_]+)+$", "examples": ["app.user.created"]},
+            "id": {"type": "string", "description": "idempotency key"},
+            "data": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "actor": {"type": "object"},
+                    "target": {"type": "object"},
+                    "org_id": {"type": ["string", "null"]},
+                    "source": {"type": "string"},
+                    "metadata": {"type": "object"}
+                }
+            }
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 //! States: `pending` (stored, processing queued or running) → `processed`, or `failed` with the
 //! reason when the processing job ends without success.
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,10 @@ use serde_json::{Value, json};
 
 use crate::auth::Admin;
 use crate::clock::{self, Millis};
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
 use crate::ids;
 use crate::jobs::{self, JobState, NewJob};
+use crate::openapi::{Endpoint, PAGE, Reply};
 use crate::ops::audit;
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
@@ -276,13 +278,24 @@ pub fn detail(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
 // Admin API
 // ---------------------------------------------------------------------------------------------
 
-/// Mounts `/v1beta1/admin/inbound…`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1beta1/admin/inbound").route(web::get().to(list_route)))
-        .service(resource("/v1beta1/admin/inbound/{id}").route(web::get().to(detail_route)))
-        .service(
-            resource("/v1beta1/admin/inbound/{id}/replay").route(web::post().to(replay_route)),
-        );
+/// `/v1beta1/admin/inbound…`.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    const LIST: &[(&str, &str)] = &[
+        ("source", "`front`"),
+        ("state", "pending, processed or failed"),
+        PAGE[0],
+        PAGE[1],
+    ];
+    vec![
+        Endpoint::new(Method::GET, "/v1beta1/admin/inbound", "inbound", "received events, newest first", |r| r.to(list_route))
+            .query(LIST)
+            .reply(Reply::Json("`{inbound: [...], next_cursor}`")),
+        Endpoint::new(Method::GET, "/v1beta1/admin/inbound/{id}", "inbound", "one received event: raw body, headers, what was fetched, the published event, its job", |r| r.to(detail_route))
+            .reply(Reply::Json("`{inbound: {...}}`")),
+        Endpoint::new(Method::POST, "/v1beta1/admin/inbound/{id}/replay", "inbound", "process it again (fetch and publish anew); 409 `already_pending` while it is being processed", |r| r.to(replay_route))
+            .reply(Reply::Json("`{inbound: {...}}`, back to pending")),
+    ]
 }
 
 #[derive(Debug, Deserialize)]

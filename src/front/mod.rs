@@ -17,22 +17,49 @@ pub mod sync;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::http::Method;
 
 use crate::config::Config;
-use crate::error::resource;
 use crate::jobs::Registry;
+use crate::openapi::{Auth, Endpoint, Reply};
 use crate::store::Store;
 
-/// Mounts the ingress routes (when `front.enabled`) and the inbound admin API.
-pub fn configure(cfg: &mut web::ServiceConfig, config: &Config) {
+/// The ingress routes (when `front.enabled`) and the inbound admin API.
+#[must_use]
+pub fn endpoints(config: &Config) -> Vec<Endpoint> {
+    let mut all = Vec::new();
     if config.front.enabled {
-        cfg.service(resource("/webhooks/front").route(web::post().to(ingress::app_webhook)))
-            .service(
-                resource("/webhooks/front/rules").route(web::post().to(ingress::rule_webhook)),
-            );
+        all.push(
+            Endpoint::new(
+                Method::POST,
+                "/webhooks/front",
+                "front",
+                "Front application webhooks: verified, stored with their processing job, then 200 `{received}` (`duplicate: true` for an event seen before); with `x-front-challenge`, answers the challenge",
+                |r| r.to(ingress::app_webhook),
+            )
+            .auth(Auth::FrontApp)
+            .body(front_event_schema)
+            .reply(Reply::Json("`{received: true, duplicate?}` or `{challenge}`")),
+        );
+        all.push(
+            Endpoint::new(
+                Method::POST,
+                "/webhooks/front/rules",
+                "front",
+                "legacy Front rule webhooks: the body is the event",
+                |r| r.to(ingress::rule_webhook),
+            )
+            .auth(Auth::FrontRule)
+            .body(front_event_schema)
+            .reply(Reply::Json("`{received: true, duplicate?}`")),
+        );
     }
-    inbound::configure(cfg);
+    all.extend(inbound::endpoints());
+    all
+}
+
+fn front_event_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "description": "the event exactly as Front sends it"})
 }
 
 /// Registers the `front.process` job kind. Returns the Front API client it built (`None` without

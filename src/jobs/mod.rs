@@ -161,7 +161,9 @@ pub fn enqueue(tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
             job.kind,
             payload,
             job.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT),
-            job.run_at.unwrap_or(now),
+            // A time in the past means "now": it is due from its creation, and queue lag is
+            // measured from run_at.
+            job.run_at.map_or(now, |at| at.max(now)),
             job.idempotency_key,
             now
         ])?;

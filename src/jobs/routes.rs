@@ -1,6 +1,6 @@
 //! Admin API for jobs (SPEC §7): list, detail, operator enqueue, retry, cancel.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -8,21 +8,52 @@ use serde_json::{Value, json};
 use super::{JobFilter, JobState, MAX_ATTEMPTS_LIMIT, NewJob, Registry};
 use crate::auth::Admin;
 use crate::clock;
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
+use crate::openapi::{Endpoint, PAGE, Reply};
 use crate::ops::audit;
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
 
-/// Mounts the jobs routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/v1beta1/admin/jobs")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(resource("/v1beta1/admin/jobs/{id}").route(web::get().to(detail)))
-    .service(resource("/v1beta1/admin/jobs/{id}/retry").route(web::post().to(retry)))
-    .service(resource("/v1beta1/admin/jobs/{id}/cancel").route(web::post().to(cancel)));
+/// The jobs routes.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    const LIST: &[(&str, &str)] = &[
+        (
+            "state",
+            "queued, running, retrying, succeeded, dead or cancelled",
+        ),
+        ("kind", "a job kind, e.g. `delivery.send`"),
+        PAGE[0],
+        PAGE[1],
+    ];
+    let one = Reply::Json("`{job: {...}}`");
+    vec![
+        Endpoint::new(Method::GET, "/v1beta1/admin/jobs", "jobs", "jobs, newest first", |r| r.to(list))
+            .query(LIST)
+            .reply(Reply::Json("`{jobs: [...], next_cursor}`")),
+        Endpoint::new(Method::POST, "/v1beta1/admin/jobs", "jobs", "enqueue a job of an operator kind (`system.noop`); 200 with the existing job when the idempotency key is taken; other kinds 400 `kind_not_allowed`", |r| r.to(create))
+            .body(|| json!({
+                "type": "object",
+                "required": ["kind"],
+                "additionalProperties": false,
+                "properties": {
+                    "kind": {"type": "string", "examples": ["system.noop"]},
+                    "payload": {"type": "object"},
+                    "run_at": {"type": "string", "format": "date-time"},
+                    "idempotency_key": {"type": "string"},
+                    "max_attempts": {"type": "integer", "minimum": 1}
+                }
+            }))
+            .status(201)
+            .also(200)
+            .reply(one),
+        Endpoint::new(Method::GET, "/v1beta1/admin/jobs/{id}", "jobs", "one job", |r| r.to(detail))
+            .reply(one),
+        Endpoint::new(Method::POST, "/v1beta1/admin/jobs/{id}/retry", "jobs", "a dead or cancelled job, queued again with a fresh set of attempts; else 409", |r| r.to(retry))
+            .reply(one),
+        Endpoint::new(Method::POST, "/v1beta1/admin/jobs/{id}/cancel", "jobs", "cancel a queued, retrying, running or dead job; else 409", |r| r.to(cancel))
+            .reply(one),
+    ]
 }
 
 #[derive(Debug, Deserialize)]

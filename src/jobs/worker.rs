@@ -35,6 +35,8 @@ const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct WorkerHealth {
     running: AtomicBool,
+    /// `jobs.workers = 0`: no jobs run in this process.
+    off: AtomicBool,
     heartbeat_ms: AtomicI64,
     in_flight: AtomicUsize,
 }
@@ -46,6 +48,12 @@ impl WorkerHealth {
         let stale_after = i64::try_from(POLL_INTERVAL.as_millis() * 5).unwrap_or(i64::MAX);
         self.running.load(Ordering::SeqCst)
             && now - self.heartbeat_ms.load(Ordering::SeqCst) < stale_after
+    }
+
+    /// Whether this process runs no jobs (`jobs.workers = 0`).
+    #[must_use]
+    pub fn is_off(&self) -> bool {
+        self.off.load(Ordering::SeqCst)
     }
 
     /// Jobs running right now (claimed jobs waiting for a worker are not counted).
@@ -88,7 +96,7 @@ impl Dispatcher {
         Self {
             store,
             registry,
-            workers: workers.max(1),
+            workers,
             lease,
             wake,
             instance: format!("{}:{}", std::process::id(), ulid::Ulid::generate()),
@@ -105,6 +113,20 @@ impl Dispatcher {
     /// Runs until `stop` is cancelled, then finishes or releases running jobs within `grace`.
     pub async fn run(self, stop: CancellationToken, grace: Duration) {
         self.health.running.store(true, Ordering::SeqCst);
+        if self.workers == 0 {
+            // Ingest only: claim nothing, stay alive for /readyz until stopped.
+            self.health.off.store(true, Ordering::SeqCst);
+            tracing::warn!("jobs.workers = 0: this process runs no jobs; queued jobs wait");
+            loop {
+                self.health.beat();
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                }
+            }
+            self.health.running.store(false, Ordering::SeqCst);
+            return;
+        }
         let slots = Arc::new(Semaphore::new(self.workers));
         let slot_freed = Arc::new(Notify::new());
         let claims: Claims = Arc::default();

@@ -6,12 +6,25 @@ pub mod backup;
 pub mod maintenance;
 pub mod stats;
 
-use actix_web::web;
+use actix_web::http::Method;
 
-use crate::error::resource;
+use crate::openapi::{Endpoint, PAGE, Reply};
 
-/// Mounts the operations routes under `/v1beta1/admin`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1beta1/admin/audit-logs").route(web::get().to(audit::list_route)))
-        .service(resource("/v1beta1/admin/stats").route(web::get().to(stats::route)));
+/// The operations routes under `/v1beta1/admin`.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    const AUDIT: &[(&str, &str)] = &[
+        ("action", "exact action, or a prefix ending in `.*`"),
+        ("target_id", "only records about this id"),
+        ("since", "RFC 3339: at or after"),
+        PAGE[0],
+        PAGE[1],
+    ];
+    vec![
+        Endpoint::new(Method::GET, "/v1beta1/admin/audit-logs", "operations", "audit records newest first: admin actions, failed deliveries, dead jobs, auto-disables", |r| r.to(audit::list_route))
+            .query(AUDIT)
+            .reply(Reply::Json("`{audit_logs: [...], next_cursor}`")),
+        Endpoint::new(Method::GET, "/v1beta1/admin/stats", "operations", "counts by state, queue depth, oldest queued age, deliveries and failures in the last hour", |r| r.to(stats::route))
+            .reply(Reply::Json("`{jobs, deliveries, inbound, webhooks, cron}`")),
+    ]
 }

@@ -2,11 +2,13 @@
 //! with explicit content types, an ETag, and a strict Content-Security-Policy (no inline script
 //! or style, no framing).
 
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use rust_embed::RustEmbed;
 
-use crate::error::{ApiError, resource};
+use crate::error::ApiError;
+use crate::openapi::{Auth, Endpoint, Reply};
 
 #[derive(RustEmbed)]
 #[folder = "static/"]
@@ -16,12 +18,37 @@ struct Static;
 pub const CSP: &str =
     "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// Mounts `/`, `/admin` and `/admin/{file}`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/").route(web::get().to(root)))
-        .service(resource("/admin").route(web::get().to(index)))
-        .service(resource("/admin/").route(web::get().to(index)))
-        .service(resource("/admin/{file:.+}").route(web::get().to(file)));
+/// `/`, `/admin` and `/admin/{file}`.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    let page = |path, summary, handler| {
+        Endpoint::new(Method::GET, path, "admin page", summary, handler)
+            .auth(Auth::Public)
+            .reply(Reply::Html)
+    };
+    vec![
+        Endpoint::new(Method::GET, "/", "admin page", "redirects to /admin", |r| {
+            r.to(root)
+        })
+        .auth(Auth::Public)
+        .status(302)
+        .reply(Reply::Redirect),
+        page(
+            "/admin",
+            "the admin page (signs in with the admin token)",
+            |r| r.to(index),
+        ),
+        page("/admin/", "the admin page", |r| r.to(index)),
+        Endpoint::new(
+            Method::GET,
+            "/admin/{file:.+}",
+            "admin page",
+            "a file of the admin page, embedded in the binary",
+            |r| r.to(file),
+        )
+        .auth(Auth::Public)
+        .reply(Reply::File),
+    ]
 }
 
 async fn root() -> HttpResponse {

@@ -8,14 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
 use crate::clock;
 use crate::cron::Cron;
-use crate::error::resource;
 use crate::jobs::{self, worker::WorkerHealth};
+use crate::openapi::{Auth, Endpoint, Reply};
 use crate::store::{Store, StoreError};
 
 /// How long the readiness write may take.
@@ -29,10 +30,25 @@ pub struct Readiness {
     pub cron: Arc<Cron>,
 }
 
-/// Mounts `/healthz` and `/readyz`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/readyz").route(web::get().to(readyz)));
+/// `/healthz` and `/readyz`.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(Method::GET, "/healthz", "health", "200 while the process runs", |r| {
+            r.to(healthz)
+        })
+        .auth(Auth::Public)
+        .reply(Reply::Json("`{status, name, version}`")),
+        Endpoint::new(
+            Method::GET,
+            "/readyz",
+            "health",
+            "200 when the database takes a write, the writer, job workers and cron run, and the queue is not lagging; else 503 `not_ready` naming each failing check",
+            |r| r.to(readyz),
+        )
+        .auth(Auth::Public)
+        .reply(Reply::Json("`{status, version, checks}`")),
+    ]
 }
 
 async fn healthz() -> HttpResponse {
@@ -83,7 +99,11 @@ impl Readiness {
         let workers_alive = self.workers.is_alive(now);
         checks.insert(
             "workers".into(),
-            json!(if workers_alive { "ok" } else { "stalled" }),
+            json!(match (workers_alive, self.workers.is_off()) {
+                (true, true) => "off",
+                (true, false) => "ok",
+                (false, _) => "stalled",
+            }),
         );
         if !workers_alive {
             problems.push("the job workers are not running".to_string());

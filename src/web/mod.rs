@@ -4,10 +4,12 @@
 pub mod assets;
 pub mod health;
 
-use actix_web::web;
+use crate::openapi::Endpoint;
 
-/// Mounts health, readiness and the admin page.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    health::configure(cfg);
-    assets::configure(cfg);
+/// Health, readiness and the admin page.
+#[must_use]
+pub fn endpoints() -> Vec<Endpoint> {
+    let mut all = health::endpoints();
+    all.extend(assets::endpoints());
+    all
 }

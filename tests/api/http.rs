@@ -328,3 +328,84 @@ async fn readyz_fails_when_the_writer_is_gone() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_the_committed_copy_is_current() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), StatusCode::OK);
+    let served = res.text().await.expect("body");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
+    if std::env::var_os("HOOKRELAY_UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &served).expect("write docs/openapi.json");
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == served,
+        "docs/openapi.json is stale: regenerate it with \
+         `HOOKRELAY_UPDATE_OPENAPI=1 cargo test --test api openapi` and commit it"
+    );
+
+    let doc: serde_json::Value = serde_json::from_str(&served).expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    for (path, method) in [
+        ("/webhooks/front", "post"),
+        ("/v1beta1/events", "post"),
+        ("/v1beta1/admin/webhooks", "post"),
+        ("/v1beta1/admin/webhooks/{id}", "put"),
+        ("/v1beta1/admin/webhooks/{id}", "delete"),
+        ("/v1beta1/admin/deliveries/{id}/retry", "post"),
+        ("/v1beta1/admin/cron/{name}/run", "post"),
+        ("/v1beta1/admin/stats", "get"),
+        ("/metrics", "get"),
+        ("/readyz", "get"),
+        ("/openapi.json", "get"),
+        ("/admin/{file}", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(op["responses"]["default"].is_object(), "{method} {path}");
+    }
+    assert_eq!(
+        doc["paths"]["/v1beta1/admin/jobs"]["get"]["security"],
+        json!([{"admin_token": []}])
+    );
+    // Every documented operation is served: none answers 404 `not_found` for its route.
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 30, "{} paths", paths.len());
+    for (path, item) in paths {
+        for method in item.as_object().expect("item").keys() {
+            let url = app.url(
+                &path
+                    .replace("{id}", "x_1")
+                    .replace("{name}", "retention")
+                    .replace("{file}", "app.js"),
+            );
+            let res = app
+                .client
+                .request(method.to_uppercase().parse().expect("method"), &url)
+                .bearer_auth(ADMIN_TOKEN)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("req");
+            if res.status() == StatusCode::NOT_FOUND {
+                let v: serde_json::Value = res.json().await.unwrap_or_default();
+                assert!(
+                    !v["error"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("no route"),
+                    "{method} {path} is documented but not served"
+                );
+            }
+        }
+    }
+}

@@ -14,5 +14,6 @@ mod jobs;
 mod js_compat;
 mod ops;
 mod receiving;
+mod schemathesis;
 mod store;
 mod systemd;

@@ -1,0 +1,522 @@
+//! The route table and the OpenAPI document made from it.
+//!
+//! Every HTTP route is declared once, as an [`Endpoint`]: method, path, handler, and what the
+//! document says about it (summary, auth, query parameters, body, success status). [`mount`]
+//! registers the endpoints with actix-web and [`document`] builds the OpenAPI 3.1 description
+//! served at `/openapi.json` from the same list, so a route cannot exist without being
+//! described. `docs/openapi.json` is a copy that a test keeps current.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use actix_web::http::Method;
+use actix_web::{HttpResponse, Route, web};
+use serde_json::{Value, json};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder,
+    Required, ResponseBuilder, ResponsesBuilder, Schema, tag::TagBuilder,
+};
+
+use crate::config::Config;
+use crate::error::resource;
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Public,
+    /// `Authorization: Bearer <admin token>` (or the identity header).
+    Admin,
+    /// The admin token or a publish token.
+    Publish,
+    /// A Front signature over the body (`x-front-signature`, …).
+    FrontApp,
+    FrontRule,
+}
+
+/// What an endpoint answers on success.
+#[derive(Debug, Clone, Copy)]
+pub enum Reply {
+    /// A JSON object; the text names its main fields.
+    Json(&'static str),
+    Text(&'static str),
+    Html,
+    /// A static file of the admin page (its own content type).
+    File,
+    Redirect,
+}
+
+/// One route: how it is served and how it is described.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    /// actix-web pattern (`/v1beta1/admin/jobs/{id}`, `/admin/{file:.+}`).
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub auth: Auth,
+    /// `(name, description)` of each query parameter.
+    pub query: &'static [(&'static str, &'static str)],
+    /// JSON Schema of the request body, if it takes one.
+    pub body: Option<fn() -> Value>,
+    pub status: u16,
+    /// Another success status with the same body (200 for an idempotent repeat of a 201/202).
+    pub also: Option<u16>,
+    pub reply: Reply,
+    /// Attaches the handler: `|r| r.to(handler)`.
+    pub handler: fn(Route) -> Route,
+}
+
+/// `limit` and `cursor`, as every list takes them (SPEC §7).
+pub const PAGE: [(&str, &str); 2] = [
+    ("limit", "page size, 1–500 (default 50)"),
+    ("cursor", "`next_cursor` of the previous page"),
+];
+
+impl Endpoint {
+    /// An admin endpoint answering 200 with JSON.
+    #[must_use]
+    pub fn new(
+        method: Method,
+        path: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+        handler: fn(Route) -> Route,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            tag,
+            summary,
+            auth: Auth::Admin,
+            query: &[],
+            body: None,
+            status: 200,
+            also: None,
+            reply: Reply::Json(""),
+            handler,
+        }
+    }
+
+    #[must_use]
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    #[must_use]
+    pub fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
+        self.query = query;
+        self
+    }
+
+    #[must_use]
+    pub fn body(mut self, schema: fn() -> Value) -> Self {
+        self.body = Some(schema);
+        self
+    }
+
+    #[must_use]
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    #[must_use]
+    pub fn also(mut self, status: u16) -> Self {
+        self.also = Some(status);
+        self
+    }
+
+    #[must_use]
+    pub fn reply(mut self, reply: Reply) -> Self {
+        self.reply = reply;
+        self
+    }
+}
+
+/// Every endpoint of the service, in mounting order.
+#[must_use]
+pub fn endpoints(config: &Config) -> Vec<Endpoint> {
+    let mut all = Vec::new();
+    all.extend(crate::web::endpoints());
+    all.extend(crate::front::endpoints(config));
+    all.extend(crate::events::endpoints());
+    all.extend(crate::delivery::endpoints());
+    all.extend(crate::jobs::routes::endpoints());
+    all.extend(crate::cron::routes::endpoints());
+    all.extend(crate::ops::endpoints());
+    all.extend(crate::metrics::endpoints());
+    all.push(
+        Endpoint::new(
+            Method::GET,
+            "/openapi.json",
+            "meta",
+            "this OpenAPI 3.1 document",
+            |r| r.to(openapi_json),
+        )
+        .auth(Auth::Public)
+        .reply(Reply::Json("the OpenAPI document")),
+    );
+    all
+}
+
+/// Mounts `endpoints`: one resource per path (so other methods get 405 with `Allow`).
+pub fn mount(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for e in endpoints {
+        if !paths.contains(&e.path) {
+            paths.push(e.path);
+        }
+    }
+    for path in paths {
+        let mut r = resource(path);
+        for e in endpoints.iter().filter(|e| e.path == path) {
+            r = r.route((e.handler)(web::route().method(e.method.clone())));
+        }
+        cfg.service(r);
+    }
+}
+
+static DOCUMENT: OnceLock<String> = OnceLock::new();
+
+/// The document for the built-in defaults (Front enabled), as pretty JSON with a final newline —
+/// what `/openapi.json` serves and `docs/openapi.json` holds.
+///
+/// # Panics
+/// Never in practice: the document is plain data that always serializes.
+pub fn document_json() -> &'static str {
+    DOCUMENT.get_or_init(|| {
+        let config = crate::config::from_toml_str("").unwrap_or_else(|_| unreachable_defaults());
+        let mut s = document(&endpoints(&config))
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        s.push('\n');
+        s
+    })
+}
+
+#[cold]
+fn unreachable_defaults() -> Config {
+    panic!("the built-in default configuration is valid (a unit test checks it)")
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json())
+}
+
+/// `{file:.+}` → `{file}`: the OpenAPI form of an actix pattern.
+fn openapi_path(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut in_param = false;
+    let mut skipping = false;
+    for c in pattern.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push(c);
+            }
+            ':' if in_param => skipping = true,
+            '}' if in_param => {
+                in_param = false;
+                skipping = false;
+                out.push(c);
+            }
+            _ if skipping => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn path_params(pattern: &str) -> Vec<String> {
+    openapi_path(pattern)
+        .split('{')
+        .skip(1)
+        .filter_map(|p| p.split('}').next().map(str::to_string))
+        .collect()
+}
+
+fn schema(v: Value) -> Schema {
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+fn http_method(m: &Method) -> HttpMethod {
+    match *m {
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::DELETE => HttpMethod::Delete,
+        Method::PATCH => HttpMethod::Patch,
+        Method::HEAD => HttpMethod::Head,
+        Method::OPTIONS => HttpMethod::Options,
+        _ => HttpMethod::Get,
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        302 => "Found",
+        _ => "Success",
+    }
+}
+
+/// The error body every failure has (SPEC: `{"error": {"code", "message"}}`).
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "snake_case, stable"},
+                "message": {"type": "string", "description": "a sentence a person can act on"}
+            }
+        }}
+    })
+}
+
+/// Builds the OpenAPI 3.1 document of `endpoints`.
+#[must_use]
+pub fn document(endpoints: &[Endpoint]) -> OpenApi {
+    let mut by_path: BTreeMap<String, Vec<&Endpoint>> = BTreeMap::new();
+    for e in endpoints {
+        by_path.entry(openapi_path(e.path)).or_default().push(e);
+    }
+    let mut paths = PathsBuilder::new();
+    let mut tags: Vec<&'static str> = Vec::new();
+    for (path, eps) in &by_path {
+        let mut item: Option<PathItem> = None;
+        for e in eps {
+            if !tags.contains(&e.tag) {
+                tags.push(e.tag);
+            }
+            let op = operation(e, path);
+            item = Some(match item {
+                None => PathItem::new(http_method(&e.method), op),
+                Some(mut it) => {
+                    it.merge_operations(PathItem::new(http_method(&e.method), op));
+                    it
+                }
+            });
+        }
+        if let Some(item) = item {
+            paths = paths.path(path.clone(), item);
+        }
+    }
+    let bearer = |what: &str| {
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(what.to_string()))
+                .build(),
+        )
+    };
+    let components = ComponentsBuilder::new()
+        .schema("Error", schema(error_schema()))
+        .security_scheme(
+            "admin_token",
+            bearer(
+                "auth.admin_token (or an identity from auth.identity_header in auth.admin_emails)",
+            ),
+        )
+        .security_scheme(
+            "publish_token",
+            bearer("one of auth.publish_tokens: may only publish events"),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("hookrelay")
+                .version(crate::VERSION)
+                .description(Some(
+                    "A webhook hub in one binary: Front ingress, durable jobs, signed \
+                     Frontier-style outbound webhooks with retries, and the operations API. \
+                     Every error is `{\"error\": {\"code\", \"message\"}}`.",
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components))
+        .tags(Some(
+            tags.into_iter().map(|t| TagBuilder::new().name(t).build()),
+        ))
+        .build()
+}
+
+fn operation(e: &Endpoint, path: &str) -> utoipa::openapi::path::Operation {
+    let mut params: Vec<Parameter> = path_params(path)
+        .into_iter()
+        .map(|name| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(schema(json!({"type": "string"}))))
+                .build()
+        })
+        .collect();
+    params.extend(e.query.iter().map(|(name, description)| {
+        ParameterBuilder::new()
+            .name(*name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(*description))
+            .schema(Some(schema(json!({"type": "string"}))))
+            .build()
+    }));
+    let header = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(schema(json!({"type": "string"}))))
+            .build()
+    };
+    match e.auth {
+        Auth::FrontApp => {
+            params.push(header(
+                "x-front-signature",
+                "base64 HMAC-SHA256(front.webhook_secret, `<timestamp>:<body>`)",
+            ));
+            params.push(header(
+                "x-front-request-timestamp",
+                "ms since the epoch, within front.timestamp_tolerance",
+            ));
+        }
+        Auth::FrontRule => params.push(header(
+            "x-front-signature",
+            "base64 HMAC-SHA1(front.rule_webhook_secret, body)",
+        )),
+        Auth::Public | Auth::Admin | Auth::Publish => {}
+    }
+
+    let success = match e.reply {
+        Reply::Json(what) => ResponseBuilder::new()
+            .description(if what.is_empty() {
+                reason(e.status)
+            } else {
+                what
+            })
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(schema(json!({"type": "object"}))))
+                    .build(),
+            )
+            .build(),
+        Reply::Text(what) => ResponseBuilder::new()
+            .description(what)
+            .content(
+                "text/plain",
+                ContentBuilder::new()
+                    .schema(Some(schema(json!({"type": "string"}))))
+                    .build(),
+            )
+            .build(),
+        Reply::Html => ResponseBuilder::new()
+            .description("the admin page")
+            .content(
+                "text/html",
+                ContentBuilder::new()
+                    .schema(Some(schema(json!({"type": "string"}))))
+                    .build(),
+            )
+            .build(),
+        Reply::File => ResponseBuilder::new()
+            .description("a file of the admin page, with its content type")
+            .build(),
+        Reply::Redirect => ResponseBuilder::new()
+            .description("redirect to /admin")
+            .build(),
+    };
+    let error = ResponseBuilder::new()
+        .description(
+            "an error: 400 invalid input, 401/403 auth, 404 not found, 405, 409 conflict, \
+             413 too large, 415, 503 storage busy or unavailable",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build();
+    let mut op = OperationBuilder::new()
+        .summary(Some(e.summary))
+        .operation_id(Some(format!(
+            "{}_{}",
+            e.method.as_str().to_ascii_lowercase(),
+            path.trim_matches('/')
+                .replace(['/', '-', '.'], "_")
+                .replace(['{', '}'], "")
+        )))
+        .tag(e.tag)
+        .parameters(Some(params))
+        .responses({
+            let mut responses =
+                ResponsesBuilder::new().response(e.status.to_string(), success.clone());
+            if let Some(also) = e.also {
+                responses = responses.response(also.to_string(), success);
+            }
+            responses.response("default", error).build()
+        });
+    if let Some(body) = e.body {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(schema(body()))).build(),
+                )
+                .build(),
+        ));
+    }
+    match e.auth {
+        Auth::Admin => {
+            op = op.security(SecurityRequirement::new(
+                "admin_token",
+                Vec::<String>::new(),
+            ))
+        }
+        Auth::Publish => {
+            op = op
+                .security(SecurityRequirement::new(
+                    "admin_token",
+                    Vec::<String>::new(),
+                ))
+                .security(SecurityRequirement::new(
+                    "publish_token",
+                    Vec::<String>::new(),
+                ));
+        }
+        Auth::Public | Auth::FrontApp | Auth::FrontRule => {}
+    }
+    op.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actix_patterns_become_openapi_paths() {
+        assert_eq!(openapi_path("/admin/{file:.+}"), "/admin/{file}");
+        assert_eq!(
+            openapi_path("/v1beta1/admin/jobs/{id}/retry"),
+            "/v1beta1/admin/jobs/{id}/retry"
+        );
+        assert_eq!(path_params("/a/{x}/b/{y:\\d+}"), vec!["x", "y"]);
+    }
+}
