@@ -52,6 +52,8 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_mismatches() {
             )
             .arg("--report-dir")
             .arg(reports.path())
+            // Its cache (`.schemathesis/`) goes there too, not into the repository.
+            .current_dir(reports.path())
             .env("NO_COLOR", "1")
             .output()
             .expect("run schemathesis")
