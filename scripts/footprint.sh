@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
 bin=target/release/hookrelay
 dir=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$dir/config.toml" <<TOML
 [server]
@@ -20,7 +21,13 @@ size=$(stat -c %s "$bin")
 start=$(date +%s%N)
 "$bin" serve --config "$dir/config.toml" 2>"$dir/log" &
 pid=$!
-until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.005; done
+deadline=$(( $(date +%s) + 30 ))
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
+  if ! kill -0 "$pid" 2>/dev/null || [ "$(date +%s)" -gt "$deadline" ]; then
+    echo "hookrelay did not become ready; its log:" >&2; cat "$dir/log" >&2; exit 1
+  fi
+  sleep 0.005
+done
 ready=$(( ($(date +%s%N) - start) / 1000000 ))
 sleep 10
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")

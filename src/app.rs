@@ -266,20 +266,24 @@ impl Application {
     }
 }
 
-/// Pings systemd's watchdog every `every` while the writer thread and the job dispatcher are
-/// alive; when either stops, the pings stop and systemd restarts the service (`WatchdogSec`).
+/// Pings systemd's watchdog every `every` while a write commits through the writer (the
+/// readiness probe, within its 3 s) and the job dispatcher is alive; when either fails, the
+/// pings stop and systemd restarts the service (`WatchdogSec`). A lagging queue or an overdue
+/// cron schedule fails `/readyz` but is not a reason to restart.
 async fn feed_watchdog(readiness: web::Data<Readiness>, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {
-                let alive = readiness.store.writer().is_alive()
-                    && readiness.workers.is_alive(crate::clock::now_ms());
-                if alive {
+                let (checks, _) = readiness.check().await;
+                let ok = |name: &str, good: &[&str]| {
+                    checks.get(name).and_then(|v| v.as_str()).is_some_and(|v| good.contains(&v))
+                };
+                if ok("writer", &["ok"]) && ok("database", &["ok"]) && ok("workers", &["ok", "off"]) {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 } else {
-                    tracing::error!("writer or job workers stopped: no longer feeding the systemd watchdog");
+                    tracing::error!(?checks, "the database or the job workers are stuck: not feeding the systemd watchdog");
                 }
             }
         }

@@ -260,7 +260,7 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-/// A resource at `path` that answers 405 `method_not_allowed` (with `Allow`) for methods it has
+/// A resource at `path` that answers 405 `method_not_allowed` for methods it has
 /// no route for, instead of falling through to the app's 404. Every module builds its routes
 /// with it.
 #[must_use]

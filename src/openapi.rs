@@ -67,6 +67,8 @@ pub struct Endpoint {
     /// Another success status with the same body (200 for an idempotent repeat of a 201/202).
     pub also: Option<u16>,
     pub reply: Reply,
+    /// Top-level fields every success body has (the document requires them).
+    pub keys: &'static [&'static str],
     /// Attaches the handler: `|r| r.to(handler)`.
     pub handler: fn(Route) -> Route,
 }
@@ -98,6 +100,7 @@ impl Endpoint {
             status: 200,
             also: None,
             reply: Reply::Json(""),
+            keys: &[],
             handler,
         }
     }
@@ -123,6 +126,12 @@ impl Endpoint {
     #[must_use]
     pub fn status(mut self, status: u16) -> Self {
         self.status = status;
+        self
+    }
+
+    #[must_use]
+    pub fn keys(mut self, keys: &'static [&'static str]) -> Self {
+        self.keys = keys;
         self
     }
 
@@ -165,7 +174,7 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     all
 }
 
-/// Mounts `endpoints`: one resource per path (so other methods get 405 with `Allow`).
+/// Mounts `endpoints`: one resource per path (so other methods get 405 `method_not_allowed`).
 pub fn mount(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
     let mut paths: Vec<&'static str> = Vec::new();
     for e in endpoints {
@@ -243,8 +252,15 @@ fn path_params(pattern: &str) -> Vec<String> {
         .collect()
 }
 
+/// A JSON Schema (written with `json!`) as utoipa's type. A unit test checks that every schema
+/// of the route table survives this unchanged.
 fn schema(v: Value) -> Schema {
     serde_json::from_value(v).unwrap_or_default()
+}
+
+/// Any JSON value (utoipa has no `{}` schema).
+fn any_value() -> Value {
+    json!({"type": ["object", "array", "string", "number", "boolean", "null"]})
 }
 
 fn http_method(m: &Method) -> HttpMethod {
@@ -268,6 +284,34 @@ fn reason(status: u16) -> &'static str {
         _ => "Success",
     }
 }
+
+/// The error statuses any operation may answer, each with the error body.
+const ERRORS: [(u16, &str); 9] = [
+    (
+        400,
+        "invalid input: `invalid_json`, `invalid_query`, `invalid_payload`, `invalid_field`, …",
+    ),
+    (
+        401,
+        "`unauthorized` (no or wrong token), or a Front signature that does not verify",
+    ),
+    (403, "`forbidden`: a publish token on an admin route"),
+    (404, "`not_found`"),
+    (405, "`method_not_allowed`"),
+    (
+        409,
+        "a conflict: `already_exists`, `already_pending`, `invalid_state`, `cron_running`, …",
+    ),
+    (413, "`payload_too_large` (over server.max_body_bytes)"),
+    (
+        415,
+        "`unsupported_media_type`: send `Content-Type: application/json`",
+    ),
+    (
+        503,
+        "`storage_busy` / `storage_unavailable` (retry), `front_not_configured`, `not_ready`",
+    ),
+];
 
 /// The error body every failure has (SPEC: `{"error": {"code", "message"}}`).
 fn error_schema() -> Value {
@@ -403,19 +447,30 @@ fn operation(e: &Endpoint, path: &str) -> utoipa::openapi::path::Operation {
     }
 
     let success = match e.reply {
-        Reply::Json(what) => ResponseBuilder::new()
-            .description(if what.is_empty() {
-                reason(e.status)
-            } else {
-                what
-            })
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(schema(json!({"type": "object"}))))
-                    .build(),
-            )
-            .build(),
+        Reply::Json(what) => {
+            let properties: serde_json::Map<String, Value> = e
+                .keys
+                .iter()
+                .map(|k| ((*k).to_string(), any_value()))
+                .collect();
+            ResponseBuilder::new()
+                .description(if what.is_empty() {
+                    reason(e.status)
+                } else {
+                    what
+                })
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(schema(json!({
+                            "type": "object",
+                            "required": e.keys,
+                            "properties": properties,
+                        }))))
+                        .build(),
+                )
+                .build()
+        }
         Reply::Text(what) => ResponseBuilder::new()
             .description(what)
             .content(
@@ -441,18 +496,17 @@ fn operation(e: &Endpoint, path: &str) -> utoipa::openapi::path::Operation {
             .description("redirect to /admin")
             .build(),
     };
-    let error = ResponseBuilder::new()
-        .description(
-            "an error: 400 invalid input, 401/403 auth, 404 not found, 405, 409 conflict, \
-             413 too large, 415, 503 storage busy or unavailable",
-        )
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(utoipa::openapi::Ref::from_schema_name("Error")))
-                .build(),
-        )
-        .build();
+    let error = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("Error")))
+                    .build(),
+            )
+            .build()
+    };
     let mut op = OperationBuilder::new()
         .summary(Some(e.summary))
         .operation_id(Some(format!(
@@ -470,7 +524,18 @@ fn operation(e: &Endpoint, path: &str) -> utoipa::openapi::path::Operation {
             if let Some(also) = e.also {
                 responses = responses.response(also.to_string(), success);
             }
-            responses.response("default", error).build()
+            if matches!(e.reply, Reply::Html | Reply::File) {
+                responses = responses.response(
+                    "304",
+                    ResponseBuilder::new()
+                        .description("not modified (ETag)")
+                        .build(),
+                );
+            }
+            for (status, what) in ERRORS {
+                responses = responses.response(status.to_string(), error(what));
+            }
+            responses.build()
         });
     if let Some(body) = e.body {
         op = op.request_body(Some(
@@ -509,6 +574,32 @@ fn operation(e: &Endpoint, path: &str) -> utoipa::openapi::path::Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_schema_survives_the_conversion_unchanged() {
+        let config = crate::config::from_toml_str("").expect("defaults");
+        let mut checked = 0;
+        for e in endpoints(&config) {
+            let mut wanted = vec![any_value()];
+            if let Some(body) = e.body {
+                wanted.push(body());
+            }
+            for v in wanted {
+                let back = serde_json::to_value(schema(v.clone())).expect("serialize");
+                assert_eq!(back, v, "{} {}", e.method, e.path);
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "{checked}");
+        let doc: Value = serde_json::from_str(document_json()).expect("json");
+        let healthz = &doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
+        assert_eq!(
+            healthz["required"],
+            json!(["status", "name", "version"]),
+            "{healthz}"
+        );
+    }
 
     #[test]
     fn actix_patterns_become_openapi_paths() {

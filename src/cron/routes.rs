@@ -14,12 +14,12 @@ use crate::openapi::{Endpoint, Reply};
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/v1beta1/admin/cron", "cron", "every built-in schedule with its last run and next tick", |r| r.to(list))
-            .reply(Reply::Json("`{cron: [...], next_cursor: null}`")),
+            .reply(Reply::Json("`{cron: [...], next_cursor: null}`")).keys(&["cron", "next_cursor"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/cron/{name}", "cron", "one schedule with its last 20 runs", |r| r.to(detail))
-            .reply(Reply::Json("`{cron: {..., runs: [...]}}`")),
+            .reply(Reply::Json("`{cron: {..., runs: [...]}}`")).keys(&["cron"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/cron/{name}/run", "cron", "run it now (also when its schedule is `off`); 409 `cron_running` while a run is queued or running", |r| r.to(run))
             .status(202)
-            .reply(Reply::Json("`{run: {...}, cron: {...}}`")),
+            .reply(Reply::Json("`{run: {...}, cron: {...}}`")).keys(&["run", "cron"]),
     ]
 }
 

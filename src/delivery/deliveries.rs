@@ -303,12 +303,12 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/v1beta1/admin/deliveries", "deliveries", "deliveries, newest first", |r| r.to(list))
             .query(LIST)
-            .reply(Reply::Json("`{deliveries: [...], next_cursor}`")),
+            .reply(Reply::Json("`{deliveries: [...], next_cursor}`")).keys(&["deliveries", "next_cursor"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/deliveries/{id}", "deliveries", "one delivery with its envelope and every attempt (status, latency, response headers, first 4 KiB of the body, or the error)", |r| r.to(detail))
-            .reply(Reply::Json("`{delivery: {..., attempts: [...]}}`")),
+            .reply(Reply::Json("`{delivery: {..., attempts: [...]}}`")).keys(&["delivery"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/deliveries/{id}/retry", "deliveries", "queue it again with a fresh set of attempts; 409 `already_pending`", |r| r.to(retry))
             .status(202)
-            .reply(Reply::Json("`{delivery: {...}}`")),
+            .reply(Reply::Json("`{delivery: {...}}`")).keys(&["delivery"]),
     ]
 }
 

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::client::{Answer, DeliveryClient, Failure};
-use super::gate::{self, Gate};
+use super::gate::{Entry, Gate};
 use super::secrets::{Keyring, Sealed, SigningSecret};
 use super::sign::{self, Algorithm};
 use super::{deliveries, webhooks};
@@ -307,6 +307,24 @@ impl Sender {
                 settle(tx, &delivery_id, "cancelled", "the webhook is disabled")
             }));
         }
+        // A slow or failing endpoint holds at most a few workers; the rest wait for a slot.
+        let pass = match self.gate.enter(&target.id) {
+            Entry::Go(pass) => pass,
+            Entry::Wait(at) => {
+                tracing::debug!(%delivery_id, webhook_id = %target.id, "endpoint at its cap; deferring");
+                return JobResult::from(Outcome::RunAgainAt {
+                    at,
+                    reason: "deferred: this endpoint is failing or slow and already has as many attempts in flight as it may".into(),
+                })
+                .with_write(Box::new(move |tx| {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND state = 'pending'",
+                    )?
+                    .execute(params![delivery_id, at])?;
+                    Ok(())
+                }));
+            }
+        };
         let secrets = match self.open_secrets(&target) {
             Ok(s) if !s.is_empty() => s,
             Ok(_) => {
@@ -329,18 +347,6 @@ impl Sender {
             }
         };
 
-        // A slow or failing endpoint holds at most a couple of workers; the rest wait outside.
-        let Some(pass) = self.gate.enter(&target.id) else {
-            let wait = gate::DEFER.mul_f64(1.0 + rand::random::<f64>() / 2.0);
-            tracing::debug!(%delivery_id, webhook_id = %target.id, "endpoint not proven healthy and at its cap; deferring");
-            return JobResult::from(Outcome::RunAgainAt {
-                at: clock::add(clock::now_ms(), wait),
-                reason: format!(
-                    "deferred: {} attempts to this endpoint are in flight and it has not answered 2xx quickly lately",
-                    gate::UNPROVEN_IN_FLIGHT
-                ),
-            });
-        };
         let number = loaded.attempts + 1;
         let sent_at = clock::now_ms();
         let headers = build_headers(
@@ -366,9 +372,8 @@ impl Sender {
             .unwrap_or_default();
         let (attempt, verdict) = judge(number, sent_at, result);
         pass.finish(
-            matches!(verdict, Verdict::Delivered)
-                && Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(u64::MAX))
-                    < gate::SLOW_ATTEMPT,
+            matches!(verdict, Verdict::Delivered),
+            Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(u64::MAX)),
         );
         let webhook_id = target.id;
         let event_id = loaded.event_id;

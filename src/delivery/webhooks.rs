@@ -347,27 +347,31 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/v1beta1/admin/webhooks", "webhooks", "webhooks, newest first (secrets as ids only)", |r| r.to(list))
             .query(LIST)
-            .reply(Reply::Json("`{webhooks: [...], next_cursor}`")),
+            .reply(Reply::Json("`{webhooks: [...], next_cursor}`")).keys(&["webhooks", "next_cursor"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/webhooks", "webhooks", "create a webhook; the answer is the only time its secret is shown (hex and `whsec_`)", |r| r.to(create))
             .body(|| webhook_schema(true))
-            .reply(one),
+            .reply(one)
+            .keys(&["webhook"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/webhooks/{id}", "webhooks", "one webhook", |r| r.to(detail))
-            .reply(one),
+            .reply(one)
+            .keys(&["webhook"]),
         Endpoint::new(Method::PUT, "/v1beta1/admin/webhooks/{id}", "webhooks", "partial update: only the fields sent change", |r| r.to(update))
             .body(|| webhook_schema(false))
-            .reply(one),
+            .reply(one)
+            .keys(&["webhook"]),
         Endpoint::new(Method::DELETE, "/v1beta1/admin/webhooks/{id}", "webhooks", "delete it; its pending deliveries become cancelled", |r| r.to(delete))
             .reply(Reply::Json("`{}`")),
         Endpoint::new(Method::POST, "/v1beta1/admin/webhooks/{id}/secrets", "webhooks", "rotate: a new secret, shown once; older ones keep signing until `expires_at`", |r| r.to(rotate))
             .body(|| json!({"type": "object", "additionalProperties": false, "properties": {"overlap": {"type": "string", "examples": ["24h"]}}}))
-            .reply(one),
+            .reply(one)
+            .keys(&["webhook"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/webhooks/{id}/test", "webhooks", "send a `webhook.test` event to this webhook only", |r| r.to(test))
             .status(202)
-            .reply(Reply::Json("`{id, deliveries: 1}`")),
+            .reply(Reply::Json("`{id, deliveries: 1}`")).keys(&["id", "deliveries"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/webhooks/{id}/recover", "webhooks", "queue its failed deliveries created in the range again", |r| r.to(recover))
             .body(|| json!({"type": "object", "required": ["since"], "additionalProperties": false, "properties": {"since": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}}}))
             .status(202)
-            .reply(Reply::Json("`{recovered: n}`")),
+            .reply(Reply::Json("`{recovered: n}`")).keys(&["recovered"]),
     ]
 }
 

@@ -332,14 +332,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             .body(publish_schema)
             .status(202)
             .also(200)
-            .reply(Reply::Json("`{id: \"evt_…\", deliveries: n}`")),
+            .reply(Reply::Json("`{id: \"evt_…\", deliveries: n}`")).keys(&["id", "deliveries"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/events", "events", "published events, newest first", |r| r.to(list_route))
             .query(LIST)
-            .reply(Reply::Json("`{events: [...], next_cursor}`")),
+            .reply(Reply::Json("`{events: [...], next_cursor}`")).keys(&["events", "next_cursor"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/events/{id}", "events", "one event with its envelope and deliveries", |r| r.to(detail_route))
-            .reply(Reply::Json("`{event: {...}}`")),
+            .reply(Reply::Json("`{event: {...}}`")).keys(&["event"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/event-types", "events", "the catalog of actions", |r| r.to(types_route))
-            .reply(Reply::Json("`{event_types: [...]}`")),
+            .reply(Reply::Json("`{event_types: [...]}`")).keys(&["event_types"]),
     ]
 }
 

@@ -290,11 +290,11 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/v1beta1/admin/inbound", "inbound", "received events, newest first", |r| r.to(list_route))
             .query(LIST)
-            .reply(Reply::Json("`{inbound: [...], next_cursor}`")),
+            .reply(Reply::Json("`{inbound: [...], next_cursor}`")).keys(&["inbound", "next_cursor"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/inbound/{id}", "inbound", "one received event: raw body, headers, what was fetched, the published event, its job", |r| r.to(detail_route))
-            .reply(Reply::Json("`{inbound: {...}}`")),
+            .reply(Reply::Json("`{inbound: {...}}`")).keys(&["inbound"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/inbound/{id}/replay", "inbound", "process it again (fetch and publish anew); 409 `already_pending` while it is being processed", |r| r.to(replay_route))
-            .reply(Reply::Json("`{inbound: {...}}`, back to pending")),
+            .reply(Reply::Json("`{inbound: {...}}`, back to pending")).keys(&["inbound"]),
     ]
 }
 

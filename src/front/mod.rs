@@ -51,7 +51,8 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
             )
             .auth(Auth::FrontRule)
             .body(front_event_schema)
-            .reply(Reply::Json("`{received: true, duplicate?}`")),
+            .reply(Reply::Json("`{received: true, duplicate?}`"))
+            .keys(&["received"]),
         );
     }
     all.extend(inbound::endpoints());

@@ -30,7 +30,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/v1beta1/admin/jobs", "jobs", "jobs, newest first", |r| r.to(list))
             .query(LIST)
-            .reply(Reply::Json("`{jobs: [...], next_cursor}`")),
+            .reply(Reply::Json("`{jobs: [...], next_cursor}`")).keys(&["jobs", "next_cursor"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/jobs", "jobs", "enqueue a job of an operator kind (`system.noop`); 200 with the existing job when the idempotency key is taken; other kinds 400 `kind_not_allowed`", |r| r.to(create))
             .body(|| json!({
                 "type": "object",
@@ -46,13 +46,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             }))
             .status(201)
             .also(200)
-            .reply(one),
+            .reply(one)
+            .keys(&["job"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/jobs/{id}", "jobs", "one job", |r| r.to(detail))
-            .reply(one),
+            .reply(one)
+            .keys(&["job"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/jobs/{id}/retry", "jobs", "a dead or cancelled job, queued again with a fresh set of attempts; else 409", |r| r.to(retry))
-            .reply(one),
+            .reply(one)
+            .keys(&["job"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/jobs/{id}/cancel", "jobs", "cancel a queued, retrying, running or dead job; else 409", |r| r.to(cancel))
-            .reply(one),
+            .reply(one)
+            .keys(&["job"]),
     ]
 }
 

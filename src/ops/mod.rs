@@ -23,8 +23,8 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/v1beta1/admin/audit-logs", "operations", "audit records newest first: admin actions, failed deliveries, dead jobs, auto-disables", |r| r.to(audit::list_route))
             .query(AUDIT)
-            .reply(Reply::Json("`{audit_logs: [...], next_cursor}`")),
+            .reply(Reply::Json("`{audit_logs: [...], next_cursor}`")).keys(&["audit_logs", "next_cursor"]),
         Endpoint::new(Method::GET, "/v1beta1/admin/stats", "operations", "counts by state, queue depth, oldest queued age, deliveries and failures in the last hour", |r| r.to(stats::route))
-            .reply(Reply::Json("`{jobs, deliveries, inbound, webhooks, cron}`")),
+            .reply(Reply::Json("`{jobs, deliveries, inbound, webhooks, cron}`")).keys(&["jobs", "deliveries", "inbound", "webhooks", "cron"]),
     ]
 }

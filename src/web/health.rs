@@ -38,7 +38,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             r.to(healthz)
         })
         .auth(Auth::Public)
-        .reply(Reply::Json("`{status, name, version}`")),
+        .reply(Reply::Json("`{status, name, version}`")).keys(&["status", "name", "version"]),
         Endpoint::new(
             Method::GET,
             "/readyz",
@@ -47,7 +47,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             |r| r.to(readyz),
         )
         .auth(Auth::Public)
-        .reply(Reply::Json("`{status, version, checks}`")),
+        .reply(Reply::Json("`{status, version, checks}`")).keys(&["status", "version", "checks"]),
     ]
 }
 

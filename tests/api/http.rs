@@ -370,7 +370,10 @@ async fn the_openapi_document_is_served_and_the_committed_copy_is_current() {
     ] {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is not documented");
-        assert!(op["responses"]["default"].is_object(), "{method} {path}");
+        assert!(
+            op["responses"]["400"].is_object() && op["responses"]["503"].is_object(),
+            "{method} {path}"
+        );
     }
     assert_eq!(
         doc["paths"]["/v1beta1/admin/jobs"]["get"]["security"],

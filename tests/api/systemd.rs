@@ -126,6 +126,7 @@ fn the_production_config_is_valid_and_locked_down() {
         "WatchdogSec=",
         "Restart=on-failure",
         "StateDirectory=hookrelay",
+        "User=hookrelay",
         "LoadCredential=admin_token:",
         "ProtectSystem=strict",
         "ProtectHome=yes",
@@ -137,6 +138,15 @@ fn the_production_config_is_valid_and_locked_down() {
     ] {
         assert!(unit.contains(line), "{line:?} missing from the unit");
     }
+    let sysusers = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/hookrelay.sysusers"
+    ))
+    .expect("sysusers");
+    assert!(
+        sysusers.contains("u hookrelay "),
+        "the unit's user is declared"
+    );
     // Every credential the config reads is loaded by the unit.
     for name in [
         "admin_token",
