@@ -1,22 +1,19 @@
-//! Keeps slow or failing endpoints from taking every job worker.
+//! Keeps failing endpoints from taking every job worker.
 //!
-//! Each endpoint is in one of three states, by its latest attempt:
-//! - **healthy** — answered 2xx within [`SLOW_ATTEMPT`]: any number of attempts in flight;
-//! - **slow** — answered 2xx, but slower: at most [`SLOW_IN_FLIGHT`];
-//! - **unproven** — new, failing, timing out, trickling its answer: at most
-//!   [`UNPROVEN_IN_FLIGHT`].
+//! An endpoint whose latest attempt answered 2xx (within `delivery.timeout`: a success, however
+//! slow) may have any number of attempts in flight. Any other one — new, failing, timing out,
+//! trickling its answer, closing the connection — at most [`UNPROVEN_IN_FLIGHT`].
 //!
 //! A delivery to an endpoint at its cap is not attempted: its job runs again later without
 //! spending an attempt. The later time is the endpoint's next free *slot*: slots are handed out
-//! one after another, spaced by the endpoint's average attempt time divided by its cap, so the
-//! deliveries waiting for one endpoint come back at about the rate it can take them — each once,
-//! not all of them every few seconds — and never more than [`MAX_DEFER`] ahead (so they are not
-//! stranded when it recovers). However many deliveries wait for broken receivers, they hold at
-//! most a couple of workers per broken endpoint and cost about one job run per slot; the rest of
-//! the workers keep delivering to healthy endpoints at full rate.
+//! one after another, spaced by the endpoint's average attempt time divided by the cap, so the
+//! deliveries waiting for one endpoint come back at about the rate it can take them, and never
+//! more than [`MAX_DEFER`] ahead (so they are not stranded for long once it answers again).
+//! However many deliveries wait for broken receivers, they hold at most two workers per broken
+//! endpoint; the rest of the workers keep delivering to the others at full rate.
 //!
 //! The state is per process and in memory: after a restart every endpoint starts unproven, and
-//! one fast success lifts its cap.
+//! its first 2xx lifts the cap.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,28 +21,18 @@ use std::time::Duration;
 
 use crate::clock::{self, Millis};
 
-/// Attempts in flight to an endpoint that is not known to answer 2xx.
+/// Attempts in flight to an endpoint whose latest attempt did not answer 2xx.
 pub const UNPROVEN_IN_FLIGHT: usize = 2;
-/// Attempts in flight to an endpoint that answers 2xx, but slowly.
-pub const SLOW_IN_FLIGHT: usize = 8;
-/// An attempt slower than this makes an endpoint *slow*, not healthy.
-pub const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
 /// The longest a delivery held back by the cap is deferred at once.
-pub const MAX_DEFER: Duration = Duration::from_secs(60);
+pub const MAX_DEFER: Duration = Duration::from_secs(10);
 /// The shortest spacing of slots.
 const MIN_SPACING: Duration = Duration::from_millis(50);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Unproven,
-    Slow,
-    Healthy,
-}
 
 #[derive(Debug)]
 struct Endpoint {
     in_flight: usize,
-    health: Health,
+    /// The latest attempt answered 2xx.
+    proven: bool,
     /// Moving average of attempt time, in ms.
     latency_ms: f64,
     /// The latest slot handed out.
@@ -56,7 +43,7 @@ impl Default for Endpoint {
     fn default() -> Self {
         Self {
             in_flight: 0,
-            health: Health::Unproven,
+            proven: false,
             latency_ms: 1000.0,
             next_slot: 0,
         }
@@ -65,10 +52,10 @@ impl Default for Endpoint {
 
 impl Endpoint {
     fn cap(&self) -> usize {
-        match self.health {
-            Health::Unproven => UNPROVEN_IN_FLIGHT,
-            Health::Slow => SLOW_IN_FLIGHT,
-            Health::Healthy => usize::MAX,
+        if self.proven {
+            usize::MAX
+        } else {
+            UNPROVEN_IN_FLIGHT
         }
     }
 }
@@ -105,7 +92,12 @@ impl Gate {
     #[must_use]
     pub fn enter(self: &Arc<Self>, webhook_id: &str) -> Entry {
         let mut endpoints = self.lock();
-        let e = endpoints.entry(webhook_id.to_string()).or_default();
+        if !endpoints.contains_key(webhook_id) {
+            endpoints.insert(webhook_id.to_string(), Endpoint::default());
+        }
+        let Some(e) = endpoints.get_mut(webhook_id) else {
+            return Entry::Wait(clock::now_ms());
+        };
         if e.in_flight < e.cap() {
             e.in_flight += 1;
             return Entry::Go(Pass {
@@ -134,11 +126,7 @@ impl Pass {
     pub fn finish(self, success: bool, took: Duration) {
         let mut endpoints = self.gate.lock();
         if let Some(e) = endpoints.get_mut(&self.webhook_id) {
-            e.health = match (success, took < SLOW_ATTEMPT) {
-                (true, true) => Health::Healthy,
-                (true, false) => Health::Slow,
-                (false, _) => Health::Unproven,
-            };
+            e.proven = success;
             let ms = took.as_secs_f64() * 1000.0;
             e.latency_ms = 0.8 * e.latency_ms + 0.2 * ms;
         }
@@ -178,29 +166,24 @@ mod tests {
         let b = go(gate.enter("wh_a"));
         wait(gate.enter("wh_a"));
         let _other = go(gate.enter("wh_b"));
-        a.finish(true, Duration::from_millis(5));
+        a.finish(true, Duration::from_millis(2500));
         let many: Vec<Pass> = (0..20).map(|_| go(gate.enter("wh_a"))).collect();
-        assert_eq!(gate.in_flight("wh_a"), 21, "healthy: no cap");
+        assert_eq!(gate.in_flight("wh_a"), 21, "a 2xx, however slow: no cap");
         drop(many);
-        b.finish(true, Duration::from_millis(1500));
-        let slow: Vec<Pass> = (0..SLOW_IN_FLIGHT)
-            .map(|_| go(gate.enter("wh_a")))
-            .collect();
-        wait(gate.enter("wh_a"));
-        drop(slow);
-        go(gate.enter("wh_a")).finish(false, Duration::from_secs(3));
+        b.finish(false, Duration::from_secs(3));
         let _c = go(gate.enter("wh_a"));
         let _d = go(gate.enter("wh_a"));
         wait(gate.enter("wh_a"));
     }
 
     #[test]
-    fn waiting_deliveries_get_successive_slots_within_a_minute() {
+    fn waiting_deliveries_get_successive_slots_within_ten_seconds() {
         let gate = Arc::new(Gate::default());
         let p1 = go(gate.enter("wh_a"));
         let p2 = go(gate.enter("wh_a"));
         // It times out at 3 s: slots spaced by its average attempt time over its cap of 2.
         p1.finish(false, Duration::from_secs(3));
+        let _p3 = go(gate.enter("wh_a"));
         let now = clock::now_ms();
         let slots: Vec<Millis> = (0..200).map(|_| wait(gate.enter("wh_a"))).collect();
         assert!(slots.windows(2).all(|w| w[1] >= w[0]), "in order");
@@ -209,8 +192,8 @@ mod tests {
             "spaced by the endpoint's pace: {slots:?}"
         );
         assert!(
-            slots.iter().all(|s| *s <= now + 61_000),
-            "never more than a minute ahead"
+            slots.iter().all(|s| *s <= now + 11_000),
+            "never more than ten seconds ahead"
         );
         drop(p2);
     }

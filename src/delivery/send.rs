@@ -307,14 +307,14 @@ impl Sender {
                 settle(tx, &delivery_id, "cancelled", "the webhook is disabled")
             }));
         }
-        // A slow or failing endpoint holds at most a few workers; the rest wait for a slot.
+        // A failing endpoint holds at most a couple of workers; the rest wait for a slot.
         let pass = match self.gate.enter(&target.id) {
             Entry::Go(pass) => pass,
             Entry::Wait(at) => {
                 tracing::debug!(%delivery_id, webhook_id = %target.id, "endpoint at its cap; deferring");
                 return JobResult::from(Outcome::RunAgainAt {
                     at,
-                    reason: "deferred: this endpoint is failing or slow and already has as many attempts in flight as it may".into(),
+                    reason: "deferred: this endpoint's latest attempt failed and it already has as many attempts in flight as it may".into(),
                 })
                 .with_write(Box::new(move |tx| {
                     tx.prepare_cached(
