@@ -2,7 +2,7 @@
 //! events stream in; after each kill it is restarted. At the end, a receiver must have got every
 //! event that was acked (at least once; duplicates are counted, not failures).
 //!
-//! CI runs a small version (3 kills). The long one: `CHAOS_KILLS=30 cargo test --release --test
+//! CI runs a small version (3 kills). The long one: `CHAOS_KILLS=20 cargo test --test
 //! api chaos -- --nocapture`.
 
 use std::collections::HashMap;
