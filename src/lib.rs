@@ -26,7 +26,10 @@
 //! - [`events`]: the envelope (JavaScript-stable JSON), publishing and fan-out, the events API.
 //! - [`delivery`]: the webhook registry, encrypted secrets, signing, the SSRF-safe client, the
 //!   delivery job and the deliveries API.
-//! - [`ops`]: audit log, online backups, database maintenance.
+//! - [`ops`]: audit log, stats, online backups, database maintenance.
+//! - [`cron`]: schedules that tick into durable jobs, their run records and the built-in tasks.
+//! - [`metrics`]: `/metrics` (Prometheus) and the counters recorded where things happen.
+//! - [`openapi`]: the route table — every route mounted and documented from one list.
 //! - [`web`]: health and readiness probes, the embedded admin page.
 //! - [`app`]: builds everything, binds the listener, runs until a signal, shuts down gracefully.
 
@@ -54,5 +57,5 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The version string sent as `User-Agent: hookrelay/<version>` and shown on the status page.
+/// The version string sent as `User-Agent: hookrelay/<version>` and shown on the admin page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -297,7 +297,7 @@ pub fn list(
         .run(conn, JOB_COLUMNS, "jobs", limit, job_from_row)
 }
 
-/// Jobs per state, for stats and the status page.
+/// Jobs per state, for stats and the admin page.
 ///
 /// # Errors
 /// A database error.
