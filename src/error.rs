@@ -260,20 +260,33 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-/// A resource at `path` that answers 405 `method_not_allowed` for methods it has
-/// no route for, instead of falling through to the app's 404. Every module builds its routes
-/// with it.
+/// A resource at `path` that answers 405 `method_not_allowed`, with `Allow: <allow>`, for
+/// methods it has no route for, instead of falling through to the app's 404. The route table
+/// (`openapi::mount`) builds every resource with it.
 #[must_use]
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+pub fn resource(path: &str, allow: &str) -> actix_web::Resource {
+    let allow: std::sync::Arc<str> = allow.into();
+    web::resource(path).default_service(web::to(move |req: HttpRequest| {
+        let allow = std::sync::Arc::clone(&allow);
+        async move { method_not_allowed(&req, &allow) }
+    }))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
+fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut res = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }
 
 /// `ErrorHandlers` hook: turns error responses that are not already JSON (actix's bare 405, 413 from

@@ -174,7 +174,8 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     all
 }
 
-/// Mounts `endpoints`: one resource per path (so other methods get 405 `method_not_allowed`).
+/// Mounts `endpoints`: one resource per path (so other methods get 405 `method_not_allowed` with
+/// `Allow`).
 pub fn mount(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
     let mut paths: Vec<&'static str> = Vec::new();
     for e in endpoints {
@@ -183,7 +184,12 @@ pub fn mount(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
         }
     }
     for path in paths {
-        let mut r = resource(path);
+        let methods: Vec<&str> = endpoints
+            .iter()
+            .filter(|e| e.path == path)
+            .map(|e| e.method.as_str())
+            .collect();
+        let mut r = resource(path, &methods.join(", "));
         for e in endpoints.iter().filter(|e| e.path == path) {
             r = r.route((e.handler)(web::route().method(e.method.clone())));
         }

@@ -25,6 +25,7 @@ async fn unknown_route_and_wrong_method_are_json_errors() {
         .send()
         .await
         .expect("req");
+    assert_eq!(res.headers()["allow"], "GET, POST", "the methods it has");
     assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
