@@ -20,35 +20,6 @@ mod common;
 
 const CONCURRENCY: usize = 64;
 
-/// The receiver: counts requests, answers 200.
-fn start_receiver(count: Arc<AtomicU64>) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || {
-                let count = Arc::clone(&count);
-                // Reads the body, as a real receiver does (actix closes connections whose
-                // request body was left unread, which would defeat connection reuse).
-                actix_web::App::new().default_service(actix_web::web::to(
-                    move |body: actix_web::web::Bytes| {
-                        count.fetch_add(1, Ordering::Relaxed);
-                        let _ = body.len();
-                        async { actix_web::HttpResponse::Ok().body("ok") }
-                    },
-                ))
-            })
-            .workers(1)
-            .listen(listener)
-            .expect("listen")
-            .run()
-            .await
-            .expect("receiver");
-        });
-    });
-    port
-}
-
 fn event(i: usize) -> Value {
     json!({"action": "app.user.created", "data": {
         "actor": {"id": "user_abc123", "type": "user", "name": "admin@example.com"},
@@ -154,7 +125,7 @@ async fn main() {
         .unwrap_or(50_000);
     hookrelay::install_tls_provider();
     let received = Arc::new(AtomicU64::new(0));
-    let port = start_receiver(Arc::clone(&received));
+    let port = common::start_receiver(Arc::clone(&received));
     let receiver = format!("http://127.0.0.1:{port}/hook");
 
     // jobs.workers as shipped unless BENCH_WORKERS says otherwise.

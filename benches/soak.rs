@@ -21,32 +21,6 @@ mod common;
 const SECRET: &str = "soak-front-secret";
 const SAMPLE_EVERY: Duration = Duration::from_secs(30);
 
-fn receiver(count: Arc<AtomicU64>) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || {
-                let count = Arc::clone(&count);
-                actix_web::App::new().default_service(actix_web::web::to(
-                    move |body: actix_web::web::Bytes| {
-                        count.fetch_add(1, Ordering::Relaxed);
-                        let _ = body.len();
-                        async { actix_web::HttpResponse::Ok().body("ok") }
-                    },
-                ))
-            })
-            .workers(1)
-            .listen(listener)
-            .expect("listen")
-            .run()
-            .await
-            .expect("receiver");
-        });
-    });
-    port
-}
-
 fn front_event(i: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "authorization": {"id": "cmp_soak"},
@@ -139,7 +113,7 @@ async fn main() {
     let rate = env("SOAK_RATE", 100).max(1);
     hookrelay::install_tls_provider();
     let received = Arc::new(AtomicU64::new(0));
-    let port = receiver(Arc::clone(&received));
+    let port = common::start_receiver(Arc::clone(&received));
     let server = common::Server::start(&format!(
         "[front]\nwebhook_secret = \"{SECRET}\"\n\
          [delivery]\nallow_http = true\nallow_private_networks = true\n\

@@ -87,3 +87,34 @@ pub fn percentiles(mut lat: Vec<std::time::Duration>) -> String {
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     )
 }
+
+/// A minimal receiver on loopback (actix-web, one worker): counts requests, answers 200.
+/// Returns its port.
+#[allow(dead_code)] // not every benchmark delivers
+pub fn start_receiver(count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            actix_web::HttpServer::new(move || {
+                let count = std::sync::Arc::clone(&count);
+                // Reads the body, as a real receiver does (actix closes connections whose
+                // request body was left unread, which would defeat connection reuse).
+                actix_web::App::new().default_service(actix_web::web::to(
+                    move |body: actix_web::web::Bytes| {
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let _ = body.len();
+                        async { actix_web::HttpResponse::Ok().body("ok") }
+                    },
+                ))
+            })
+            .workers(1)
+            .listen(listener)
+            .expect("listen")
+            .run()
+            .await
+            .expect("receiver");
+        });
+    });
+    port
+}

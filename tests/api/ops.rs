@@ -48,6 +48,24 @@ async fn wait_run(app: &TestApp, name: &str) -> Value {
     .await
 }
 
+/// Waits until `/readyz` answers 503; returns its body.
+async fn wait_not_ready(app: &TestApp, within: Duration) -> Value {
+    wait_until(within, "readyz to fail", || async {
+        let res = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("request");
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            Some(res.json::<Value>().await.expect("json"))
+        } else {
+            None
+        }
+    })
+    .await
+}
+
 async fn jobs_of_kind(app: &TestApp, kind: &str) -> Vec<Value> {
     app.get_json(&format!("/v1beta1/admin/jobs?kind={kind}"), StatusCode::OK)
         .await["jobs"]
@@ -646,20 +664,7 @@ async fn readyz_fails_when_a_schedule_stops_ticking() {
     .await;
     // What tokio-cron-scheduler's issue #113 describes: the ticker silently stops.
     app.cron.stop().await;
-    let body = wait_until(Duration::from_secs(10), "readyz to fail", || async {
-        let res = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("request");
-        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-            Some(res.json::<Value>().await.expect("json"))
-        } else {
-            None
-        }
-    })
-    .await;
+    let body = wait_not_ready(&app, Duration::from_secs(10)).await;
     assert_eq!(body["checks"]["cron"], "overdue", "{body}");
     assert!(
         body["error"]["message"]
@@ -759,20 +764,7 @@ async fn a_run_that_hangs_makes_its_schedule_overdue() {
         set_cron(c, "lease_reaper", "off");
     })
     .await;
-    let body = wait_until(Duration::from_secs(15), "readyz to fail", || async {
-        let res = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("request");
-        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-            Some(res.json::<Value>().await.expect("json"))
-        } else {
-            None
-        }
-    })
-    .await;
+    let body = wait_not_ready(&app, Duration::from_secs(15)).await;
     assert!(
         body["error"]["message"]
             .as_str()
