@@ -136,6 +136,8 @@ struct RawServer {
     bind: String,
     max_body_bytes: u64,
     shutdown_grace: String,
+    body_timeout: String,
+    max_connections: u32,
 }
 
 impl Default for RawServer {
@@ -144,6 +146,8 @@ impl Default for RawServer {
             bind: "127.0.0.1:8080".into(),
             max_body_bytes: 1_048_576,
             shutdown_grace: "30s".into(),
+            body_timeout: "10s".into(),
+            max_connections: 4096,
         }
     }
 }
@@ -396,6 +400,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
+    /// A request body not received in full by then is answered 408 and its connection closed.
+    #[serde(serialize_with = "ser_duration")]
+    pub body_timeout: Duration,
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// SQLite's `synchronous` setting: `full` makes every acked write survive power loss.
@@ -721,6 +730,11 @@ impl Validator<'_> {
                 _ => return Err(self.invalid("server.max_body_bytes", "must be at least 1")),
             },
             shutdown_grace: self.duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
+            body_timeout: self.positive_duration("server.body_timeout", &raw.server.body_timeout)?,
+            max_connections: match raw.server.max_connections {
+                0 => return Err(self.invalid("server.max_connections", "must be at least 1")),
+                n => n as usize,
+            },
         };
 
         let database = DatabaseConfig {

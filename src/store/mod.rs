@@ -36,6 +36,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0002_front.sql")),
     M::up(include_str!("migrations/0003_delivery.sql")),
     M::up(include_str!("migrations/0004_operations.sql")),
+    M::up(include_str!("migrations/0005_hardening.sql")),
 ];
 
 /// A storage failure.
