@@ -28,6 +28,7 @@ use crate::jobs::worker::{self, Dispatcher, Sweep};
 use crate::openapi;
 use crate::store::Store;
 use crate::web::health::Readiness;
+use crate::web::limits::{self, BodyTimeout};
 
 /// The running service. Build it with [`Application::build`], then [`Application::run_until_stopped`].
 pub struct Application {
@@ -78,10 +79,20 @@ impl Application {
                 .context("opening the database")??
         };
         let mut registry = Registry::with_builtins();
-        let keyring =
-            Arc::new(Keyring::from_config(&config).context("loading the encryption keys")?);
+        let stored = {
+            let s = store.clone();
+            s.read(|c| {
+                delivery::webhooks::sealed_key_ids(c).map_err(crate::store::StoreError::from)
+            })
+            .await
+            .context("reading which keys sealed the stored secrets")?
+        };
+        let keyring = Arc::new(
+            Keyring::from_config(&config, &delivery::secrets::SealedInventory { key_ids: stored })
+                .context("loading the encryption keys")?,
+        );
         let front_client = front::register(&mut registry, &config, store.clone())?;
-        delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
+        let gate = delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
         let tasks = Arc::new(Tasks::new(store.clone(), config.clone(), front_client));
         cron::register(&mut registry, &tasks);
         registry.on_any_dead(events::dead_job_hook(config.delivery.retry_schedule.len()));
@@ -111,6 +122,13 @@ impl Application {
             .handle()
             .spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
         tokio::spawn(Arc::clone(&tasks).lease_safety_net(config.jobs.lease, stop.child_token()));
+        if config.jobs.workers > 0 {
+            jobs_runtime.handle().spawn(delivery::send::sweep_parked(
+                store.clone(),
+                gate,
+                stop.child_token(),
+            ));
+        }
         let cron = Arc::new(Cron::new(store.clone(), config.cron.schedules.clone()));
         cron.start().await.context("starting cron")?;
         crate::metrics::install();
@@ -135,10 +153,15 @@ impl Application {
         };
         let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;
+        let body_timeout = web::Data::new(BodyTimeout(config.server.body_timeout));
+        // actix caps connections per worker; make the whole server hold server.max_connections.
+        let http_workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let per_worker = config.server.max_connections.div_ceil(http_workers).max(1);
         // Every route, declared once with its documentation (`openapi::endpoints`).
         let endpoints = std::sync::Arc::new(openapi::endpoints(&config));
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(limits::body_deadline))
                 .wrap(ErrorHandlers::new().default_handler(error::rewrite_bare_errors))
                 .wrap(actix_web::middleware::from_fn(
                     crate::metrics::track_requests,
@@ -150,6 +173,7 @@ impl Application {
                 .app_data(shared.auth.clone())
                 .app_data(shared.readiness.clone())
                 .app_data(shared.cron.clone())
+                .app_data(body_timeout.clone())
                 .app_data(error::json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(error::query_config())
@@ -157,6 +181,9 @@ impl Application {
                 .configure(|cfg| openapi::mount(cfg, &endpoints))
                 .default_service(web::to(error::not_found))
         })
+        .workers(http_workers)
+        .max_connections(per_worker)
+        .client_request_timeout(limits::HEADER_TIMEOUT)
         .listen(listener)
         .context("starting the HTTP server")?
         .disable_signals()
@@ -376,10 +403,14 @@ pub fn lock_database(db: &Path) -> anyhow::Result<File> {
             .with_context(|| format!("creating the database folder {}", dir.display()))?;
     }
     let path = lock_path(db);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options
         .open(&path)
         .with_context(|| format!("opening the lock file {}", path.display()))?;
     match file.try_lock() {

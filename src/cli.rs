@@ -190,9 +190,14 @@ fn verify(secret: &str, signature: &str, algorithm: &str) -> ExitCode {
 fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
     let _lock = crate::app::lock_database(&cfg.database.path)
         .context("stop hookrelay serve first: it must not sign with secrets being re-encrypted")?;
-    let keyring = crate::delivery::secrets::Keyring::from_config(cfg)?;
     let mut conn = store::open_write_connection(&cfg.database.path, cfg.database.synchronous)?;
     store::migrate(&mut conn)?;
+    // Unknown key ids are reported row by row below; only a missing generated key file is
+    // refused up front (it must not be replaced by a new key).
+    let stored = crate::delivery::secrets::SealedInventory {
+        key_ids: crate::delivery::webhooks::sealed_key_ids(&conn)?,
+    };
+    let keyring = crate::delivery::secrets::Keyring::from_config_unchecked(cfg, &stored)?;
     let (done, current, unreadable) =
         crate::delivery::webhooks::reencrypt_all(&mut conn, &keyring)?;
     println!(

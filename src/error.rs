@@ -195,7 +195,8 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// `JsonConfig` whose errors use the API shape: 413 over `limit`, 415 for a wrong content type,
-/// 400 `invalid_json` otherwise (with serde's position and reason).
+/// 400 `invalid_payload` for valid JSON of the wrong shape (missing, unknown or mistyped
+/// fields), 400 `invalid_json` otherwise (with serde's position and reason).
 #[must_use]
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
@@ -209,9 +210,15 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                     "unsupported_media_type",
                     "send the body as JSON with `Content-Type: application/json`",
                 ),
+                // Valid JSON of the wrong shape (a missing or unknown field, a wrong type) is
+                // not malformed JSON: say which field, under the code for a bad payload.
+                JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::bad_request(
+                    "invalid_payload",
+                    format!("the JSON body does not have the expected fields: {e}"),
+                ),
                 JsonPayloadError::Deserialize(e) => ApiError::bad_request(
                     "invalid_json",
-                    format!("the JSON body is not valid: {e}"),
+                    format!("the body is not valid JSON: {e}"),
                 ),
                 JsonPayloadError::Payload(p) => payload_error(p, limit),
                 other => ApiError::bad_request(

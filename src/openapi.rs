@@ -184,14 +184,23 @@ pub fn mount(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
         }
     }
     for path in paths {
-        let methods: Vec<&str> = endpoints
+        let mut methods: Vec<&str> = endpoints
             .iter()
             .filter(|e| e.path == path)
             .map(|e| e.method.as_str())
             .collect();
+        // HEAD works wherever GET does (uptime checkers, `curl -I`): the GET handler runs and
+        // the server sends its headers without the body.
+        let has_get = methods.contains(&"GET");
+        if has_get && !methods.contains(&"HEAD") {
+            methods.push("HEAD");
+        }
         let mut r = resource(path, &methods.join(", "));
         for e in endpoints.iter().filter(|e| e.path == path) {
             r = r.route((e.handler)(web::route().method(e.method.clone())));
+            if e.method == Method::GET {
+                r = r.route((e.handler)(web::route().method(Method::HEAD)));
+            }
         }
         cfg.service(r);
     }

@@ -112,6 +112,14 @@ impl<'a> ListQuery<'a> {
         self
     }
 
+    /// Adds an `action` filter (exact, or a `prefix.*` as an index range).
+    #[must_use]
+    pub fn action(self, f: &'a ActionFilter) -> Self {
+        self.filter("action = ?", &f.exact)
+            .filter("action >= ?", &f.from)
+            .filter("action < ?", &f.to)
+    }
+
     /// Runs `SELECT {columns} FROM {table} [WHERE …] ORDER BY id DESC LIMIT {limit}`.
     ///
     /// # Errors
@@ -136,6 +144,37 @@ impl<'a> ListQuery<'a> {
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(args.as_slice(), map)?;
         rows.collect()
+    }
+}
+
+/// An `action` filter of a list: an exact action, or a prefix ending in `.*` (`app.user.*`
+/// matches `app.user.created` but not `app.username.x`), kept as a range so an index serves it.
+#[derive(Debug, Default, Clone)]
+pub struct ActionFilter {
+    exact: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl ActionFilter {
+    /// The filter for `?action=`; empty or absent matches everything.
+    #[must_use]
+    pub fn parse(action: Option<&str>) -> Self {
+        match action.map(str::trim).filter(|a| !a.is_empty()) {
+            Some("*") | None => Self::default(),
+            Some(a) => match a.strip_suffix(".*") {
+                Some(prefix) => Self {
+                    exact: None,
+                    from: Some(format!("{prefix}.")),
+                    to: Some(format!("{prefix}.\u{10ffff}")),
+                },
+                None => Self {
+                    exact: Some(a.to_string()),
+                    from: None,
+                    to: None,
+                },
+            },
+        }
     }
 }
 

@@ -237,6 +237,30 @@ impl Tasks {
             let e = detail.entry(table).or_insert_with(|| json!({}));
             e[state] = json!(n);
         }
+        // Dedupe keys outlive the inbound rows: at least 30 days, or the longest retention.
+        let keys_cutoff = now
+            - millis(
+                crate::front::inbound::KEY_MEMORY
+                    .max(self.config.retention.succeeded)
+                    .max(self.config.retention.failed),
+            );
+        let mut keys = 0u64;
+        loop {
+            let n = self
+                .store
+                .writer()
+                .write_wait(move |tx| {
+                    Ok::<_, StoreError>(crate::front::inbound::forget_keys(tx, keys_cutoff, RETENTION_BATCH)?)
+                })
+                .await?;
+            keys += n as u64;
+            batches += 1;
+            if n < RETENTION_BATCH {
+                break;
+            }
+        }
+        total += keys;
+        detail.insert("inbound_keys".into(), json!(keys));
         let (events, b) = self.delete_events(ok).await?;
         total += events;
         batches += b;

@@ -24,6 +24,10 @@ use crate::store::{Store, WriteTx};
 /// The job kind that sends a delivery.
 pub const KIND: &str = "delivery.send";
 
+/// The reason recorded on deliveries cancelled because their webhook was disabled; `recover`
+/// re-queues those as well as failed ones.
+pub const WEBHOOK_DISABLED: &str = "webhook_disabled: the webhook was disabled";
+
 /// What fan-out needs to know about a published event.
 #[derive(Debug, Clone, Copy)]
 pub struct EventRef<'a> {
@@ -176,7 +180,8 @@ fn requeue(tx: &WriteTx<'_>, id: &str, job_id: Option<&str>) -> rusqlite::Result
     Ok(true)
 }
 
-/// Re-queues the failed deliveries of `webhook_id` created in `[since, until)`. Returns how many.
+/// Re-queues the failed deliveries of `webhook_id` created in `[since, until)`, and those
+/// cancelled because the webhook was disabled. Returns how many.
 ///
 /// # Errors
 /// A database error.
@@ -189,9 +194,10 @@ pub fn recover(
     let failed: Vec<(String, Option<String>)> = tx
         .prepare_cached(
             "SELECT id, job_id FROM deliveries
-             WHERE webhook_id = ?1 AND state = 'failed' AND created_at >= ?2 AND created_at < ?3",
+             WHERE webhook_id = ?1 AND created_at >= ?2 AND created_at < ?3
+               AND (state = 'failed' OR (state = 'cancelled' AND last_error = ?4))",
         )?
-        .query_map(params![webhook_id, since, until], |r| {
+        .query_map(params![webhook_id, since, until, WEBHOOK_DISABLED], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<Result<_, _>>()?;
@@ -343,7 +349,7 @@ async fn list(
         .map_err(|m| ApiError::bad_request("invalid_query", m))?;
     let (webhook_id, action, event_id, before) = (
         nonempty(q.webhook_id),
-        nonempty(q.action),
+        pagination::ActionFilter::parse(q.action.as_deref()),
         nonempty(q.event_id),
         q.page.cursor(),
     );
@@ -352,7 +358,7 @@ async fn list(
             pagination::ListQuery::new()
                 .filter("webhook_id = ?", &webhook_id)
                 .filter("state = ?", &state)
-                .filter("action = ?", &action)
+                .action(&action)
                 .filter("event_id = ?", &event_id)
                 .filter("created_at >= ?", &since)
                 .filter("id < ?", &before)

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod deliveries;
 pub mod gate;
+pub mod headers;
 pub mod secrets;
 pub mod send;
 pub mod sign;
@@ -24,7 +25,7 @@ pub fn endpoints() -> Vec<crate::openapi::Endpoint> {
     all
 }
 
-/// Registers the `delivery.send` job kind.
+/// Registers the `delivery.send` job kind. Returns its gate, for [`send::sweep_parked`].
 ///
 /// # Errors
 /// When the HTTP client cannot be built.
@@ -33,17 +34,18 @@ pub fn register(
     config: &Config,
     store: Store,
     keyring: Arc<secrets::Keyring>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Arc<gate::Gate>> {
     let client = client::DeliveryClient::new(
         config.delivery.timeout,
         config.delivery.allow_private_networks,
     )?;
+    let gate = Arc::new(gate::Gate::default());
     registry.register(send::kind(Arc::new(send::Sender {
         store,
         client,
         keyring,
         default_schedule: config.delivery.retry_schedule.clone(),
-        gate: Arc::default(),
+        gate: Arc::clone(&gate),
     })));
-    Ok(())
+    Ok(gate)
 }

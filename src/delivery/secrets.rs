@@ -151,11 +151,25 @@ impl Keyring {
     }
 
     /// The keyring `config` describes. Without `delivery.encryption_key`, the key in
-    /// `<db dir>/encryption.key` is used, generated (mode 0600) with a warning if missing.
+    /// `<db dir>/encryption.key` is used, generated (mode 0600) with a warning if missing —
+    /// but only for a database that holds no sealed value (`stored`): a lost key file must not
+    /// silently become a new key.
     ///
     /// # Errors
-    /// When a key is malformed or the generated key file cannot be read or written.
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+    /// When a key is malformed, the generated key file cannot be read or written, or it is
+    /// missing while the database holds sealed values.
+    pub fn from_config(config: &Config, stored: &SealedInventory) -> anyhow::Result<Self> {
+        let keyring = Self::from_config_unchecked(config, stored)?;
+        keyring.check_covers(&stored.key_ids)?;
+        Ok(keyring)
+    }
+
+    /// As [`Keyring::from_config`], without refusing key ids it lacks (`keys reencrypt` names
+    /// each value it cannot open instead).
+    ///
+    /// # Errors
+    /// As [`Keyring::from_config`], except for unknown key ids.
+    pub fn from_config_unchecked(config: &Config, stored: &SealedInventory) -> anyhow::Result<Self> {
         let previous = config
             .delivery
             .previous_encryption_keys
@@ -168,7 +182,20 @@ impl Keyring {
         let current = match &config.delivery.encryption_key {
             Some(k) => parse_encryption_key(k.expose())
                 .map_err(|m| anyhow::anyhow!("delivery.encryption_key: {m}"))?,
-            None => load_or_generate(&config.database_dir().join(GENERATED_KEY_FILE))?,
+            None => {
+                let path = config.database_dir().join(GENERATED_KEY_FILE);
+                if !path.exists() && !stored.key_ids.is_empty() {
+                    anyhow::bail!(
+                        "{} is missing, but the database holds secrets encrypted with key {}: \
+                         restore that file from where you keep it with your backups (or set \
+                         delivery.encryption_key to that key); hookrelay will not replace it with \
+                         a new key, which could not decrypt them",
+                        path.display(),
+                        stored.key_ids.join(", ")
+                    );
+                }
+                load_or_generate(&path)?
+            }
         };
         Ok(Self::new(&current, &previous))
     }
@@ -184,6 +211,14 @@ impl Keyring {
     /// # Errors
     /// When the OS RNG fails.
     pub fn seal(&self, secret: &SigningSecret, aad: &str) -> anyhow::Result<Sealed> {
+        self.seal_bytes(secret.bytes(), aad)
+    }
+
+    /// Encrypts any secret value (a header value, a source secret) for `aad` with the current key.
+    ///
+    /// # Errors
+    /// When the OS RNG fails.
+    pub fn seal_bytes(&self, plain: &[u8], aad: &str) -> anyhow::Result<Sealed> {
         let mut nonce = [0u8; 12];
         rand::rngs::SysRng
             .try_fill_bytes(&mut nonce)
@@ -194,11 +229,11 @@ impl Keyring {
             .encrypt(
                 (&nonce).into(),
                 Payload {
-                    msg: secret.bytes(),
+                    msg: plain,
                     aad: aad.as_bytes(),
                 },
             )
-            .map_err(|_| anyhow::anyhow!("encrypting a webhook secret failed"))?;
+            .map_err(|_| anyhow::anyhow!("encrypting a secret failed"))?;
         Ok(Sealed {
             key_id: self.current.id.clone(),
             nonce: nonce.to_vec(),
@@ -206,22 +241,32 @@ impl Keyring {
         })
     }
 
-    /// Decrypts a stored secret with the key it names.
+    /// Decrypts a stored signing secret with the key it names.
     ///
     /// # Errors
     /// [`OpenError`] when no configured key has that id or the ciphertext does not authenticate.
     pub fn open(&self, sealed: &Sealed, aad: &str) -> Result<SigningSecret, OpenError> {
-        let key = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.id == sealed.key_id)
+        let plain = self.open_bytes(sealed, aad)?;
+        let bytes: [u8; SECRET_LEN] = plain
+            .try_into()
+            .map_err(|_| OpenError::Corrupt(sealed.key_id.clone()))?;
+        Ok(SigningSecret(bytes))
+    }
+
+    /// Decrypts any sealed value with the key it names.
+    ///
+    /// # Errors
+    /// [`OpenError`] when no configured key has that id or the ciphertext does not authenticate.
+    pub fn open_bytes(&self, sealed: &Sealed, aad: &str) -> Result<Vec<u8>, OpenError> {
+        let key = self
+            .find(&sealed.key_id)
             .ok_or_else(|| OpenError::UnknownKey(sealed.key_id.clone()))?;
         let nonce: [u8; 12] = sealed
             .nonce
             .as_slice()
             .try_into()
             .map_err(|_| OpenError::Corrupt(key.id.clone()))?;
-        let plain = key
-            .cipher
+        key.cipher
             .decrypt(
                 (&nonce).into(),
                 Payload {
@@ -229,12 +274,50 @@ impl Keyring {
                     aad: aad.as_bytes(),
                 },
             )
-            .map_err(|_| OpenError::Corrupt(key.id.clone()))?;
-        let bytes: [u8; SECRET_LEN] = plain
-            .try_into()
-            .map_err(|_| OpenError::Corrupt(key.id.clone()))?;
-        Ok(SigningSecret(bytes))
+            .map_err(|_| OpenError::Corrupt(key.id.clone()))
     }
+
+    fn find(&self, key_id: &str) -> Option<&Key> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == key_id)
+    }
+
+    /// Whether a configured key (current or previous) has id `key_id`.
+    #[must_use]
+    pub fn knows(&self, key_id: &str) -> bool {
+        self.find(key_id).is_some()
+    }
+
+    /// Refuses to run on a database holding values sealed with keys this keyring lacks: the
+    /// first delivery would otherwise disable every webhook.
+    ///
+    /// # Errors
+    /// Names every unknown key id and how to fix it.
+    pub fn check_covers(&self, key_ids: &[String]) -> anyhow::Result<()> {
+        let unknown: Vec<&str> = key_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !self.knows(id))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "the database holds secrets encrypted with key {} but no configured key has that id \
+             (the current key is {}): set delivery.encryption_key to that key, or list it in \
+             delivery.previous_encryption_keys — restore the encryption.key file that belongs to \
+             this database if it was generated",
+            unknown.join(", "),
+            self.current.id
+        )
+    }
+}
+
+/// Which key ids the sealed values of a database were made with, for [`Keyring::from_config`].
+#[derive(Debug, Default, Clone)]
+pub struct SealedInventory {
+    pub key_ids: Vec<String>,
 }
 
 fn load_or_generate(path: &Path) -> anyhow::Result<[u8; 32]> {

@@ -21,7 +21,7 @@ use super::secrets::{Keyring, Sealed, SigningSecret};
 use super::sign::{self, Algorithm};
 use super::{deliveries, webhooks};
 use crate::clock::{self, Millis};
-use crate::jobs::{DeadJob, JobKind, JobResult, JobRun, Outcome};
+use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, Outcome};
 use crate::ops::audit;
 use crate::store::{Store, StoreError, WriteTx};
 
@@ -200,7 +200,10 @@ fn record(
     webhook_id: &str,
     a: &Attempt,
     next: &Next,
+    wake: usize,
 ) -> rusqlite::Result<()> {
+    // The attempt freed a place at this endpoint: wake the deliveries parked on it.
+    jobs::unpark(tx, webhook_id, wake)?;
     tx.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms, response_headers, response_body,
                                         error_kind, error)
@@ -304,25 +307,19 @@ impl Sender {
         };
         if !target.enabled {
             return JobResult::succeeded().with_write(Box::new(move |tx| {
-                settle(tx, &delivery_id, "cancelled", "the webhook is disabled")
+                settle(tx, &delivery_id, "cancelled", deliveries::WEBHOOK_DISABLED)
             }));
         }
-        // A failing endpoint holds at most a couple of workers; the rest wait for a slot.
+        // A failing endpoint holds at most a couple of workers; the rest park on it until an
+        // attempt to it finishes.
         let pass = match self.gate.enter(&target.id) {
             Entry::Go(pass) => pass,
-            Entry::Wait(at) => {
-                tracing::debug!(%delivery_id, webhook_id = %target.id, "endpoint at its cap; deferring");
-                return JobResult::from(Outcome::RunAgainAt {
-                    at,
-                    reason: "deferred: this endpoint's latest attempt failed and it already has as many attempts in flight as it may".into(),
-                })
-                .with_write(Box::new(move |tx| {
-                    tx.prepare_cached(
-                        "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND state = 'pending'",
-                    )?
-                    .execute(params![delivery_id, at])?;
-                    Ok(())
-                }));
+            Entry::Busy => {
+                tracing::debug!(%delivery_id, webhook_id = %target.id, "endpoint at its cap; parking");
+                return JobResult::from(Outcome::Park {
+                    on: target.id,
+                    reason: "waiting: this endpoint's latest attempt failed and it already has as many attempts in flight as it may".into(),
+                });
             }
         };
         let secrets = match self.open_secrets(&target) {
@@ -334,6 +331,10 @@ impl Sender {
                     "the webhook has no active signing secret".into(),
                 );
             }
+            Err(reason) => return self.unusable(delivery_id, target.id, reason),
+        };
+        let custom_headers = match super::headers::open(&self.keyring, &target.id, &target.headers) {
+            Ok(h) => h,
             Err(reason) => return self.unusable(delivery_id, target.id, reason),
         };
         let url = match Url::parse(&target.url) {
@@ -351,6 +352,7 @@ impl Sender {
         let sent_at = clock::now_ms();
         let headers = build_headers(
             &target,
+            &custom_headers,
             &secrets,
             &loaded.event_id,
             &delivery_id,
@@ -371,10 +373,7 @@ impl Sender {
             .copied()
             .unwrap_or_default();
         let (attempt, verdict) = judge(number, sent_at, result);
-        pass.finish(
-            matches!(verdict, Verdict::Delivered),
-            Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(u64::MAX)),
-        );
+        let wake = pass.finish(matches!(verdict, Verdict::Delivered));
         let webhook_id = target.id;
         let event_id = loaded.event_id;
         crate::metrics::delivery_attempt(
@@ -385,13 +384,13 @@ impl Sender {
             Verdict::Delivered => {
                 tracing::debug!(%delivery_id, %event_id, %webhook_id, status = ?attempt.status, "delivered");
                 JobResult::succeeded().with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Succeeded)
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Succeeded, wake)
                 }))
             }
             Verdict::Gone(error) => {
                 tracing::info!(%delivery_id, %event_id, %webhook_id, "receiver answered 410 Gone; no more attempts");
                 JobResult::fail(error).with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed)
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed, wake)
                 }))
             }
             Verdict::Retry { error, retry_after } if retries_left => {
@@ -403,13 +402,13 @@ impl Sender {
                     after: Some(wait),
                 })
                 .with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::RetryAt(at))
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::RetryAt(at), wake)
                 }))
             }
             Verdict::Retry { error, .. } => {
                 tracing::warn!(%delivery_id, %event_id, %webhook_id, %error, "delivery failed: out of attempts");
                 JobResult::fail(error).with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed)
+                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed, wake)
                 }))
             }
         }
@@ -531,6 +530,7 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
 /// The request headers of one attempt.
 fn build_headers(
     target: &Target,
+    custom: &[(String, String)],
     secrets: &[(u32, SigningSecret)],
     event_id: &str,
     delivery_id: &str,
@@ -539,10 +539,10 @@ fn build_headers(
     body: &[u8],
 ) -> HeaderMap {
     let mut h = HeaderMap::new();
-    for (name, value) in &target.headers {
-        if let (Ok(n), Some(Ok(v))) = (
+    for (name, value) in custom {
+        if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            value.as_str().map(HeaderValue::from_str),
+            HeaderValue::from_str(value),
         ) {
             h.insert(n, v);
         }
@@ -573,6 +573,56 @@ fn build_headers(
     set(&mut h, "x-hookrelay-delivery", delivery_id.to_string());
     set(&mut h, "x-hookrelay-attempt", attempt.to_string());
     h
+}
+
+/// How often [`sweep_parked`] looks for idle endpoints with parked deliveries.
+pub const PARK_SWEEP: Duration = Duration::from_secs(2);
+
+/// Wakes deliveries parked on an endpoint that has nothing in flight — after a restart (the gate
+/// starts empty), or when the attempt that should have woken them ended without recording (a
+/// crash, a lost claim) or raced with their parking. One read per sweep, a write only when an
+/// endpoint needs waking: the cost follows the endpoints, not the backlog.
+pub async fn sweep_parked(store: Store, gate: Arc<Gate>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(PARK_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let parked = match store.read(|c| jobs::parked(c).map_err(StoreError::from)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading parked deliveries failed");
+                continue;
+            }
+        };
+        let wake: Vec<(String, usize)> = parked
+            .into_iter()
+            .map(|(key, _)| {
+                let n = gate.to_wake_when_idle(&key);
+                (key, n)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if wake.is_empty() {
+            continue;
+        }
+        let result = store
+            .writer()
+            .write_wait(move |tx| {
+                let mut n = 0;
+                for (key, count) in &wake {
+                    n += jobs::unpark(tx, key, *count)?;
+                }
+                Ok::<_, StoreError>(n)
+            })
+            .await;
+        match result {
+            Ok(n) => tracing::debug!(woken = n, "woke deliveries parked on idle endpoints"),
+            Err(e) => tracing::warn!(error = %e, "waking parked deliveries failed"),
+        }
+    }
 }
 
 #[cfg(test)]

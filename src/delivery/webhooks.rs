@@ -14,7 +14,7 @@ use url::Url;
 
 use super::secrets::{Keyring, SigningSecret};
 use super::sign::Algorithm;
-use super::{client, deliveries};
+use super::{client, deliveries, headers};
 use crate::auth::Admin;
 use crate::clock::{self, Millis};
 use crate::config::{self, Config};
@@ -108,7 +108,7 @@ fn to_json(conn: &Connection, w: &Webhook) -> rusqlite::Result<Value> {
         "url": w.url,
         "description": w.description,
         "subscribed_events": w.subscribed_events,
-        "headers": w.headers,
+        "headers": headers::shown(&w.headers),
         "state": w.state,
         "disabled_reason": w.disabled_reason,
         "signature_algorithm": w.signature_algorithm,
@@ -451,11 +451,15 @@ async fn create(
     }
     let secret = SigningSecret::generate().map_err(ApiError::internal)?;
     let keyring = keyring.into_inner();
+    let id = ids::new_id(ids::WEBHOOK);
+    let stored_headers = headers::seal(&keyring, &id, &b.headers).map_err(ApiError::internal)?;
+    if let Some((name, _)) = stored_headers.iter().find(|(_, v)| v.as_str() == Some(headers::REDACTED)) {
+        return Err(invalid("headers", format!("`{name}` is \"[redacted]\": send the header's real value")));
+    }
     let shown = store
         .writer()
         .write(move |tx| {
             let now = clock::now_ms();
-            let id = ids::new_id(ids::WEBHOOK);
             tx.prepare_cached(
                 "INSERT INTO webhooks (id, url, description, subscribed_events, headers, state,
                                        signature_algorithm, retry_schedule, created_at, updated_at)
@@ -466,7 +470,7 @@ async fn create(
                 url.as_str(),
                 b.description,
                 json!(b.subscribed_events).to_string(),
-                Value::Object(b.headers).to_string(),
+                Value::Object(stored_headers).to_string(),
                 state,
                 algorithm.as_str(),
                 b.retry_schedule.as_ref().map(|s| json!(s).to_string()),
@@ -568,6 +572,7 @@ async fn update(
     Admin(caller): Admin,
     store: web::Data<Store>,
     config: web::Data<Config>,
+    keyring: web::Data<Keyring>,
     id: web::Path<String>,
     body: web::Json<UpdateBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -598,6 +603,12 @@ async fn update(
     if let Some(Some(s)) = &b.retry_schedule {
         check_schedule(s)?;
     }
+    let sealed_headers = b
+        .headers
+        .as_ref()
+        .map(|h| headers::seal(&keyring, &id, h))
+        .transpose()
+        .map_err(ApiError::internal)?;
     let v = store
         .writer()
         .write(move |tx| {
@@ -615,15 +626,21 @@ async fn update(
                 w.subscribed_events = s;
                 changed.push("subscribed_events");
             }
-            if let Some(h) = b.headers {
+            if let Some(mut h) = sealed_headers {
+                headers::resolve_kept(&mut h, &w.headers).map_err(|name| {
+                    invalid("headers", format!("`{name}` is \"[redacted]\" but has no stored value to keep: send its real value"))
+                })?;
                 w.headers = h;
                 changed.push("headers");
             }
+            let mut cancelled = 0;
             if let Some(s) = b.state {
                 if s == "enabled" {
                     w.disabled_reason = None;
                 } else if w.state != "disabled" {
                     w.disabled_reason = Some(format!("disabled by {}", caller.identity));
+                    // Nothing is sent to a disabled webhook; `recover` brings these back.
+                    cancelled = deliveries::cancel_pending(tx, &w.id, deliveries::WEBHOOK_DISABLED)?;
                 }
                 w.state = s;
                 changed.push("state");
@@ -656,7 +673,11 @@ async fn update(
                 now
             ])
             .map_err(conflict_on_duplicate_url)?;
-            audit::record(tx, &audit_entry(&caller.identity, "webhook.update", &w.id, json!({"changed": changed})))?;
+            let mut detail = json!({"changed": changed});
+            if cancelled > 0 {
+                detail["cancelled_deliveries"] = json!(cancelled);
+            }
+            audit::record(tx, &audit_entry(&caller.identity, "webhook.update", &w.id, detail))?;
             let w = get(tx, &w.id)?.ok_or_else(|| ApiError::internal("updated webhook vanished"))?;
             Ok::<_, ApiError>(to_json(tx, &w)?)
         })
@@ -847,6 +868,7 @@ pub fn disable(
     if changed == 0 {
         return Ok(false);
     }
+    let cancelled = deliveries::cancel_pending(tx, webhook_id, deliveries::WEBHOOK_DISABLED)?;
     let url: String = tx
         .prepare_cached("SELECT url FROM webhooks WHERE id = ?1")?
         .query_row([webhook_id], |r| r.get(0))?;
@@ -856,7 +878,7 @@ pub fn disable(
             "system",
             "webhook.disabled",
             webhook_id,
-            json!({"reason": reason, "url": url}),
+            json!({"reason": reason, "url": url, "cancelled_deliveries": cancelled}),
         ),
     )?;
     let event = NewEvent::system(
@@ -912,8 +934,47 @@ pub fn reencrypt_all(
             Err(e) => unreadable.push(format!("{webhook_id} secret {seq}: {e}")),
         }
     }
+    let stored: Vec<(String, String)> = tx
+        .prepare("SELECT id, headers FROM webhooks")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (webhook_id, text) in stored {
+        let map: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+        let before = headers::key_ids(&map).count();
+        match headers::reseal(keyring, &webhook_id, &map) {
+            Ok(Some(fresh)) => {
+                tx.execute(
+                    "UPDATE webhooks SET headers = ?2 WHERE id = ?1",
+                    params![webhook_id, Value::Object(fresh).to_string()],
+                )?;
+                done += before;
+            }
+            Ok(None) => current += before,
+            Err(e) => unreadable.push(format!("{e:#}")),
+        }
+    }
     tx.commit()?;
     Ok((done, current, unreadable))
+}
+
+/// The ids of the keys every sealed value in the database was made with (secrets and
+/// sensitive headers), for the start-up check that the configured keys can open them.
+///
+/// # Errors
+/// A database error.
+pub fn sealed_key_ids(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut ids: Vec<String> = conn
+        .prepare("SELECT DISTINCT key_id FROM webhook_secrets")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare("SELECT headers FROM webhooks WHERE headers LIKE '%\"sealed\"%'")?;
+    for text in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        let map: Map<String, Value> = serde_json::from_str(&text?).unwrap_or_default();
+        ids.extend(headers::key_ids(&map));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 #[cfg(test)]

@@ -126,24 +126,61 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
 
 /// The path of the first integer in `value` that JavaScript cannot hold exactly (beyond
 /// ±(2^53 − 1)), e.g. `data.metadata.order_id`.
+///
+/// Linear in the size of `value`: the path is built only for the integer found, from a stack of
+/// borrowed segments, never as a string per visited element (a long key over a wide array made
+/// that quadratic).
 #[must_use]
-pub fn find_unsafe_integer(value: &Value, path: &str) -> Option<String> {
-    match value {
-        Value::Number(n) => {
-            let unsafe_int = n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)
-                || n.as_i64()
-                    .is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER);
-            unsafe_int.then(|| path.to_string())
-        }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| find_unsafe_integer(v, &format!("{path}[{i}]"))),
-        Value::Object(map) => map
-            .iter()
-            .find_map(|(k, v)| find_unsafe_integer(v, &format!("{path}.{k}"))),
-        _ => None,
+pub fn find_unsafe_integer(value: &Value, root: &str) -> Option<String> {
+    enum Seg<'a> {
+        Key(&'a str),
+        Index(usize),
     }
+    fn walk<'a>(value: &'a Value, path: &mut Vec<Seg<'a>>) -> bool {
+        match value {
+            Value::Number(n) => {
+                n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)
+                    || n.as_i64()
+                        .is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER)
+            }
+            Value::Array(items) => items.iter().enumerate().any(|(i, v)| {
+                path.push(Seg::Index(i));
+                let found = walk(v, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            Value::Object(map) => map.iter().any(|(k, v)| {
+                path.push(Seg::Key(k));
+                let found = walk(v, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = Vec::new();
+    if !walk(value, &mut path) {
+        return None;
+    }
+    let mut out = root.to_string();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -225,6 +262,12 @@ mod tests {
         assert_eq!(
             find_unsafe_integer(&v, "data"),
             Some("data.a[1].b".to_string())
+        );
+        let deep: Value =
+            serde_json::from_str(r#"[[0,{"x":[1,[2,-9007199254740992]]}]]"#).expect("json");
+        assert_eq!(
+            find_unsafe_integer(&deep, "m"),
+            Some("m[0][1].x[1][1]".to_string())
         );
         let ok: Value = serde_json::from_str(r#"{"a":9007199254740991,"f":1e300}"#).expect("json");
         assert_eq!(find_unsafe_integer(&ok, "data"), None);

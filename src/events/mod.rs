@@ -119,6 +119,45 @@ pub const FRONT_ACTIONS: &[&str] = &[
 /// The service's own events.
 pub const SYSTEM_ACTIONS: &[&str] = &["system.job.dead", "webhook.disabled", "webhook.test"];
 
+/// Action namespaces only hookrelay publishes into (plus one per inbound source, by its name):
+/// a publisher using one could forge the service's own events, indistinguishable to receivers.
+pub const RESERVED_NAMESPACES: &[&str] = &["system", "webhook", "front", "task", "schedule"];
+
+/// `data.source` values only hookrelay uses (plus every inbound source's name).
+pub const RESERVED_SOURCES: &[&str] = &["front", "hookrelay"];
+
+/// Refuses what a publisher may not publish: an action in a reserved namespace, or a
+/// `data.source` naming one of hookrelay's own sources. `sources` are the configured inbound
+/// source names, reserved likewise.
+///
+/// # Errors
+/// 400 `reserved_action` naming what is reserved.
+pub fn check_not_reserved(
+    action: &Action,
+    data: &Map<String, Value>,
+    sources: &[&str],
+) -> Result<(), ApiError> {
+    let namespace = action.as_str().split('.').next().unwrap_or_default();
+    if RESERVED_NAMESPACES.contains(&namespace) || sources.contains(&namespace) {
+        return Err(ApiError::bad_request(
+            "reserved_action",
+            format!(
+                "actions under `{namespace}.` are hookrelay's own and cannot be published; use your own namespace, like app.{}",
+                action.as_str().split_once('.').map_or("", |(_, rest)| rest)
+            ),
+        ));
+    }
+    if let Some(source) = data.get("source").and_then(Value::as_str)
+        && (RESERVED_SOURCES.contains(&source) || sources.contains(&source))
+    {
+        return Err(ApiError::bad_request(
+            "reserved_action",
+            format!("data.source `{source}` is hookrelay's own; name your application instead (the default is `frontier`)"),
+        ));
+    }
+    Ok(())
+}
+
 /// An event to publish.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -168,6 +207,9 @@ pub struct Prepared {
     pub source: String,
     pub body: Vec<u8>,
     pub idempotency_key: Option<String>,
+    /// Whose `idempotency_key` it is (the caller's scope): ids are scoped to the token that sent
+    /// them, so one publisher cannot pre-claim another's.
+    pub publisher: Option<String>,
     pub only: Option<String>,
 }
 
@@ -211,6 +253,7 @@ pub fn prepare(event: NewEvent) -> Prepared {
         action,
         source,
         idempotency_key,
+        publisher: None,
         only,
     }
 }
@@ -247,8 +290,11 @@ pub fn publish_prepared(
 ) -> rusqlite::Result<Published> {
     if let Some(key) = &p.idempotency_key {
         let earlier: Option<(String, u32)> = tx
-            .prepare_cached("SELECT id, deliveries FROM events WHERE idempotency_key = ?1")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(
+                "SELECT id, deliveries FROM events
+                 WHERE idempotency_key = ?1 AND (publisher = ?2 OR publisher IS NULL)",
+            )?
+            .query_row(params![key, p.publisher], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((id, deliveries)) = earlier {
             return Ok(Published {
@@ -262,12 +308,13 @@ pub fn publish_prepared(
         deliveries::subscribers(tx, p.action.as_str(), p.only.as_deref(), default_retries)?;
     let count = u32::try_from(subscribers.len()).unwrap_or(u32::MAX);
     tx.prepare_cached(
-        "INSERT INTO events (id, idempotency_key, action, source, body, deliveries, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (id, idempotency_key, publisher, action, source, body, deliveries, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         p.id,
         p.idempotency_key,
+        p.publisher,
         p.action.as_str(),
         p.source,
         p.body,
@@ -401,7 +448,10 @@ fn check_data(data: Value) -> Result<Map<String, Value>, ApiError> {
             return Err(invalid(format!("data.{key} has the wrong type")));
         }
     }
-    if let Some(path) = json::find_unsafe_integer(&Value::Object(map.clone()), "data") {
+    if let Some(path) = map
+        .iter()
+        .find_map(|(k, v)| json::find_unsafe_integer(v, &format!("data.{k}")))
+    {
         return Err(invalid(format!(
             "{path} is an integer beyond ±2^53, which JavaScript receivers cannot hold exactly; send it as a string"
         )));
@@ -418,6 +468,7 @@ async fn publish_route(
     let b = body.into_inner();
     let action = Action::parse(&b.action).map_err(invalid)?;
     let data = check_data(b.data)?;
+    check_not_reserved(&action, &data, &[])?;
     let idempotency_key = match b.id {
         Some(id) if id.is_empty() || id.len() > MAX_IDEMPOTENCY_KEY => {
             return Err(invalid(format!(
@@ -426,12 +477,13 @@ async fn publish_route(
         }
         other => other,
     };
-    let prepared = prepare(NewEvent {
+    let mut prepared = prepare(NewEvent {
         action,
         data,
         idempotency_key,
         only: None,
     });
+    prepared.publisher = Some(caller.scope.clone());
     let default_retries = config.delivery.retry_schedule.len();
     let published = store
         .writer()
@@ -482,12 +534,12 @@ async fn list_route(
         .map(clock::parse_rfc3339)
         .transpose()
         .map_err(|m| ApiError::bad_request("invalid_query", m))?;
-    let action = q.action.filter(|a| !a.is_empty());
+    let action = pagination::ActionFilter::parse(q.action.as_deref());
     let before = q.page.cursor();
     let items = store
         .read(move |c| {
             pagination::ListQuery::new()
-                .filter("action = ?", &action)
+                .action(&action)
                 .filter("created_at >= ?", &since)
                 .filter("id < ?", &before)
                 .run(

@@ -59,10 +59,8 @@ pub struct NewInbound {
 /// # Errors
 /// A database error.
 pub fn store(tx: &WriteTx<'_>, event: &NewInbound) -> rusqlite::Result<Option<String>> {
-    let seen = tx
-        .prepare_cached("SELECT 1 FROM inbound_events WHERE source = 'front' AND external_id = ?1")?
-        .exists([&event.external_id])?;
-    if seen {
+    let now = clock::now_ms();
+    if !remember_key(tx, "front", &event.external_id, now)? {
         return Ok(None);
     }
     let id = ids::new_id(ids::INBOUND);
@@ -71,7 +69,6 @@ pub fn store(tx: &WriteTx<'_>, event: &NewInbound) -> rusqlite::Result<Option<St
         &NewJob::new(super::process::KIND, json!({"inbound_id": id}))
             .max_attempts(super::process::MAX_ATTEMPTS),
     )?;
-    let now = clock::now_ms();
     tx.prepare_cached(
         "INSERT INTO inbound_events (id, source, channel, external_id, event_type, company_id, state,
                                      raw_body, headers, job_id, received_at, updated_at)
@@ -89,6 +86,36 @@ pub fn store(tx: &WriteTx<'_>, event: &NewInbound) -> rusqlite::Result<Option<St
         now
     ])?;
     Ok(Some(id))
+}
+
+/// How long dedupe keys are remembered at least, whatever the retention of inbound rows: a
+/// captured request replayed after its row is gone is still a duplicate.
+pub const KEY_MEMORY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Records `key` of `source` as seen; `false` when it was seen before (a duplicate).
+///
+/// # Errors
+/// A database error.
+pub fn remember_key(tx: &WriteTx<'_>, source: &str, key: &str, now: Millis) -> rusqlite::Result<bool> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO inbound_keys (source, key, seen_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (source, key) DO NOTHING",
+        )?
+        .execute(params![source, key, now])?;
+    Ok(inserted == 1)
+}
+
+/// Forgets up to `batch` dedupe keys first seen before `cutoff`. Returns how many.
+///
+/// # Errors
+/// A database error.
+pub fn forget_keys(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "DELETE FROM inbound_keys WHERE (source, key) IN
+           (SELECT source, key FROM inbound_keys INDEXED BY inbound_keys_seen WHERE seen_at < ?1 LIMIT ?2)",
+    )?
+    .execute(params![cutoff, i64::try_from(batch).unwrap_or(i64::MAX)])
 }
 
 /// What the processing job reads.

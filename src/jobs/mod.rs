@@ -190,7 +190,7 @@ pub fn requeue(tx: &WriteTx<'_>, id: &str, from: &[JobState]) -> rusqlite::Resul
     let changed = tx
         .prepare_cached(&format!(
             "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?2, finished_at = NULL,
-                    lease_until = NULL, lease_owner = NULL, updated_at = ?2
+                    lease_until = NULL, lease_owner = NULL, parked_on = NULL, updated_at = ?2
              WHERE id = ?1 AND state IN ({})",
             states.join(", ")
         ))?
@@ -210,7 +210,7 @@ pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<bool> {
     let changed = tx
         .prepare_cached(
             "UPDATE jobs SET state = 'cancelled', lease_until = NULL, lease_owner = NULL,
-                    finished_at = ?2, updated_at = ?2
+                    parked_on = NULL, finished_at = ?2, updated_at = ?2
              WHERE id = ?1 AND state IN ('queued', 'retrying', 'running', 'dead')",
         )?
         .execute(params![id, clock::now_ms()])?;
@@ -231,6 +231,9 @@ pub struct Job {
     pub run_at: String,
     pub lease_until: Option<String>,
     pub lease_owner: Option<String>,
+    /// What a parked job waits for (e.g. the webhook id of a busy endpoint); its `run_at` is
+    /// then far ahead until that wakes it.
+    pub parked_on: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
@@ -238,7 +241,7 @@ pub struct Job {
 
 const JOB_COLUMNS: &str =
     "id, kind, state, attempt, max_attempts, payload, idempotency_key, last_error,
-     run_at, lease_until, lease_owner, created_at, updated_at, finished_at";
+     run_at, lease_until, lease_owner, created_at, updated_at, finished_at, parked_on";
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let state: String = r.get(2)?;
@@ -258,6 +261,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: clock::to_rfc3339(r.get(11)?),
         updated_at: clock::to_rfc3339(r.get(12)?),
         finished_at: r.get::<_, Option<Millis>>(13)?.map(clock::to_rfc3339),
+        parked_on: r.get(14)?,
     })
 }
 
@@ -340,6 +344,42 @@ pub fn next_due(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Millis>>
     .query_row([], |r| r.get(0))
 }
 
+/// `run_at` of a parked job: never due on its own (9999-12-31, which still formats as a time).
+pub const PARKED_RUN_AT: Millis = 253_402_300_799_000;
+
+/// Wakes up to `n` jobs parked on `key`, oldest first: due now. Returns how many.
+///
+/// # Errors
+/// A database error.
+pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize) -> rusqlite::Result<usize> {
+    let woken = tx
+        .prepare_cached(
+            "UPDATE jobs SET run_at = ?2, parked_on = NULL, updated_at = ?2
+             WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_parked
+                          WHERE parked_on = ?1 AND state IN ('queued', 'retrying')
+                          ORDER BY id LIMIT ?3)",
+        )?
+        .execute(params![key, clock::now_ms(), i64::try_from(n).unwrap_or(i64::MAX)])?;
+    if woken > 0 {
+        tx.wake_workers();
+    }
+    Ok(woken)
+}
+
+/// Every key that has jobs parked on it, with how many.
+///
+/// # Errors
+/// A database error.
+pub fn parked(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT parked_on, COUNT(*) FROM jobs INDEXED BY jobs_parked
+         WHERE parked_on IS NOT NULL AND state IN ('queued', 'retrying') GROUP BY parked_on",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))?;
+    rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Handlers and the registry
 // ---------------------------------------------------------------------------------------------
@@ -384,6 +424,10 @@ pub enum Outcome {
     Fail { error: String },
     /// Not failed, not done: run again at `at` without spending an attempt (rate limits).
     RunAgainAt { at: Millis, reason: String },
+    /// Not failed, not done, and nothing to do until something else happens: park the job on
+    /// `on` (e.g. a busy endpoint) without spending an attempt. It is not due again until
+    /// [`unpark`] wakes it — a parked backlog costs no writes while it waits.
+    Park { on: String, reason: String },
 }
 
 /// A handler's answer: the outcome, and optionally a write to commit with it.

@@ -389,6 +389,8 @@ pub enum Recorded {
     Rescheduled {
         at: Millis,
     },
+    /// Parked until something wakes it.
+    Parked,
     /// The claim was no longer held (cancelled, or the lease ran out and the job was taken back):
     /// nothing was written.
     ClaimLost,
@@ -401,6 +403,7 @@ impl Recorded {
             Self::Retrying { .. } => "retrying",
             Self::Dead { .. } => "dead",
             Self::Rescheduled { .. } => "rescheduled",
+            Self::Parked => "parked",
             Self::ClaimLost => "claim_lost",
         };
         crate::metrics::job_finished(&job.kind, outcome);
@@ -416,6 +419,7 @@ impl Recorded {
             Self::Rescheduled { at } => {
                 tracing::info!(run_at = %clock::to_rfc3339(*at), "job rescheduled without spending an attempt")
             }
+            Self::Parked => tracing::debug!("job parked without spending an attempt"),
             Self::ClaimLost => tracing::warn!(
                 "job finished after its claim was lost (cancelled or lease expired); result discarded"
             ),
@@ -476,6 +480,16 @@ fn finish(
             .execute(params![job.id, job.claim, at, reason, now])?,
             Recorded::Rescheduled { at: *at },
         ),
+        Outcome::Park { on, reason } => (
+            tx.prepare_cached(
+                "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                        attempt = attempt - 1, run_at = ?3, parked_on = ?4, last_error = ?5,
+                        lease_until = NULL, lease_owner = NULL, updated_at = ?6
+                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
+            )?
+            .execute(params![job.id, job.claim, super::PARKED_RUN_AT, on, reason, now])?,
+            Recorded::Parked,
+        ),
     };
     if changed == 0 {
         return Ok(Recorded::ClaimLost);
@@ -496,7 +510,7 @@ fn finish(
             },
         )?,
         Recorded::Retrying { .. } | Recorded::Rescheduled { .. } => tx.wake_workers(),
-        Recorded::Succeeded | Recorded::ClaimLost => {}
+        Recorded::Succeeded | Recorded::Parked | Recorded::ClaimLost => {}
     }
     Ok(recorded)
 }

@@ -83,20 +83,10 @@ pub fn list(
     before: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<Vec<Record>> {
-    let (exact, prefix) = match action {
-        Some(a) if a.ends_with(".*") => (None, Some(format!("{}.", &a[..a.len() - 2]))),
-        Some(a) => (Some(a.to_string()), None),
-        None => (None, None),
-    };
+    let action = crate::pagination::ActionFilter::parse(action);
     let (target_id, before) = (target_id.map(str::to_string), before.map(str::to_string));
     crate::pagination::ListQuery::new()
-        .filter("action = ?", &exact)
-        .filter("action >= ?", &prefix)
-        // A prefix as a range, so the action index serves it.
-        .filter(
-            "action < ?",
-            &prefix.as_ref().map(|p| format!("{p}\u{10ffff}")),
-        )
+        .action(&action)
         .filter("target_id = ?", &target_id)
         .filter("at >= ?", &since)
         .filter("id < ?", &before)

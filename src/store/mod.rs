@@ -203,12 +203,30 @@ pub fn open_write_connection(path: &Path, sync: Synchronous) -> anyhow::Result<C
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the database folder {}", dir.display()))?;
     }
+    create_private(path)?;
     let conn = Connection::open(path)
         .with_context(|| format!("opening the database {}", path.display()))?;
     configure(&conn, sync)
         .with_context(|| format!("configuring the database {}", path.display()))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Creates the database file with mode 0600 when it does not exist yet: it holds encrypted
+/// secrets and every payload, and SQLite gives its `-wal` and `-shm` files the database's mode.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("creating the database {}", path.display()))),
+    }
 }
 
 fn read_pool(path: &Path, sync: Synchronous, size: u32) -> anyhow::Result<Pool> {
@@ -316,6 +334,15 @@ mod tests {
         assert_eq!(mode, "wal");
         let again = migrate(&mut conn).expect("idempotent");
         assert_eq!(again.from, latest_version());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").expect("write");
+            for file in [path.clone(), wal_path(&path), path.with_extension("sqlite-shm")] {
+                let mode = std::fs::metadata(&file).expect("exists").permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+            }
+        }
     }
 
     #[test]

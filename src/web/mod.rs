@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod health;
+pub mod limits;
 
 use crate::openapi::Endpoint;
 

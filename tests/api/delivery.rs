@@ -195,7 +195,8 @@ async fn webhook_crud_in_frontier_shapes() {
     assert_eq!(updated["state"], "disabled");
     assert_eq!(updated["description"], "user events");
     assert_eq!(updated["subscribed_events"], json!(["app.user.created"]));
-    assert_eq!(updated["headers"], json!({"Authorization": "Bearer abc"}));
+    // A credential header is a secret: sealed at rest, never shown again.
+    assert_eq!(updated["headers"], json!({"Authorization": "[redacted]"}));
 
     let res = app
         .client
@@ -227,7 +228,7 @@ async fn webhook_crud_in_frontier_shapes() {
         actions,
         ["webhook.delete", "webhook.update", "webhook.create"]
     );
-    assert_eq!(logs["audit_logs"][0]["actor"], "admin-token");
+    assert_eq!(logs["audit_logs"][0]["actor"], "admin");
 }
 
 #[tokio::test]
@@ -317,12 +318,12 @@ async fn webhook_validation_errors() {
         (
             json!({"url": "https://example.com/x", "colour": "blue"}),
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            "invalid_payload",
         ),
         (
             json!({"description": "no url"}),
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            "invalid_payload",
         ),
     ];
     for (body, status, code) in bad {
@@ -873,7 +874,7 @@ async fn publishing_is_idempotent_and_validated() {
     assert_error(
         app.post("/v1beta1/events", &json!({"data": {}})).await,
         StatusCode::BAD_REQUEST,
-        "invalid_json",
+        "invalid_payload",
     )
     .await;
 }

@@ -25,7 +25,7 @@ async fn unknown_route_and_wrong_method_are_json_errors() {
         .send()
         .await
         .expect("req");
-    assert_eq!(res.headers()["allow"], "GET, POST", "the methods it has");
+    assert_eq!(res.headers()["allow"], "GET, POST, HEAD", "the methods it has");
     assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
@@ -63,7 +63,8 @@ async fn malformed_bodies_and_queries_get_clear_errors() {
             &json!({"kind": "system.noop", "bogus": 1}),
         )
         .await;
-    assert_error(res, StatusCode::BAD_REQUEST, "invalid_json").await;
+    // Valid JSON with an unknown field is a bad payload, not malformed JSON.
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_payload").await;
 
     assert_error(
         app.get("/v1beta1/admin/jobs?limit=abc").await,
