@@ -17,12 +17,17 @@ impl Server {
     /// Starts `hookrelay serve` on a free port with a fresh database under `target/`, the admin
     /// token `bench`, `synchronous = full`, and `extra` appended to the config file.
     pub fn start(extra: &str) -> Self {
+        Self::start_with("", extra)
+    }
+
+    /// As [`Server::start`], with `server_keys` added to the `[server]` table.
+    pub fn start_with(server_keys: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir_in("target").expect("tempdir");
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nbind = \"127.0.0.1:0\"\n[database]\npath = {:?}\nsynchronous = \"full\"\n\
+                "[server]\nbind = \"127.0.0.1:0\"\n{server_keys}\n[database]\npath = {:?}\nsynchronous = \"full\"\n\
                  [auth]\nadmin_token = \"bench\"\n{extra}\n",
                 dir.path().join("bench.db")
             ),

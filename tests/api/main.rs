@@ -9,6 +9,7 @@ mod delivery;
 mod front;
 mod front_sync;
 mod helpers;
+mod hostile;
 mod http;
 mod jobs;
 mod js_compat;
