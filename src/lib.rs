@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
+pub mod redact;
 pub mod store;
 pub mod web;
 
