@@ -283,8 +283,10 @@ async fn backlog(client: &reqwest::Client) {
 #[tokio::main]
 async fn main() {
     hookrelay::install_tls_provider();
+    // Short idle time: a pooled connection the server closed (keep-alive) must not be reused.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .expect("client");
     if std::env::args().any(|a| a == "--list") {

@@ -126,7 +126,7 @@ async fn store_event(store: &Store, event: NewInbound) -> Result<HttpResponse, A
 #[tracing::instrument(skip_all)]
 pub async fn app_webhook(
     req: HttpRequest,
-    body: web::Bytes,
+    body: crate::web::limits::Body,
     config: web::Data<Config>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
@@ -174,7 +174,7 @@ pub async fn app_webhook(
 #[tracing::instrument(skip_all)]
 pub async fn rule_webhook(
     req: HttpRequest,
-    body: web::Bytes,
+    body: crate::web::limits::Body,
     config: web::Data<Config>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {

@@ -119,3 +119,74 @@ pub async fn body_deadline(
         .set_connection_type(actix_web::http::ConnectionType::Close);
     Ok(res.into_response(answer).map_into_right_body())
 }
+
+/// A request body read whole, at most `server.max_body_bytes`, for handlers that verify raw
+/// bytes (webhook ingress).
+///
+/// Unlike collecting into a buffer that doubles as it grows (which holds up to twice what
+/// arrived while the body is unfinished), it keeps the chunks as they arrived and joins them
+/// once the body is complete, so an unfinished body holds about what was sent; an announced
+/// `Content-Length` over the limit is refused before anything is read.
+#[derive(Debug, Clone)]
+pub struct Body(pub Bytes);
+
+impl std::ops::Deref for Body {
+    type Target = Bytes;
+    fn deref(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+impl actix_web::FromRequest for Body {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, payload: &mut Payload) -> Self::Future {
+        use futures_util::StreamExt as _;
+        let limit = req
+            .app_data::<Data<crate::config::Config>>()
+            .map_or(1 << 20, |c| c.server.max_body_bytes);
+        let encoded = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let announced = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let mut stream =
+            actix_web::dev::Decompress::from_headers(payload.take(), req.headers());
+        Box::pin(async move {
+            if !encoded && announced.is_some_and(|n| n > limit) {
+                return Err(too_large(limit));
+            }
+            let mut chunks: Vec<Bytes> = Vec::new();
+            let mut total = 0usize;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| crate::error::payload_error(&e, limit))?;
+                total += chunk.len();
+                if total > limit {
+                    return Err(too_large(limit));
+                }
+                chunks.push(chunk);
+            }
+            if chunks.len() == 1 {
+                return Ok(Self(chunks.swap_remove(0)));
+            }
+            let mut buf = actix_web::web::BytesMut::with_capacity(total);
+            for c in &chunks {
+                buf.extend_from_slice(c);
+            }
+            Ok(Self(buf.freeze()))
+        })
+    }
+}
