@@ -3,11 +3,20 @@
 //!
 //! Counters and histograms are recorded where things happen (HTTP middleware, Front ingress,
 //! delivery attempts, job outcomes, cron runs, the writer's commits); gauges that describe
-//! stored state (queue depth, oldest queued age, database and WAL size, overdue schedules) are
-//! read from the database when `/metrics` is scraped.
+//! stored state are set when `/metrics` is scraped.
+//!
+//! The job counts per kind and state, the queue depth and the oldest due job's wait come from
+//! one database read that is made at most once per [`STATE_READ_EVERY`] (5 s) per database,
+//! however often `/metrics` is scraped: a scrape within 5 s of the last read shows that read's
+//! values (so they may be up to 5 s old, and `hookrelay_oldest_queued_job_age_seconds` is the
+//! wait as of that read), and scrapes arriving while a read is in flight share it. Database and
+//! WAL file sizes and overdue schedules are not read from the database and are current.
+//!
+//! It must never query the database on every scrape: a scraper set to a short interval, or
+//! several of them, would add their load to the request path's read pool.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -24,6 +33,7 @@ use crate::error::ApiError;
 use crate::jobs::Registry;
 use crate::openapi::{Auth, Endpoint, Reply};
 use crate::store::{Store, StoreError};
+use crate::web::health::PerDatabase;
 
 /// Latency buckets in seconds, from a loopback round trip to a timed-out attempt.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -34,7 +44,20 @@ const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 2
 /// How often buffered histogram samples are folded in when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The longest the stored-state gauges may be reused before the database is read again.
+pub const STATE_READ_EVERY: Duration = Duration::from_secs(5);
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The last stored-state read per database; `None` when it failed (the failure is logged).
+static STATE: PerDatabase<Option<Arc<StoredState>>> = PerDatabase::new();
+
+/// Stored-state reads `/metrics` made on `store`'s database since the process started. For
+/// tests and benchmarks: it grows by at most one per [`STATE_READ_EVERY`].
+#[must_use]
+pub fn state_reads(store: &Store) -> u64 {
+    STATE.reads(store.path())
+}
 
 /// Installs the process-wide recorder (once; later calls return the same handle). `None` if
 /// another recorder was installed first, in which case `/metrics` says so.
@@ -222,10 +245,33 @@ async fn metrics(
             "the metrics recorder could not be installed in this process; see the log",
         ));
     };
+    let reader = store.clone();
+    let state = STATE
+        .memo(store.path())
+        .get(STATE_READ_EVERY, move || async move {
+            let now = clock::now_ms();
+            match reader
+                .read(move |c| read_state(c, now).map_err(StoreError::from))
+                .await
+            {
+                Ok(state) => Some(Arc::new(state)),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the job counts for /metrics failed");
+                    None
+                }
+            }
+        })
+        .await
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "metrics_unavailable",
+                "the job counts could not be read from the database; see the log",
+            )
+            .with_retry_after(STATE_READ_EVERY.as_secs())
+        })?;
     let now = clock::now_ms();
-    let state = store
-        .read(move |c| read_state(c, now).map_err(StoreError::from))
-        .await?;
     // Every registered kind in every state, so a count that dropped to zero reads zero.
     let mut counts: BTreeMap<(String, &str), u64> = BTreeMap::new();
     for kind in registry.names() {
@@ -233,8 +279,8 @@ async fn metrics(
             counts.insert((kind.to_string(), s), 0);
         }
     }
-    for (kind, s, n) in state.jobs {
-        counts.insert((kind, s), n);
+    for (kind, s, n) in &state.jobs {
+        counts.insert((kind.clone(), s), *n);
     }
     let mut depth = 0u64;
     for ((kind, job_state), n) in counts {

@@ -17,8 +17,8 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
+use crate::clock::{self, Millis};
 
 /// Most commands applied in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -79,7 +80,8 @@ impl std::ops::Deref for WriteTx<'_> {
     }
 }
 
-/// Counters the writer keeps about itself (for `/readyz`, metrics and the benchmark).
+/// Counters the writer keeps about itself (for `/readyz`, metrics and the benchmark), and
+/// whether its latest transaction committed ([`WriterStats::write_failure`]).
 #[derive(Debug, Default)]
 pub struct WriterStats {
     alive: AtomicBool,
@@ -91,6 +93,64 @@ pub struct WriterStats {
     pub commit_micros: AtomicU64,
     /// Transactions that failed to begin or commit.
     pub failures: AtomicU64,
+    /// When the writes began to fail (ms since the epoch): the first failed transaction after
+    /// the last commit. 0 while the latest transaction committed (or none was attempted yet).
+    failing_since: AtomicI64,
+    /// Why the latest failed transaction failed; meaningful while `failing_since` is set.
+    last_failure: Mutex<String>,
+}
+
+/// Writes are failing: the latest transaction the writer attempted failed, and none has
+/// committed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// When the first of the failed transactions failed (ms since the epoch).
+    pub since: Millis,
+    /// Why the latest one failed (SQLite's message).
+    pub reason: String,
+}
+
+impl WriterStats {
+    /// `Some` while writes fail: the latest transaction attempted failed to begin or to commit,
+    /// and none has committed since. A write refused because the queue is full
+    /// ([`StoreError::Busy`]) is never attempted, so it does not count; neither does a command
+    /// whose own error was rolled back inside a transaction that then committed.
+    #[must_use]
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        let since = self.failing_since.load(Ordering::Acquire);
+        (since != 0).then(|| WriteFailure {
+            since,
+            reason: self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        })
+    }
+
+    /// Records a committed transaction: writes work.
+    fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.failing_since.store(0, Ordering::Release);
+    }
+
+    /// Records a transaction that failed to begin or to commit.
+    fn failed(&self, reason: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        reason.clone_into(
+            &mut self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        // Keeps the start of a run of failures; 0 means "committing", so never store it.
+        let _ = self.failing_since.compare_exchange(
+            0,
+            clock::now_ms().max(1),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 struct AliveGuard<'a>(&'a AtomicBool);
@@ -371,7 +431,8 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     let started = Instant::now();
     let n = batch.len();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        stats.failures.fetch_add(1, Ordering::Relaxed);
+        // Recorded before any caller hears of it, so `/readyz` agrees with the 503 they answer.
+        stats.failed(&e.to_string());
         tracing::error!(error = %e, commands = n, "cannot begin a write transaction");
         fail_all(batch.drain(..), &e.to_string());
         return;
@@ -436,7 +497,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     };
     match outcome {
         Ok(()) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.committed();
             stats
                 .commands
                 .fetch_add(replies.len() as u64, Ordering::Relaxed);
@@ -451,7 +512,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             }
         }
         Err(reason) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
+            stats.failed(&reason);
             tracing::error!(%reason, commands = n, "write transaction failed; every caller in it is told");
             for r in replies {
                 r(Err(StoreError::Unavailable(reason.clone())));
