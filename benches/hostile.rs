@@ -73,8 +73,7 @@ fn rss_mib(pid: u32) -> f64 {
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| {
-            l.starts_with(name)
-                && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
         })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
@@ -97,7 +96,10 @@ async fn stalled_bodies(client: &reqwest::Client) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     println!("\n== stalled bodies (max_body_bytes = 1 MiB, half of it sent, body_timeout 60 s)");
-    println!("{:>10}  {:>9}  {:>26}", "stalled", "RSS MiB", "healthy requests (50 each)");
+    println!(
+        "{:>10}  {:>9}  {:>26}",
+        "stalled", "RSS MiB", "healthy requests (50 each)"
+    );
     for n in [0, 500, largest] {
         let server = common::Server::start_with(
             &format!("body_timeout = \"60s\"\nmax_connections = {}", n + 1000),
@@ -108,7 +110,9 @@ async fn stalled_bodies(client: &reqwest::Client) {
         let mut held = Vec::with_capacity(n);
         let half = vec![b'a'; MAX_BODY / 2];
         for _ in 0..n {
-            let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+            let mut s = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
             let head = format!(
                 "POST /webhooks/front HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {MAX_BODY}\r\n\r\n"
             );
@@ -131,7 +135,11 @@ async fn stalled_bodies(client: &reqwest::Client) {
             assert_eq!(res.status(), 200);
             lat.push(started.elapsed());
         }
-        println!("{n:>10}  {:>9.1}  {}", rss_mib(server.pid()), common::percentiles(lat));
+        println!(
+            "{n:>10}  {:>9.1}  {}",
+            rss_mib(server.pid()),
+            common::percentiles(lat)
+        );
         drop(held);
     }
 }
@@ -220,7 +228,10 @@ async fn backlog(client: &reqwest::Client) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    for (kind, port) in [("dead (refused)", dead_port), ("hanging", hanging_endpoint())] {
+    for (kind, port) in [
+        ("dead (refused)", dead_port),
+        ("hanging", hanging_endpoint()),
+    ] {
         let server = common::Server::start(
             "[delivery]\nallow_http = true\nallow_private_networks = true\n\
              retry_schedule = [\"1m\", \"1m\", \"1m\"]",
@@ -243,7 +254,9 @@ async fn backlog(client: &reqwest::Client) {
                     client
                         .post(format!("{base}/v1beta1/events"))
                         .bearer_auth("bench")
-                        .json(&json!({"action": "app.user.created", "data": {"metadata": {"i": i}}}))
+                        .json(
+                            &json!({"action": "app.user.created", "data": {"metadata": {"i": i}}}),
+                        )
                         .send()
                         .await
                         .map(|r| r.status().as_u16())
@@ -275,7 +288,11 @@ async fn backlog(client: &reqwest::Client) {
             / secs;
         println!(
             "{kind:<16} write commands {writes:>8.1}/s  commits {commits:>7.1}/s  attempts {attempts:>6.1}/s  job runs {jobs:>7.1}/s  ({:.1} writes per attempt)",
-            if attempts > 0.0 { writes / attempts } else { writes }
+            if attempts > 0.0 {
+                writes / attempts
+            } else {
+                writes
+            }
         );
     }
 }
@@ -296,4 +313,3 @@ async fn main() {
     worst_bodies(&client).await;
     backlog(&client).await;
 }
-

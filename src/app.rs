@@ -88,8 +88,11 @@ impl Application {
             .context("reading which keys sealed the stored secrets")?
         };
         let keyring = Arc::new(
-            Keyring::from_config(&config, &delivery::secrets::SealedInventory { key_ids: stored })
-                .context("loading the encryption keys")?,
+            Keyring::from_config(
+                &config,
+                &delivery::secrets::SealedInventory { key_ids: stored },
+            )
+            .context("loading the encryption keys")?,
         );
         let front_client = front::register(&mut registry, &config, store.clone())?;
         let gate = delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;

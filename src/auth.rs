@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::http::{Method, StatusCode};
 use actix_web::http::header::{self, HeaderName};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpRequest, web};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -142,7 +142,8 @@ impl Authenticator {
         }
         let headers = req.headers();
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let cross_site = text("sec-fetch-site").is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+        let cross_site =
+            text("sec-fetch-site").is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
         if let Some(origin) = text("origin") {
             let origin_host = url::Url::parse(origin).ok().and_then(|u| {
                 u.host_str().map(|h| match u.port() {
@@ -155,7 +156,9 @@ impl Authenticator {
                     .is_some_and(|(h, o)| h.eq_ignore_ascii_case(o))
             };
             if !(matches(text("host")) || matches(text("x-forwarded-host"))) {
-                return Err(cross_origin(&format!("its Origin ({origin}) is not this host")));
+                return Err(cross_origin(&format!(
+                    "its Origin ({origin}) is not this host"
+                )));
             }
         } else if cross_site {
             return Err(cross_origin("the browser says it is a cross-site request"));
@@ -183,7 +186,9 @@ fn cross_origin(why: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "cross_origin",
-        format!("this state-changing request was refused because {why}; send it from the admin page or with a bearer token, without an Origin of another site"),
+        format!(
+            "this state-changing request was refused because {why}; send it from the admin page or with a bearer token, without an Origin of another site"
+        ),
     )
 }
 
@@ -306,7 +311,10 @@ mod tests {
             .insert_header(("X-Frontier-Email", "ops@example.com"))
             .to_http_request();
         let c = a.authenticate(&r).expect("email admin");
-        assert_eq!((c.role, c.identity.as_str()), (Role::Admin, "ops@example.com"));
+        assert_eq!(
+            (c.role, c.identity.as_str()),
+            (Role::Admin, "ops@example.com")
+        );
 
         for bad in [
             TestRequest::default().insert_header(("Authorization", "Bearer nope")),
@@ -331,25 +339,85 @@ mod tests {
             for h in headers {
                 r = r.insert_header(*h);
             }
-            a.check_same_origin(&r.to_http_request()).map_err(|e| e.code().to_string())
+            a.check_same_origin(&r.to_http_request())
+                .map_err(|e| e.code().to_string())
         };
         let json = ("Content-Type", "application/json");
-        assert_eq!(post(&[("Host", "hr.example.com"), ("Origin", "https://evil.example"), json]), Err("cross_origin".into()));
-        assert_eq!(post(&[("Host", "hr.example.com"), ("Origin", "null"), json]), Err("cross_origin".into()));
-        assert_eq!(post(&[("Host", "hr.example.com"), ("Sec-Fetch-Site", "cross-site")]), Err("cross_origin".into()));
-        assert_eq!(post(&[("Host", "hr.example.com"), ("Origin", "https://hr.example.com"), json]), Ok(()));
-        assert_eq!(post(&[("Host", "hr.example.com:8443"), ("Origin", "https://hr.example.com:8443"), json]), Ok(()));
-        assert_eq!(post(&[("Host", "hr.example.com"), ("Content-Type", "text/plain"), ("Content-Length", "3")]), Err("unsupported_media_type".into()));
-        assert_eq!(post(&[("Host", "hr.example.com"), ("Content-Type", "application/x-www-form-urlencoded")]), Err("unsupported_media_type".into()));
-        assert_eq!(post(&[("Host", "hr.example.com")]), Ok(()), "no body, no origin: curl");
-        let get = TestRequest::get().insert_header(("Origin", "https://evil.example")).to_http_request();
-        assert!(a.check_same_origin(&get).is_ok(), "reads are not state changes");
+        assert_eq!(
+            post(&[
+                ("Host", "hr.example.com"),
+                ("Origin", "https://evil.example"),
+                json
+            ]),
+            Err("cross_origin".into())
+        );
+        assert_eq!(
+            post(&[("Host", "hr.example.com"), ("Origin", "null"), json]),
+            Err("cross_origin".into())
+        );
+        assert_eq!(
+            post(&[("Host", "hr.example.com"), ("Sec-Fetch-Site", "cross-site")]),
+            Err("cross_origin".into())
+        );
+        assert_eq!(
+            post(&[
+                ("Host", "hr.example.com"),
+                ("Origin", "https://hr.example.com"),
+                json
+            ]),
+            Ok(())
+        );
+        assert_eq!(
+            post(&[
+                ("Host", "hr.example.com:8443"),
+                ("Origin", "https://hr.example.com:8443"),
+                json
+            ]),
+            Ok(())
+        );
+        assert_eq!(
+            post(&[
+                ("Host", "hr.example.com"),
+                ("Content-Type", "text/plain"),
+                ("Content-Length", "3")
+            ]),
+            Err("unsupported_media_type".into())
+        );
+        assert_eq!(
+            post(&[
+                ("Host", "hr.example.com"),
+                ("Content-Type", "application/x-www-form-urlencoded")
+            ]),
+            Err("unsupported_media_type".into())
+        );
+        assert_eq!(
+            post(&[("Host", "hr.example.com")]),
+            Ok(()),
+            "no body, no origin: curl"
+        );
+        let get = TestRequest::get()
+            .insert_header(("Origin", "https://evil.example"))
+            .to_http_request();
+        assert!(
+            a.check_same_origin(&get).is_ok(),
+            "reads are not state changes"
+        );
 
         let without = Authenticator::new(
-            &AuthConfig { admin_token: None, publish_tokens: vec![], identity_header: None, admin_emails: vec![] },
+            &AuthConfig {
+                admin_token: None,
+                publish_tokens: vec![],
+                identity_header: None,
+                admin_emails: vec![],
+            },
             &Secret::new("adm"),
         );
-        let r = TestRequest::post().insert_header(("Origin", "https://evil.example")).to_http_request();
-        assert!(without.check_same_origin(&r).is_ok(), "bearer-only servers are not affected");
+        let r = TestRequest::post()
+            .insert_header(("Origin", "https://evil.example"))
+            .to_http_request();
+        assert!(
+            without.check_same_origin(&r).is_ok(),
+            "bearer-only servers are not affected"
+        );
     }
 }

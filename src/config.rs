@@ -730,7 +730,8 @@ impl Validator<'_> {
                 _ => return Err(self.invalid("server.max_body_bytes", "must be at least 1")),
             },
             shutdown_grace: self.duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
-            body_timeout: self.positive_duration("server.body_timeout", &raw.server.body_timeout)?,
+            body_timeout: self
+                .positive_duration("server.body_timeout", &raw.server.body_timeout)?,
             max_connections: match raw.server.max_connections {
                 0 => return Err(self.invalid("server.max_connections", "must be at least 1")),
                 n => n as usize,

@@ -250,7 +250,11 @@ impl Tasks {
                 .store
                 .writer()
                 .write_wait(move |tx| {
-                    Ok::<_, StoreError>(crate::front::inbound::forget_keys(tx, keys_cutoff, RETENTION_BATCH)?)
+                    Ok::<_, StoreError>(crate::front::inbound::forget_keys(
+                        tx,
+                        keys_cutoff,
+                        RETENTION_BATCH,
+                    )?)
                 })
                 .await?;
             keys += n as u64;

@@ -65,7 +65,11 @@ fn from_stored(value: &Value) -> Option<Sealed> {
 ///
 /// # Errors
 /// A message naming the header whose `"[redacted]"` has nothing to keep, or the RNG failing.
-pub fn seal(keyring: &Keyring, webhook_id: &str, given: &Map<String, Value>) -> anyhow::Result<Map<String, Value>> {
+pub fn seal(
+    keyring: &Keyring,
+    webhook_id: &str,
+    given: &Map<String, Value>,
+) -> anyhow::Result<Map<String, Value>> {
     let mut out = Map::new();
     for (name, value) in given {
         let v = match value.as_str() {
@@ -83,7 +87,10 @@ pub fn seal(keyring: &Keyring, webhook_id: &str, given: &Map<String, Value>) -> 
 ///
 /// # Errors
 /// The name of a header sent as `"[redacted]"` that has no stored value to keep.
-pub fn resolve_kept(sealed: &mut Map<String, Value>, previous: &Map<String, Value>) -> Result<(), String> {
+pub fn resolve_kept(
+    sealed: &mut Map<String, Value>,
+    previous: &Map<String, Value>,
+) -> Result<(), String> {
     for (name, value) in sealed.iter_mut() {
         if value.as_str() == Some(REDACTED) && is_sensitive(name) {
             let kept = previous
@@ -118,17 +125,25 @@ pub fn shown(stored: &Map<String, Value>) -> Map<String, Value> {
 ///
 /// # Errors
 /// Which header cannot be decrypted, and why.
-pub fn open(keyring: &Keyring, webhook_id: &str, stored: &Map<String, Value>) -> Result<Vec<(String, String)>, String> {
+pub fn open(
+    keyring: &Keyring,
+    webhook_id: &str,
+    stored: &Map<String, Value>,
+) -> Result<Vec<(String, String)>, String> {
     stored
         .iter()
         .map(|(name, value)| match value {
             Value::String(s) => Ok((name.clone(), s.clone())),
             other => {
-                let sealed = from_stored(other).ok_or_else(|| format!("its header {name} is stored in an unknown form"))?;
+                let sealed = from_stored(other)
+                    .ok_or_else(|| format!("its header {name} is stored in an unknown form"))?;
                 let plain = keyring
                     .open_bytes(&sealed, &aad(webhook_id, name))
-                    .map_err(|e: OpenError| format!("its header {name} cannot be decrypted: {e}"))?;
-                let text = String::from_utf8(plain).map_err(|_| format!("its header {name} is not text"))?;
+                    .map_err(|e: OpenError| {
+                        format!("its header {name} cannot be decrypted: {e}")
+                    })?;
+                let text = String::from_utf8(plain)
+                    .map_err(|_| format!("its header {name} is not text"))?;
                 Ok((name.clone(), text))
             }
         })
@@ -145,7 +160,11 @@ pub fn key_ids(stored: &Map<String, Value>) -> impl Iterator<Item = String> + '_
 ///
 /// # Errors
 /// Which header could not be decrypted.
-pub fn reseal(keyring: &Keyring, webhook_id: &str, stored: &Map<String, Value>) -> anyhow::Result<Option<Map<String, Value>>> {
+pub fn reseal(
+    keyring: &Keyring,
+    webhook_id: &str,
+    stored: &Map<String, Value>,
+) -> anyhow::Result<Option<Map<String, Value>>> {
     let mut changed = false;
     let mut out = Map::new();
     for (name, value) in stored {
@@ -171,7 +190,16 @@ mod tests {
 
     #[test]
     fn sensitive_names() {
-        for n in ["Authorization", "X-Api-Key", "Cookie", "x-auth-token", "X-Client-Secret", "Proxy-Authorization", "X-Password", "X-Upstream-Signature"] {
+        for n in [
+            "Authorization",
+            "X-Api-Key",
+            "Cookie",
+            "x-auth-token",
+            "X-Client-Secret",
+            "Proxy-Authorization",
+            "X-Password",
+            "X-Upstream-Signature",
+        ] {
             assert!(is_sensitive(n), "{n}");
         }
         for n in ["X-Team", "Accept-Language", "X-Tenant"] {
@@ -182,24 +210,57 @@ mod tests {
     #[test]
     fn sealed_at_rest_shown_redacted_opened_for_sending() {
         let keyring = Keyring::new(&[7; 32], &[]);
-        let given: Map<String, Value> = serde_json::from_value(json!({"Authorization": "Bearer hunter2", "X-Team": "ops"})).expect("map");
+        let given: Map<String, Value> =
+            serde_json::from_value(json!({"Authorization": "Bearer hunter2", "X-Team": "ops"}))
+                .expect("map");
         let stored = seal(&keyring, "wh_1", &given).expect("seal");
         let text = Value::Object(stored.clone()).to_string();
         assert!(!text.contains("hunter2") && text.contains("ops"), "{text}");
-        assert_eq!(Value::Object(shown(&stored)), json!({"Authorization": "[redacted]", "X-Team": "ops"}));
+        assert_eq!(
+            Value::Object(shown(&stored)),
+            json!({"Authorization": "[redacted]", "X-Team": "ops"})
+        );
         let sent = open(&keyring, "wh_1", &stored).expect("open");
         assert!(sent.contains(&("Authorization".to_string(), "Bearer hunter2".to_string())));
-        assert!(open(&keyring, "wh_2", &stored).is_err(), "bound to its webhook");
+        assert!(
+            open(&keyring, "wh_2", &stored).is_err(),
+            "bound to its webhook"
+        );
 
-        let mut again = seal(&keyring, "wh_1", &serde_json::from_value(json!({"authorization": "[redacted]"})).expect("map")).expect("seal");
+        let mut again = seal(
+            &keyring,
+            "wh_1",
+            &serde_json::from_value(json!({"authorization": "[redacted]"})).expect("map"),
+        )
+        .expect("seal");
         resolve_kept(&mut again, &stored).expect("kept");
-        assert_eq!(open(&keyring, "wh_1", &again).expect("open")[0].1, "Bearer hunter2");
-        let mut nothing = seal(&keyring, "wh_1", &serde_json::from_value(json!({"X-Api-Key": "[redacted]"})).expect("map")).expect("seal");
-        assert_eq!(resolve_kept(&mut nothing, &stored), Err("X-Api-Key".to_string()));
+        assert_eq!(
+            open(&keyring, "wh_1", &again).expect("open")[0].1,
+            "Bearer hunter2"
+        );
+        let mut nothing = seal(
+            &keyring,
+            "wh_1",
+            &serde_json::from_value(json!({"X-Api-Key": "[redacted]"})).expect("map"),
+        )
+        .expect("seal");
+        assert_eq!(
+            resolve_kept(&mut nothing, &stored),
+            Err("X-Api-Key".to_string())
+        );
 
         let rotated = Keyring::new(&[8; 32], &[[7; 32]]);
-        let resealed = reseal(&rotated, "wh_1", &stored).expect("reseal").expect("changed");
-        assert_eq!(key_ids(&resealed).collect::<Vec<_>>(), vec![rotated.current_id().to_string()]);
-        assert!(reseal(&rotated, "wh_1", &resealed).expect("reseal").is_none());
+        let resealed = reseal(&rotated, "wh_1", &stored)
+            .expect("reseal")
+            .expect("changed");
+        assert_eq!(
+            key_ids(&resealed).collect::<Vec<_>>(),
+            vec![rotated.current_id().to_string()]
+        );
+        assert!(
+            reseal(&rotated, "wh_1", &resealed)
+                .expect("reseal")
+                .is_none()
+        );
     }
 }

@@ -169,7 +169,10 @@ impl Keyring {
     ///
     /// # Errors
     /// As [`Keyring::from_config`], except for unknown key ids.
-    pub fn from_config_unchecked(config: &Config, stored: &SealedInventory) -> anyhow::Result<Self> {
+    pub fn from_config_unchecked(
+        config: &Config,
+        stored: &SealedInventory,
+    ) -> anyhow::Result<Self> {
         let previous = config
             .delivery
             .previous_encryption_keys

@@ -333,7 +333,8 @@ impl Sender {
             }
             Err(reason) => return self.unusable(delivery_id, target.id, reason),
         };
-        let custom_headers = match super::headers::open(&self.keyring, &target.id, &target.headers) {
+        let custom_headers = match super::headers::open(&self.keyring, &target.id, &target.headers)
+        {
             Ok(h) => h,
             Err(reason) => return self.unusable(delivery_id, target.id, reason),
         };
@@ -384,7 +385,14 @@ impl Sender {
             Verdict::Delivered => {
                 tracing::debug!(%delivery_id, %event_id, %webhook_id, status = ?attempt.status, "delivered");
                 JobResult::succeeded().with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Succeeded, wake)
+                    record(
+                        tx,
+                        &delivery_id,
+                        &webhook_id,
+                        &attempt,
+                        &Next::Succeeded,
+                        wake,
+                    )
                 }))
             }
             Verdict::Gone(error) => {
@@ -402,7 +410,14 @@ impl Sender {
                     after: Some(wait),
                 })
                 .with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::RetryAt(at), wake)
+                    record(
+                        tx,
+                        &delivery_id,
+                        &webhook_id,
+                        &attempt,
+                        &Next::RetryAt(at),
+                        wake,
+                    )
                 }))
             }
             Verdict::Retry { error, .. } => {
@@ -582,7 +597,11 @@ pub const PARK_SWEEP: Duration = Duration::from_secs(2);
 /// starts empty), or when the attempt that should have woken them ended without recording (a
 /// crash, a lost claim) or raced with their parking. One read per sweep, a write only when an
 /// endpoint needs waking: the cost follows the endpoints, not the backlog.
-pub async fn sweep_parked(store: Store, gate: Arc<Gate>, stop: tokio_util::sync::CancellationToken) {
+pub async fn sweep_parked(
+    store: Store,
+    gate: Arc<Gate>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut tick = tokio::time::interval(PARK_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -590,7 +609,10 @@ pub async fn sweep_parked(store: Store, gate: Arc<Gate>, stop: tokio_util::sync:
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let parked = match store.read(|c| jobs::parked(c).map_err(StoreError::from)).await {
+        let parked = match store
+            .read(|c| jobs::parked(c).map_err(StoreError::from))
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "reading parked deliveries failed");

@@ -453,8 +453,14 @@ async fn create(
     let keyring = keyring.into_inner();
     let id = ids::new_id(ids::WEBHOOK);
     let stored_headers = headers::seal(&keyring, &id, &b.headers).map_err(ApiError::internal)?;
-    if let Some((name, _)) = stored_headers.iter().find(|(_, v)| v.as_str() == Some(headers::REDACTED)) {
-        return Err(invalid("headers", format!("`{name}` is \"[redacted]\": send the header's real value")));
+    if let Some((name, _)) = stored_headers
+        .iter()
+        .find(|(_, v)| v.as_str() == Some(headers::REDACTED))
+    {
+        return Err(invalid(
+            "headers",
+            format!("`{name}` is \"[redacted]\": send the header's real value"),
+        ));
     }
     let shown = store
         .writer()
@@ -967,7 +973,8 @@ pub fn sealed_key_ids(conn: &Connection) -> rusqlite::Result<Vec<String>> {
         .prepare("SELECT DISTINCT key_id FROM webhook_secrets")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare("SELECT headers FROM webhooks WHERE headers LIKE '%\"sealed\"%'")?;
+    let mut stmt =
+        conn.prepare("SELECT headers FROM webhooks WHERE headers LIKE '%\"sealed\"%'")?;
     for text in stmt.query_map([], |r| r.get::<_, String>(0))? {
         let map: Map<String, Value> = serde_json::from_str(&text?).unwrap_or_default();
         ids.extend(headers::key_ids(&map));

@@ -152,7 +152,9 @@ pub fn check_not_reserved(
     {
         return Err(ApiError::bad_request(
             "reserved_action",
-            format!("data.source `{source}` is hookrelay's own; name your application instead (the default is `frontier`)"),
+            format!(
+                "data.source `{source}` is hookrelay's own; name your application instead (the default is `frontier`)"
+            ),
         ));
     }
     Ok(())

@@ -96,7 +96,12 @@ pub const KEY_MEMORY: std::time::Duration = std::time::Duration::from_secs(30 * 
 ///
 /// # Errors
 /// A database error.
-pub fn remember_key(tx: &WriteTx<'_>, source: &str, key: &str, now: Millis) -> rusqlite::Result<bool> {
+pub fn remember_key(
+    tx: &WriteTx<'_>,
+    source: &str,
+    key: &str,
+    now: Millis,
+) -> rusqlite::Result<bool> {
     let inserted = tx
         .prepare_cached(
             "INSERT INTO inbound_keys (source, key, seen_at) VALUES (?1, ?2, ?3)

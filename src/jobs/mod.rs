@@ -359,7 +359,11 @@ pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize) -> rusqlite::Result<usize> 
                           WHERE parked_on = ?1 AND state IN ('queued', 'retrying')
                           ORDER BY id LIMIT ?3)",
         )?
-        .execute(params![key, clock::now_ms(), i64::try_from(n).unwrap_or(i64::MAX)])?;
+        .execute(params![
+            key,
+            clock::now_ms(),
+            i64::try_from(n).unwrap_or(i64::MAX)
+        ])?;
     if woken > 0 {
         tx.wake_workers();
     }

@@ -225,7 +225,9 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
     match options.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(anyhow::Error::from(e).context(format!("creating the database {}", path.display()))),
+        Err(e) => {
+            Err(anyhow::Error::from(e).context(format!("creating the database {}", path.display())))
+        }
     }
 }
 
@@ -337,9 +339,17 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").expect("write");
-            for file in [path.clone(), wal_path(&path), path.with_extension("sqlite-shm")] {
-                let mode = std::fs::metadata(&file).expect("exists").permissions().mode();
+            conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+                .expect("write");
+            for file in [
+                path.clone(),
+                wal_path(&path),
+                path.with_extension("sqlite-shm"),
+            ] {
+                let mode = std::fs::metadata(&file)
+                    .expect("exists")
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{}", file.display());
             }
         }

@@ -163,8 +163,7 @@ impl actix_web::FromRequest for Body {
             .get(actix_web::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok());
-        let mut stream =
-            actix_web::dev::Decompress::from_headers(payload.take(), req.headers());
+        let mut stream = actix_web::dev::Decompress::from_headers(payload.take(), req.headers());
         Box::pin(async move {
             if !encoded && announced.is_some_and(|n| n > limit) {
                 return Err(too_large(limit));

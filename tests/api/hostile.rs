@@ -37,8 +37,11 @@ async fn stall(addr: &str, announced: usize, sent: usize) -> std::io::Result<Tcp
 fn server_config(dir: &std::path::Path, server_keys: &str) -> std::path::PathBuf {
     let config = write_child_config(dir, &format!("[front]\nwebhook_secret = \"{SECRET}\""));
     let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(&config, text.replacen("[server]\n", &format!("[server]\n{server_keys}"), 1))
-        .expect("config");
+    std::fs::write(
+        &config,
+        text.replacen("[server]\n", &format!("[server]\n{server_keys}"), 1),
+    )
+    .expect("config");
     config
 }
 
@@ -55,17 +58,21 @@ async fn two_thousand_stalled_bodies_leave_the_server_serving_within_bounded_mem
     let addr = app.address.trim_start_matches("http://").to_string();
     let pid = app.child.id();
     // Warm up: the first requests allocate what every request shares.
-    let res = post_front(&app.client, &app.address, &full_inbound("evt_warm", "msg_warm")).await;
+    let res = post_front(
+        &app.client,
+        &app.address,
+        &full_inbound("evt_warm", "msg_warm"),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let idle = rss(pid);
 
     let sent_each = MAX_BODY / 2;
     let mut stalled = Vec::with_capacity(CONNECTIONS);
     for chunk in 0..CONNECTIONS / 100 {
-        let opened = futures_util::future::join_all(
-            (0..100).map(|_| stall(&addr, MAX_BODY, sent_each)),
-        )
-        .await;
+        let opened =
+            futures_util::future::join_all((0..100).map(|_| stall(&addr, MAX_BODY, sent_each)))
+                .await;
         for s in opened {
             stalled.push(s.unwrap_or_else(|e| panic!("connection in batch {chunk}: {e}")));
         }
@@ -82,10 +89,18 @@ async fn two_thousand_stalled_bodies_leave_the_server_serving_within_bounded_mem
         .await
         .expect("healthz");
     assert_eq!(health.status(), 200);
-    let res = post_front(&app.client, &app.address, &full_inbound("evt_during", "msg_during")).await;
+    let res = post_front(
+        &app.client,
+        &app.address,
+        &full_inbound("evt_during", "msg_during"),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "healthy requests took {took:?} beside {CONNECTIONS} stalled bodies");
+    assert!(
+        took < Duration::from_secs(1),
+        "healthy requests took {took:?} beside {CONNECTIONS} stalled bodies"
+    );
 
     // Memory: what the stalled bodies hold is bounded by the limits. Each connection buffers at
     // most what it sent, twice (the read buffer and the body being collected), plus a fixed
@@ -108,7 +123,10 @@ async fn two_thousand_stalled_bodies_leave_the_server_serving_within_bounded_mem
     for mut s in stalled.drain(..).take(20) {
         let mut buf = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
-        assert!(read.is_ok(), "the stalled connection was not closed at the deadline");
+        assert!(
+            read.is_ok(),
+            "the stalled connection was not closed at the deadline"
+        );
         answers.push(String::from_utf8_lossy(&buf).into_owned());
     }
     for a in &answers {

@@ -25,7 +25,11 @@ async fn unknown_route_and_wrong_method_are_json_errors() {
         .send()
         .await
         .expect("req");
-    assert_eq!(res.headers()["allow"], "GET, POST, HEAD", "the methods it has");
+    assert_eq!(
+        res.headers()["allow"],
+        "GET, POST, HEAD",
+        "the methods it has"
+    );
     assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
