@@ -270,7 +270,8 @@ pub fn for_event(conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Valu
 
 fn attempts(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec<Value>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT attempt, at, status, latency_ms, response_headers, response_body, error_kind, error
+        "SELECT attempt, at, status, latency_ms, response_headers, response_body, error_kind, error,
+                response_headers_truncated
          FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt",
     )?;
     let rows = stmt.query_map([delivery_id], |r| {
@@ -282,6 +283,8 @@ fn attempts(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec<Value>
             "status": r.get::<_, Option<i64>>(2)?,
             "latency_ms": r.get::<_, i64>(3)?,
             "response_headers": headers.and_then(|h| serde_json::from_str::<Value>(&h).ok()),
+            // The receiver sent more than 16 KiB of headers; the first of them are kept.
+            "response_headers_truncated": r.get::<_, bool>(8)?,
             "response_body": body.map(|b| String::from_utf8_lossy(&b).into_owned()),
             "error_kind": r.get::<_, Option<String>>(6)?,
             "error": r.get::<_, Option<String>>(7)?,

@@ -170,6 +170,8 @@ struct Attempt {
     status: Option<u16>,
     latency_ms: i64,
     headers: Option<Value>,
+    /// The response's headers were over the cap; `headers` holds the first of them.
+    headers_truncated: bool,
     body: Option<Vec<u8>>,
     error_kind: Option<&'static str>,
     error: Option<String>,
@@ -206,8 +208,8 @@ fn record(
     jobs::unpark(tx, webhook_id, wake)?;
     tx.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms, response_headers, response_body,
-                                        error_kind, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                        error_kind, error, response_headers_truncated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         delivery_id,
@@ -218,7 +220,8 @@ fn record(
         a.headers.as_ref().map(Value::to_string),
         a.body,
         a.error_kind,
-        a.error
+        a.error,
+        a.headers_truncated
     ])?;
     let now = clock::now_ms();
     let (state, next_at, finished) = match next {
@@ -352,7 +355,7 @@ impl Sender {
         let number = loaded.attempts + 1;
         let sent_at = clock::now_ms();
         let headers = build_headers(
-            &target,
+            target.algorithm,
             &custom_headers,
             &secrets,
             &loaded.event_id,
@@ -484,10 +487,12 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
                 s @ 300..=399 => Verdict::Retry {
                     error: format!(
                         "HTTP {s}: redirects are not followed (location: {})",
-                        a.headers
-                            .get("location")
-                            .and_then(Value::as_str)
-                            .unwrap_or("none")
+                        crate::redact::url(
+                            a.headers
+                                .get("location")
+                                .and_then(Value::as_str)
+                                .unwrap_or("none")
+                        )
                     ),
                     retry_after: None,
                 },
@@ -513,6 +518,7 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
                     status: Some(a.status),
                     latency_ms: i64::try_from(a.latency.as_millis()).unwrap_or(i64::MAX),
                     headers: Some(a.headers),
+                    headers_truncated: a.headers_truncated,
                     body: Some(a.body),
                     error_kind: error.as_ref().map(|_| "http"),
                     error,
@@ -529,6 +535,7 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
                     status: None,
                     latency_ms: i64::try_from(f.latency.as_millis()).unwrap_or(i64::MAX),
                     headers: None,
+                    headers_truncated: false,
                     body: None,
                     error_kind: Some(f.kind.as_str()),
                     error: Some(error.clone()),
@@ -543,8 +550,9 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
 }
 
 /// The request headers of one attempt.
+#[allow(clippy::too_many_arguments)] // one attempt's values, each used once
 fn build_headers(
-    target: &Target,
+    algorithm: Algorithm,
     custom: &[(String, String)],
     secrets: &[(u32, SigningSecret)],
     event_id: &str,
@@ -575,7 +583,7 @@ fn build_headers(
     set(
         &mut h,
         "x-signature",
-        sign::x_signature(target.algorithm, &keys, body),
+        sign::x_signature(algorithm, &keys, body),
     );
     set(&mut h, "webhook-id", event_id.to_string());
     set(&mut h, "webhook-timestamp", timestamp.to_string());

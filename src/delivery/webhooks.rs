@@ -490,7 +490,7 @@ async fn create(
                     &caller.identity,
                     "webhook.create",
                     &id,
-                    json!({"url": url.as_str()}),
+                    json!({"url": crate::redact::url(url.as_str())}),
                 ),
             )?;
             let w = get(tx, &id)?.ok_or_else(|| ApiError::internal("created webhook vanished"))?;
@@ -710,7 +710,7 @@ async fn delete(
                     &caller.identity,
                     "webhook.delete",
                     &w.id,
-                    json!({"url": w.url, "cancelled_deliveries": cancelled}),
+                    json!({"url": crate::redact::url(&w.url), "cancelled_deliveries": cancelled}),
                 ),
             )?;
             Ok::<_, ApiError>(())
@@ -875,9 +875,11 @@ pub fn disable(
         return Ok(false);
     }
     let cancelled = deliveries::cancel_pending(tx, webhook_id, deliveries::WEBHOOK_DISABLED)?;
-    let url: String = tx
-        .prepare_cached("SELECT url FROM webhooks WHERE id = ?1")?
-        .query_row([webhook_id], |r| r.get(0))?;
+    // The URL as events, audit records and logs show it: no userinfo, no query values.
+    let url: String = crate::redact::url(
+        &tx.prepare_cached("SELECT url FROM webhooks WHERE id = ?1")?
+            .query_row([webhook_id], |r| r.get::<_, String>(0))?,
+    );
     audit::record(
         tx,
         &audit_entry(
