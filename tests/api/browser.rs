@@ -4,9 +4,9 @@
 //! show as text and never run.
 //!
 //! Chromium and chromedriver are required under `CI=true` (`.ci/run` installs them); locally,
-//! without them, these tests say what to install and pass. Screenshots of every view go to
-//! `target/screenshots/`; with `HOOKRELAY_DOCS_SCREENSHOT=1` the delivery detail is also written
-//! to `docs/admin-deliveries.png` for the README.
+//! without them, these tests are ignored with what to install (build.rs looks for them).
+//! Screenshots of every view go to `target/screenshots/`; with `HOOKRELAY_DOCS_SCREENSHOT=1` the
+//! delivery detail is also written to `docs/admin-deliveries.png` for the README.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,8 +54,8 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// Chromium and chromedriver, or `None` (with a note) when they are not installed. Under CI their
-/// absence fails the test instead.
+/// Chromium and chromedriver, or `None` (with a note) when they are not installed — removed since
+/// build.rs looked, or a test run with `--ignored`. Under CI their absence fails the test instead.
 fn browser_binaries(what: &str) -> Option<(PathBuf, PathBuf)> {
     let chromium = which("chromium").or_else(|| which("chromium-browser"));
     let driver = which("chromedriver");
@@ -387,6 +387,10 @@ fn the_admin_script_has_no_html_sinks() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(missing_chromium, missing_chromedriver),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
 async fn browser_on_call_story_from_sign_in_to_retry() {
     let Some((chromium, chromedriver)) = browser_binaries("the admin page browser test") else {
         return;
@@ -734,6 +738,10 @@ async fn browser_on_call_story_from_sign_in_to_retry() {
 /// A Front message and a published event whose fields hold markup, and a receiver answering
 /// with markup: all of it must show literally, and none of it may run.
 #[tokio::test]
+#[cfg_attr(
+    any(missing_chromium, missing_chromedriver),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
 async fn browser_hostile_payloads_render_as_text() {
     const IMG: &str = r#"<img src=x onerror="window.__xss=1;document.title='pwned'">"#;
     const SCRIPT: &str = "<script>window.__xss=2;document.title='pwned'</script>";

@@ -1,0 +1,150 @@
+//! Finds which of the test suite's outside tools this machine lacks, so that their tests show as
+//! `ignored` in `cargo test`'s summary, with what to install, instead of passing without running.
+//! Each missing tool sets a `missing_*` cfg that tests/api uses as
+//! `#[cfg_attr(missing_go, ignore = "needs Go: …")]`.
+//!
+//! Under `CI` (any value) nothing is ever declared missing: there every test runs, and one whose
+//! tool is absent fails. The probes are `PATH` look-ups and three `--version` runs, and they only
+//! run again when `CI`, `PATH` or `SCHEMATHESIS` change or something is installed into (or removed
+//! from) a `PATH` directory or `tests/receivers`, so installing a tool turns its tests back on
+//! without `cargo clean`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Every cfg this script may set.
+const CFGS: [&str; 7] = [
+    "missing_node",
+    "missing_node_packages",
+    "missing_python3",
+    "missing_go",
+    "missing_schemathesis",
+    "missing_chromium",
+    "missing_chromedriver",
+];
+
+fn main() {
+    for cfg in CFGS {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
+    for var in ["CI", "PATH", "SCHEMATHESIS"] {
+        println!("cargo::rerun-if-env-changed={var}");
+    }
+    let root = canonical(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out = canonical(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    // Only paths that exist: Cargo reruns a build script on every build while one it watches is
+    // missing. A directory is watched with everything under it.
+    for dir in path_dirs() {
+        // Not one holding the target directory: that changes with every build.
+        if !root.starts_with(&dir) && !out.starts_with(&dir) {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
+    }
+    let receivers = root.join("tests/receivers");
+    let express = receivers.join("node_modules/express");
+    // `npm ci --prefix tests/receivers` creates node_modules/ in there.
+    if let Some(dir) = [&express, &receivers].into_iter().find(|dir| dir.is_dir()) {
+        println!("cargo::rerun-if-changed={}", dir.display());
+    }
+    let venv_st = root.join("target/schemathesis-venv/bin/st");
+    if let Some(bin) = venv_st.parent().filter(|bin| bin.is_dir()) {
+        println!("cargo::rerun-if-changed={}", bin.display());
+    }
+
+    if env::var_os("CI").is_some() {
+        return;
+    }
+    let missing = |cfg: &str| println!("cargo::rustc-cfg={cfg}");
+    // The same checks the tests make at run time (their fallback for a tool removed later).
+    let [node, python3, go] = std::thread::scope(|s| {
+        [
+            s.spawn(|| runs("node", &["--version"])),
+            s.spawn(|| runs("python3", &["--version"])),
+            s.spawn(|| runs("go", &["version"])),
+        ]
+        .map(|probe| probe.join().expect("probe"))
+    });
+    if !node {
+        missing("missing_node");
+    }
+    if !express.is_dir() {
+        missing("missing_node_packages");
+    }
+    if !python3 {
+        missing("missing_python3");
+    }
+    if !go {
+        missing("missing_go");
+    }
+    // As tests/api/schemathesis.rs picks it: $SCHEMATHESIS, the pinned venv .ci/run makes, `st`.
+    let schemathesis = match env::var_os("SCHEMATHESIS") {
+        Some(st) if Path::new(&st).components().count() > 1 => executable(&root.join(st)),
+        Some(st) => which(Path::new(&st)).is_some(),
+        None => executable(&venv_st) || which(Path::new("st")).is_some(),
+    };
+    if !schemathesis {
+        missing("missing_schemathesis");
+    }
+    if which(Path::new("chromium"))
+        .or_else(|| which(Path::new("chromium-browser")))
+        .is_none()
+    {
+        missing("missing_chromium");
+    }
+    if which(Path::new("chromedriver")).is_none() {
+        missing("missing_chromedriver");
+    }
+}
+
+/// The absolute, existing directories on `PATH`, each once.
+fn path_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for dir in env::split_paths(&env::var_os("PATH").unwrap_or_default()) {
+        // A relative entry is not a place tools get installed into.
+        if dir.is_absolute()
+            && let Ok(dir) = dir.canonicalize()
+            && dir.is_dir()
+            && !dirs.contains(&dir)
+        {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+fn canonical(path: impl Into<PathBuf>) -> PathBuf {
+    let path = path.into();
+    path.canonicalize().unwrap_or(path)
+}
+
+/// `name` on `PATH`, if it is there and executable.
+fn which(name: &Path) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| executable(path))
+}
+
+fn executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
+}
+
+/// Whether `tool args` starts and exits successfully.
+fn runs(tool: &str, args: &[&str]) -> bool {
+    Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
