@@ -16,18 +16,39 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::clock::{self, Millis};
 
 /// Attempts in flight to an endpoint whose latest attempt did not answer 2xx.
 pub const UNPROVEN_IN_FLIGHT: usize = 2;
+/// The shortest time between two attempts to an endpoint not proven healthy: a receiver that
+/// fails fast cannot make its backlog spin through attempts as fast as the CPU allows.
+pub const MIN_SPACING: Duration = Duration::from_millis(50);
 /// Parked deliveries woken at once for an endpoint proven healthy (each success then wakes two
 /// more, so a recovered endpoint's backlog ramps up quickly without a thundering herd).
 pub const PROVEN_BURST: usize = 32;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Endpoint {
     in_flight: usize,
     /// The latest attempt answered 2xx.
     proven: bool,
+    /// Moving average of attempt time, in ms.
+    latency_ms: f64,
+    /// An endpoint not proven healthy starts no attempt before this time.
+    next_start: Millis,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Self {
+            in_flight: 0,
+            proven: false,
+            latency_ms: 0.0,
+            next_start: 0,
+        }
+    }
 }
 
 impl Endpoint {
@@ -37,6 +58,13 @@ impl Endpoint {
         } else {
             UNPROVEN_IN_FLIGHT
         }
+    }
+
+    /// Between two attempts to an endpoint not proven healthy: its average attempt time spread
+    /// over its cap, at least [`MIN_SPACING`] — about the pace it can take them.
+    fn spacing(&self) -> Duration {
+        let per_slot = self.latency_ms / 1000.0 / UNPROVEN_IN_FLIGHT as f64;
+        Duration::from_secs_f64(per_slot.max(0.0)).max(MIN_SPACING)
     }
 }
 
@@ -73,8 +101,12 @@ impl Gate {
     pub fn enter(self: &Arc<Self>, webhook_id: &str) -> Entry {
         let mut endpoints = self.lock();
         let e = endpoints.entry(webhook_id.to_string()).or_default();
-        if e.in_flight < e.cap() {
+        let now = clock::now_ms();
+        if e.in_flight < e.cap() && (e.proven || now >= e.next_start) {
             e.in_flight += 1;
+            if !e.proven {
+                e.next_start = clock::add(now, e.spacing());
+            }
             return Entry::Go(Pass {
                 gate: Arc::clone(self),
                 webhook_id: webhook_id.to_string(),
@@ -102,16 +134,32 @@ impl Gate {
     }
 }
 
+/// Which parked deliveries a finished attempt wakes: how many, and when they are due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wake {
+    pub count: usize,
+    pub at: Millis,
+}
+
 impl Pass {
-    /// Records whether the attempt got a 2xx; returns how many parked deliveries of this
-    /// endpoint the finished attempt should wake (two after a success, so a recovering endpoint
-    /// ramps up; one after a failure, so it keeps at most its cap busy).
-    pub fn finish(self, success: bool) -> usize {
+    /// Records whether the attempt got a 2xx and how long it took; returns which parked
+    /// deliveries of this endpoint it should wake: two, now, after a success (a recovering
+    /// endpoint ramps up); one, at the endpoint's next start, after a failure (it keeps at most
+    /// its cap busy, at its pace).
+    pub fn finish(self, success: bool, took: Duration) -> Wake {
         let mut endpoints = self.gate.lock();
-        if let Some(e) = endpoints.get_mut(&self.webhook_id) {
-            e.proven = success;
+        let now = clock::now_ms();
+        let Some(e) = endpoints.get_mut(&self.webhook_id) else {
+            return Wake { count: 1, at: now };
+        };
+        e.proven = success;
+        let ms = took.as_secs_f64() * 1000.0;
+        e.latency_ms = if e.latency_ms == 0.0 { ms } else { 0.8 * e.latency_ms + 0.2 * ms };
+        if success {
+            Wake { count: 2, at: now }
+        } else {
+            Wake { count: 1, at: e.next_start.max(now) }
         }
-        if success { 2 } else { 1 }
     }
 }
 
@@ -142,17 +190,32 @@ mod tests {
     fn caps_follow_the_last_answer() {
         let gate = Arc::new(Gate::default());
         let a = go(gate.enter("wh_a"));
+        std::thread::sleep(MIN_SPACING);
         let b = go(gate.enter("wh_a"));
-        busy(gate.enter("wh_a"));
+        std::thread::sleep(MIN_SPACING);
+        busy(gate.enter("wh_a")); // at its cap of two
         let _other = go(gate.enter("wh_b"));
-        assert_eq!(a.finish(true), 2, "a success wakes two");
+        assert_eq!(a.finish(true, Duration::from_millis(5)).count, 2, "a success wakes two");
         let many: Vec<Pass> = (0..20).map(|_| go(gate.enter("wh_a"))).collect();
         assert_eq!(gate.in_flight("wh_a"), 21, "a 2xx, however slow: no cap");
         drop(many);
-        assert_eq!(b.finish(false), 1, "a failure wakes one");
+        let wake = b.finish(false, Duration::from_millis(400));
+        assert_eq!(wake.count, 1, "a failure wakes one");
+        std::thread::sleep(MIN_SPACING);
         let _c = go(gate.enter("wh_a"));
-        let _d = go(gate.enter("wh_a"));
-        busy(gate.enter("wh_a"));
+        busy(gate.enter("wh_a")); // paced: not before the next start
+        assert!(wake.at <= clock::now_ms() + 1000);
+    }
+
+    #[test]
+    fn failing_endpoints_are_paced() {
+        let gate = Arc::new(Gate::default());
+        let a = go(gate.enter("wh_a"));
+        busy(gate.enter("wh_a")); // within MIN_SPACING of the first start
+        let wake = a.finish(false, Duration::from_millis(1));
+        assert!(wake.at >= clock::now_ms(), "woken at its next start");
+        std::thread::sleep(MIN_SPACING);
+        let _b = go(gate.enter("wh_a"));
     }
 
     #[test]
@@ -161,7 +224,7 @@ mod tests {
         assert_eq!(gate.to_wake_when_idle("wh_new"), UNPROVEN_IN_FLIGHT);
         let p = go(gate.enter("wh_a"));
         assert_eq!(gate.to_wake_when_idle("wh_a"), 0, "its end wakes the next");
-        p.finish(true);
+        p.finish(true, Duration::from_millis(1));
         assert_eq!(gate.to_wake_when_idle("wh_a"), PROVEN_BURST);
     }
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::client::{Answer, DeliveryClient, Failure};
-use super::gate::{Entry, Gate};
+use super::gate::{Entry, Gate, Wake};
 use super::secrets::{Keyring, Sealed, SigningSecret};
 use super::sign::{self, Algorithm};
 use super::{deliveries, webhooks};
@@ -202,10 +202,10 @@ fn record(
     webhook_id: &str,
     a: &Attempt,
     next: &Next,
-    wake: usize,
+    wake: Wake,
 ) -> rusqlite::Result<()> {
     // The attempt freed a place at this endpoint: wake the deliveries parked on it.
-    jobs::unpark(tx, webhook_id, wake)?;
+    jobs::unpark(tx, webhook_id, wake.count, wake.at)?;
     tx.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms, response_headers, response_body,
                                         error_kind, error, response_headers_truncated)
@@ -377,7 +377,10 @@ impl Sender {
             .copied()
             .unwrap_or_default();
         let (attempt, verdict) = judge(number, sent_at, result);
-        let wake = pass.finish(matches!(verdict, Verdict::Delivered));
+        let wake = pass.finish(
+            matches!(verdict, Verdict::Delivered),
+            Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(u64::MAX)),
+        );
         let webhook_id = target.id;
         let event_id = loaded.event_id;
         crate::metrics::delivery_attempt(
@@ -643,7 +646,7 @@ pub async fn sweep_parked(
             .write_wait(move |tx| {
                 let mut n = 0;
                 for (key, count) in &wake {
-                    n += jobs::unpark(tx, key, *count)?;
+                    n += jobs::unpark(tx, key, *count, clock::now_ms())?;
                 }
                 Ok::<_, StoreError>(n)
             })

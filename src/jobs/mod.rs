@@ -347,22 +347,25 @@ pub fn next_due(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Millis>>
 /// `run_at` of a parked job: never due on its own (9999-12-31, which still formats as a time).
 pub const PARKED_RUN_AT: Millis = 253_402_300_799_000;
 
-/// Wakes up to `n` jobs parked on `key`, oldest first: due now. Returns how many.
+/// Wakes up to `n` jobs parked on `key`, oldest first: due at `at` (or now, if earlier).
+/// Returns how many.
 ///
 /// # Errors
 /// A database error.
-pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize) -> rusqlite::Result<usize> {
+pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize, at: Millis) -> rusqlite::Result<usize> {
+    let now = clock::now_ms();
     let woken = tx
         .prepare_cached(
-            "UPDATE jobs SET run_at = ?2, parked_on = NULL, updated_at = ?2
+            "UPDATE jobs SET run_at = ?2, parked_on = NULL, updated_at = ?4
              WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_parked
                           WHERE parked_on = ?1 AND state IN ('queued', 'retrying')
                           ORDER BY id LIMIT ?3)",
         )?
         .execute(params![
             key,
-            clock::now_ms(),
-            i64::try_from(n).unwrap_or(i64::MAX)
+            at.max(now),
+            i64::try_from(n).unwrap_or(i64::MAX),
+            now
         ])?;
     if woken > 0 {
         tx.wake_workers();
