@@ -298,6 +298,20 @@ impl Drop for Serve {
     }
 }
 
+/// Runs the binary with `stdin` as its input.
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hookrelay");
+    // A usage error exits before reading stdin: a broken pipe here is that, not a failure.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    child.wait_with_output().expect("wait")
+}
+
 /// Tools around hookrelay keep their own `HOOKRELAY_*` variables; none of them is config.
 const FOREIGN_VARS: [(&str, &str); 3] = [
     ("HOOKRELAY_BIN", "/x"),
@@ -360,6 +374,28 @@ fn serve_reads_hookrelay_config_and_ignores_other_hookrelay_vars() {
     assert!(app.get_status("/healthz").contains(" 200"), "{}", app.log());
     assert!(dir.path().join("hookrelay.db").exists());
     assert!(!cwd.path().join("data").exists(), "{}", app.log());
+}
+
+#[test]
+fn serve_logs_no_scheduler_chatter_unless_rust_log_asks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_child_config(dir.path(), "");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let chatter = ["Uninited", "Job creator created"];
+
+    // Cron starts before the listener, so its start-up lines precede "listening on".
+    let app = Serve::start(dir.path(), &args, &[]);
+    let log = app.log();
+    assert!(log.contains("listening on"), "{log}");
+    for line in chatter {
+        assert!(!log.contains(line), "{line:?} in the default log:\n{log}");
+    }
+    drop(app);
+
+    // RUST_LOG still wins: the library's lines are there when asked for.
+    let app = Serve::start(dir.path(), &args, &[("RUST_LOG", "info")]);
+    let log = app.log();
+    assert!(log.contains("Job creator created"), "{log}");
 }
 
 #[test]
@@ -490,4 +526,126 @@ fn durations_without_quotes_get_a_hint() {
             && err.contains("a duration is a string with a unit and needs quotes: write \"30s\""),
         "{err}"
     );
+}
+
+#[test]
+fn verify_takes_bare_id_and_list_signatures_and_prints_one_to_paste_back() {
+    let secret = "ab".repeat(32);
+    let body = b"{\"id\":\"evt_1\"}";
+    let verify = |signature: &str, body: &[u8]| {
+        run_with_stdin(
+            &["verify", "--secret", &secret, "--signature", signature],
+            body,
+        )
+    };
+    // A wrong bare signature: exit 1, and the expected value in the same (bare) form.
+    let out = verify(&"00".repeat(32), body);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("does NOT verify"), "{text}");
+    let expected = text
+        .trim()
+        .rsplit("expected ")
+        .next()
+        .expect("an expected value")
+        .to_string();
+    assert!(
+        expected.len() == 64 && expected.bytes().all(|b| b.is_ascii_hexdigit()),
+        "bare hex: {expected:?}"
+    );
+
+    // Pasted back, in every form, it verifies.
+    for signature in [
+        expected.clone(),
+        format!("1={expected}"),
+        format!("2={},1={expected}", "00".repeat(32)),
+        format!(" 1={expected} "),
+    ] {
+        let out = verify(&signature, body);
+        assert_eq!(out.status.code(), Some(0), "{signature}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("signature verifies"),
+            "{}",
+            stdout(&out)
+        );
+    }
+
+    // The id form gets the id form back.
+    let out = verify(&format!("1={}", "00".repeat(32)), body);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(&format!("expected 1={expected}")),
+        "{}",
+        stdout(&out)
+    );
+
+    // The whsec_ form of the same key.
+    let whsec = format!(
+        "whsec_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0xab_u8; 32])
+    );
+    let out = run_with_stdin(
+        &[
+            "verify",
+            "--secret",
+            &whsec,
+            "--signature",
+            &format!("1={expected}"),
+        ],
+        body,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The other algorithm computes another value.
+    let out = run_with_stdin(
+        &[
+            "verify",
+            "--secret",
+            &secret,
+            "--signature",
+            &expected,
+            "--algorithm",
+            "sha512_256",
+        ],
+        body,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("--algorithm sha256"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn verify_refuses_what_is_not_a_secret_or_a_signature_with_exit_2() {
+    for (args, says) in [
+        (
+            vec!["--secret", "00", "--signature", "1=00"],
+            "64 hex characters",
+        ),
+        (
+            vec!["--secret", "whsec_AAAA", "--signature", "1=00"],
+            "64 hex characters",
+        ),
+        (
+            vec!["--secret", &"zz".repeat(32), "--signature", "1=00"],
+            "64 hex characters",
+        ),
+        (
+            vec!["--secret", &"ab".repeat(32), "--signature", "1=not-hex"],
+            "X-Signature",
+        ),
+        (
+            vec!["--secret", &"ab".repeat(32), "--signature", ""],
+            "X-Signature",
+        ),
+    ] {
+        let mut argv = vec!["verify"];
+        argv.extend(args.iter().copied());
+        let out = run_with_stdin(&argv, b"body");
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{argv:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    }
 }
