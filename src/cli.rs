@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::Application;
 use crate::config::{self, Config, LogFormat};
+use crate::delivery::secrets::SECRET_LEN;
+use crate::delivery::sign::Algorithm;
 use crate::store;
 
 /// A webhook hub in one binary: verified Front ingress, durable jobs, signed outbound webhooks.
@@ -60,7 +62,8 @@ pub enum Command {
         /// The webhook secret as shown at creation: 64 hex chars (or its whsec_ form).
         #[arg(long)]
         secret: String,
-        /// The X-Signature header value, e.g. "1=5f1d…" (several may be comma-separated).
+        /// The X-Signature header value, e.g. "1=5f1d…" (several may be comma-separated), or
+        /// the hex signature alone.
         #[arg(long)]
         signature: String,
         /// The webhook's signature_algorithm.
@@ -151,39 +154,146 @@ fn front_id(value: &str, prefix: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Exit code for a usage error (as clap's own).
+const USAGE_ERROR: u8 = 2;
+
 fn verify(secret: &str, signature: &str, algorithm: &str) -> ExitCode {
-    use base64::Engine as _;
     use std::io::Read as _;
-    let key = match secret.strip_prefix(crate::delivery::secrets::WHSEC_PREFIX) {
-        Some(b64) => base64::engine::general_purpose::STANDARD.decode(b64).ok(),
-        None => hex::decode(secret.trim()).ok(),
+    let key = match parse_verify_secret(secret) {
+        Ok(k) => k,
+        Err(m) => {
+            eprintln!("hookrelay: --secret {m}");
+            return ExitCode::from(USAGE_ERROR);
+        }
     };
-    let Some(key) = key else {
-        eprintln!(
-            "hookrelay: --secret must be the 64 hex chars shown at creation (or the whsec_ form)"
-        );
-        return ExitCode::from(2);
+    let signature = match XSignature::parse(signature) {
+        Ok(s) => s,
+        Err(m) => {
+            eprintln!("hookrelay: --signature {m}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let algorithm: Algorithm = match algorithm.parse() {
+        Ok(a) => a,
+        Err(m) => {
+            eprintln!("hookrelay: --algorithm: {m}");
+            return ExitCode::from(USAGE_ERROR);
+        }
     };
     let mut body = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut body) {
         eprintln!("hookrelay: reading the body from stdin: {e}");
         return ExitCode::FAILURE;
     }
-    let algorithm = algorithm.parse().unwrap_or_default();
-    if crate::delivery::sign::verify_x_signature(algorithm, &key, signature, &body) {
+    if signature.verifies(algorithm, &key, &body) {
         println!(
             "signature verifies ({algorithm}, {} body bytes)",
             body.len()
         );
-        ExitCode::SUCCESS
-    } else {
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "signature does NOT verify ({algorithm}, {} body bytes); expected {}",
+        body.len(),
+        signature.expected(algorithm, &key, &body)
+    );
+    let other = match algorithm {
+        Algorithm::Sha256 => Algorithm::Sha512_256,
+        Algorithm::Sha512_256 => Algorithm::Sha256,
+    };
+    if signature.verifies(other, &key, &body) {
+        println!("it verifies with --algorithm {other}: check the webhook's signature_algorithm");
+    } else if body.ends_with(b"\n") {
         println!(
-            "signature does NOT verify ({algorithm}, {} body bytes); expected {}=<{}>",
-            body.len(),
-            signature.split('=').next().unwrap_or("1"),
-            crate::delivery::sign::hmac_hex(algorithm, &key, &body)
+            "the body ends with a newline: the signature covers the exact bytes sent \
+             (echo adds one; use printf '%s' or a file)"
         );
-        ExitCode::FAILURE
+    }
+    ExitCode::FAILURE
+}
+
+/// A webhook signing secret as `verify` takes it: 64 hex chars, or `whsec_<base64>` of the same
+/// 32 bytes.
+///
+/// # Errors
+/// A message saying what a secret looks like (never repeating the value).
+fn parse_verify_secret(secret: &str) -> Result<[u8; SECRET_LEN], String> {
+    use base64::Engine as _;
+    const SHAPE: &str = "must be the webhook's signing secret as shown when it was created: \
+                         64 hex characters (32 bytes), or its whsec_<base64> form";
+    let s = secret.trim();
+    let bytes = match s.strip_prefix(crate::delivery::secrets::WHSEC_PREFIX) {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64))
+            .map_err(|_| format!("{SHAPE}; the part after whsec_ is not base64"))?,
+        None if s.len() != 2 * SECRET_LEN => {
+            return Err(format!(
+                "{SHAPE}; this one has {} characters",
+                s.chars().count()
+            ));
+        }
+        None => hex::decode(s)
+            .map_err(|_| format!("{SHAPE}; this one has characters other than 0-9 and a-f"))?,
+    };
+    let len = bytes.len();
+    bytes
+        .try_into()
+        .map_err(|_| format!("{SHAPE}; this whsec_ key holds {len} bytes, not {SECRET_LEN}"))
+}
+
+/// An `X-Signature` value as a person pastes it: bare hex, `id=hex`, or several `id=hex` joined
+/// by `,`.
+#[derive(Debug, PartialEq, Eq)]
+struct XSignature {
+    /// `(id, signature bytes)`; `id` is `None` for bare hex.
+    entries: Vec<(Option<String>, Vec<u8>)>,
+}
+
+impl XSignature {
+    /// # Errors
+    /// A message saying what the value should look like.
+    fn parse(value: &str) -> Result<Self, String> {
+        const SHAPE: &str = "must be the X-Signature header value: `1=<64 hex chars>` (several \
+                             joined by `,`), or the hex signature alone";
+        let mut entries = Vec::new();
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, sig) = match part.split_once('=') {
+                Some((id, sig)) => (Some(id.trim().to_string()), sig.trim()),
+                None => (None, part),
+            };
+            if id.as_deref().is_some_and(str::is_empty) {
+                return Err(format!("{SHAPE}; `{part}` has no id before `=`"));
+            }
+            let bytes = hex::decode(sig)
+                .map_err(|_| format!("{SHAPE}; `{part}` is not hex after the id"))?;
+            entries.push((id, bytes));
+        }
+        if entries.is_empty() {
+            return Err(format!("{SHAPE}; it is empty"));
+        }
+        Ok(Self { entries })
+    }
+
+    /// Whether any entry is the signature of `body` by `key` (compared in constant time).
+    fn verifies(&self, algorithm: Algorithm, key: &[u8], body: &[u8]) -> bool {
+        let header = self
+            .entries
+            .iter()
+            .map(|(_, sig)| format!("0={}", hex::encode(sig)))
+            .collect::<Vec<_>>()
+            .join(",");
+        crate::delivery::sign::verify_x_signature(algorithm, key, &header, body)
+    }
+
+    /// The right value in the form given: bare hex for bare hex, else `<first id>=<hex>`, so it
+    /// can be pasted back.
+    fn expected(&self, algorithm: Algorithm, key: &[u8], body: &[u8]) -> String {
+        let hex = crate::delivery::sign::hmac_hex(algorithm, key, body);
+        match self.entries.iter().find_map(|(id, _)| id.as_deref()) {
+            Some(id) => format!("{id}={hex}"),
+            None => hex,
+        }
     }
 }
 
@@ -293,11 +403,16 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Sets up `tracing` per `log.format`; `RUST_LOG` overrides the default `info` level.
+/// The log filter when `RUST_LOG` is unset: `info`, but libraries that narrate their own start
+/// (actix-server's workers, tokio-cron-scheduler's "Uninited" and "Job creator created") only
+/// from `warn` up.
+pub const DEFAULT_LOG_FILTER: &str = "info,actix_server=warn,r2d2=warn,tokio_cron_scheduler=warn";
+
+/// Sets up `tracing` per `log.format`; `RUST_LOG` overrides [`DEFAULT_LOG_FILTER`].
 pub fn init_tracing(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,r2d2=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -310,4 +425,43 @@ pub fn init_tracing(cfg: &Config) {
             .with_current_span(true)
             .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_secrets_are_32_bytes_in_hex_or_whsec_form() {
+        let hex64 = "ab".repeat(32);
+        assert_eq!(parse_verify_secret(&hex64), Ok([0xab; 32]));
+        let whsec = format!(
+            "whsec_{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0xab; 32])
+        );
+        assert_eq!(parse_verify_secret(&whsec), Ok([0xab; 32]));
+        for bad in ["00", "", &"zz".repeat(32), "whsec_AAAA", "whsec_!!"] {
+            let e = parse_verify_secret(bad).unwrap_err();
+            assert!(e.contains("64 hex characters"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn x_signature_forms() {
+        let bare = XSignature::parse(" abcd ").expect("bare");
+        assert_eq!(bare.entries, vec![(None, vec![0xab, 0xcd])]);
+        let list = XSignature::parse("2=abcd, 1=00").expect("list");
+        assert_eq!(list.entries.len(), 2);
+        assert_eq!(list.entries[0].0.as_deref(), Some("2"));
+        assert_eq!(
+            list.expected(Algorithm::Sha256, b"k", b"b")
+                .split_once('=')
+                .map(|p| p.0),
+            Some("2")
+        );
+        assert!(!bare.expected(Algorithm::Sha256, b"k", b"b").contains('='));
+        for bad in ["", ",", "=abcd", "1=xyz", "v1,abc="] {
+            assert!(XSignature::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

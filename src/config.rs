@@ -4,8 +4,13 @@
 //! typed [`Config`] the rest of the program uses. Nothing outside this module reads the
 //! environment or parses a duration.
 //!
+//! Only env vars of the shape `HOOKRELAY_<SECTION>__<KEY>` are config; `HOOKRELAY_CONFIG` names the
+//! file, and any other `HOOKRELAY_*` variable (a tool's own) is ignored.
+//!
 //! Secrets are [`Secret`]s: their `Debug` and `Serialize` print `[redacted]`, so neither logs nor
-//! `check-config` can leak them. Every secret key `x` also accepts `x_file`.
+//! `check-config` can leak them. Every secret key `x` also accepts `x_file`. Error messages are
+//! written here from figment's error parts (key, source, expected type), never from its
+//! `Display`, and never show the value of a key that [`is_secret_key`] names a secret.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,12 +28,32 @@ pub const ENV_PREFIX: &str = "HOOKRELAY_";
 /// The most retry waits a webhook (or the global default) may list.
 pub const MAX_RETRY_SCHEDULE: usize = 10;
 
+/// Words that make a key secret wherever they appear in its name (`auth.publish_tokens`,
+/// `delivery.previous_encryption_keys`, `sources.<name>.secret`, `database.url`, every `*_file`
+/// of a secret): no error message ever shows such a key's value. `url` is among them because a
+/// URL can carry a password (`postgres://user:pass@…`).
+const SECRET_WORDS: [&str; 6] = ["token", "secret", "key", "passw", "credential", "url"];
+
+/// The seed's own env var names (SPEC §2) and the keys they set.
+const SEED_ENV: [(&str, &str); 2] = [
+    ("FRONT_WEBHOOK_SECRET", "front.webhook_secret"),
+    ("FRONT_API_TOKEN", "front.api_token"),
+];
+
+/// Whether the value of the dotted `key` is a secret: by name, see [`SECRET_WORDS`].
+#[must_use]
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| key.contains(w))
+}
+
 /// A configuration problem, naming the key and where its value came from.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file or env could not be read or did not fit the schema (figment names key and source).
+    /// The file or env could not be read or did not fit the schema. The message names key, source
+    /// and expected type, and never holds the value of a secret key.
     #[error("{0}")]
-    Load(Box<figment::Error>),
+    Load(String),
     /// A value was read but is not acceptable.
     #[error("`{key}` {origin}: {message}")]
     Invalid {
@@ -43,7 +68,14 @@ pub enum ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
-        Self::Load(Box::new(e))
+        let mut lines: Vec<String> = Vec::new();
+        for one in e {
+            let line = describe_load_error(&one);
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
+        Self::Load(lines.join("\n"))
     }
 }
 
@@ -581,24 +613,414 @@ pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
         }
         fig = fig.merge(Toml::file_exact(p));
     }
+    // Only `HOOKRELAY_<SECTION>__<KEY>` names are config; `HOOKRELAY_CONFIG` (the file) and a
+    // tool's own `HOOKRELAY_BIN` are not even seen. (`Env::filter` gets the name in its original
+    // case, so a test like `k.as_str() != "config"` never matched `CONFIG`: one `filter_map` that
+    // checks the shape and maps it to a dotted key is both the filter and the split.)
     let fig = fig
-        .merge(
-            Env::prefixed(ENV_PREFIX)
-                .split("__")
-                .filter(|k| k.as_str() != "config"),
-        )
-        .merge(
-            Env::raw()
-                .only(&["FRONT_WEBHOOK_SECRET", "FRONT_API_TOKEN"])
-                .map(|k| {
-                    if k == "front_webhook_secret" {
-                        "front.webhook_secret".into()
-                    } else {
-                        "front.api_token".into()
-                    }
-                }),
-        );
+        .merge(Env::prefixed(ENV_PREFIX).filter_map(|k| env_key(k.as_str()).map(Into::into)))
+        .merge(Env::raw().filter_map(|k| {
+            SEED_ENV
+                .iter()
+                .find(|(name, _)| k == *name)
+                .map(|(_, key)| (*key).into())
+        }));
     Ok(fig)
+}
+
+/// The dotted config key that an env var name stands for, given the part after [`ENV_PREFIX`]:
+/// `SERVER__BIND` → `server.bind`, `SOURCES__STRIPE__SECRET` → `sources.stripe.secret`. Any other
+/// shape (`CONFIG`, `BIN`, `FOO`, `__X`) is not config: `None`.
+fn env_key(name: &str) -> Option<String> {
+    let segments: Vec<&str> = name.trim().split("__").collect();
+    let well_formed = segments.len() >= 2
+        && segments
+            .iter()
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    well_formed.then(|| segments.join(".").to_ascii_lowercase())
+}
+
+/// The env var that set the dotted `key` (or a key below it): `HOOKRELAY_AUTH__PUBLISH_TOKENS`,
+/// or one of the seed's names.
+fn env_var_for(key: &str) -> String {
+    let below = format!("{key}.");
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| {
+            let name = name.to_string_lossy().trim().to_string();
+            let rest = name
+                .get(..ENV_PREFIX.len())
+                .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
+                .map(|_| &name[ENV_PREFIX.len()..])?;
+            let k = env_key(rest)?;
+            (k == key || k.starts_with(&below)).then_some(name)
+        })
+        .collect();
+    names.sort();
+    names.into_iter().next().unwrap_or_else(|| {
+        format!(
+            "{ENV_PREFIX}{}",
+            key.to_ascii_uppercase().replace('.', "__")
+        )
+    })
+}
+
+/// `(in FILE)`, `(from env var NAME)` or `(built-in default)`: where the value of `key` came from.
+fn describe_origin(md: Option<&figment::Metadata>, key: &str) -> String {
+    let Some(md) = md else {
+        return "(built-in default)".into();
+    };
+    match &md.source {
+        Some(Source::File(p)) => format!("(in {})", p.display()),
+        _ if md.name.contains(ENV_PREFIX) => format!("(from env var {})", env_var_for(key)),
+        _ if md.name.contains("environment") => match SEED_ENV.iter().find(|(_, k)| key == *k) {
+            Some((name, _)) => format!("(from env var {name})"),
+            None => "(from env var FRONT_WEBHOOK_SECRET or FRONT_API_TOKEN)".into(),
+        },
+        Some(Source::Code(_)) | None => "(built-in default)".into(),
+        Some(other) => format!("(in {other})"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error messages: built from figment's `kind`, `path` and metadata, never from its `Display`
+// (which shows values, secrets included, and keys as `default.server.bind`).
+// ---------------------------------------------------------------------------------------------
+
+/// One extraction error as a sentence: key, origin, what was expected.
+fn describe_load_error(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    // A list entry's path ends in its index: `delivery.retry_schedule.0`.
+    let index = e
+        .path
+        .iter()
+        .position(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or(e.path.len());
+    let key = e.path[..index].join(".");
+    let entry = e.path.get(index).and_then(|i| i.parse::<usize>().ok());
+    let origin = describe_origin(e.metadata.as_ref(), &key);
+    let from_env = origin.starts_with("(from env");
+    let secret = is_secret_key(&key);
+    let subject = match (key.is_empty(), entry) {
+        (true, _) => format!("the configuration {origin}"),
+        (false, None) => format!("`{key}` {origin}"),
+        (false, Some(i)) => format!("`{key}` {origin}, entry {}", i + 1),
+    };
+    let expected = |serde_expected: &str| describe_expected(&key, serde_expected, entry.is_some());
+    match &e.kind {
+        Kind::Message(m) if e.path.is_empty() && m.starts_with("TOML parse error") => {
+            let file = match e.metadata.as_ref().and_then(|md| md.source.as_ref()) {
+                Some(Source::File(file)) => Some(file.as_path()),
+                _ => None,
+            };
+            describe_toml_parse_error(file, m)
+        }
+        // Reading the file failed: an I/O message, no values in it.
+        Kind::Message(m) if e.path.is_empty() => format!("{subject}: {m}"),
+        Kind::UnknownField(field, known) => {
+            let parent = e.path.len().checked_sub(1).map(|n| e.path[..n].join("."));
+            let list = known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match parent.filter(|p| !p.is_empty()) {
+                Some(p) => format!("{subject}: unknown key `{field}`; `[{p}]` has {list}"),
+                None => format!("{subject}: unknown section `{field}`; the sections are {list}"),
+            }
+        }
+        Kind::InvalidType(actual, _) | Kind::InvalidValue(actual, _)
+            if is_number(actual) && default_is_duration(&key) =>
+        {
+            let mut m =
+                format!("{subject}: a duration is a string with a unit, e.g. \"3s\", \"5m\"");
+            if !secret {
+                let n = number_text(actual);
+                // In TOML the string needs quotes; an env var's value is a string already.
+                let write = if from_env {
+                    format!("{n}s")
+                } else {
+                    format!("\"{n}s\"")
+                };
+                m.push_str(&format!(
+                    " (found the number {n}; write {write} for {n} seconds)"
+                ));
+            }
+            m
+        }
+        Kind::InvalidType(actual, serde_expected) | Kind::InvalidValue(actual, serde_expected) => {
+            format!(
+                "{subject}: expected {}, found {}",
+                expected(serde_expected),
+                describe_actual(actual, secret)
+            )
+        }
+        // Custom messages (an untagged enum's "did not match") may quote the value.
+        Kind::Message(_) if secret => format!("{subject}: expected {}", expected("")),
+        Kind::Message(m) => format!("{subject}: {m}; expected {}", expected("")),
+        _ if secret => format!(
+            "{subject}: has a value of the wrong shape; expected {}",
+            expected("")
+        ),
+        other => format!("{subject}: {other}"),
+    }
+}
+
+/// What a value of `key` (or with `entry`, one entry of its list) should look like, from its
+/// built-in default, or from serde's `expected` text for keys without one.
+fn describe_expected(key: &str, serde_expected: &str, entry: bool) -> String {
+    use figment::value::Value;
+    let secret = is_secret_key(key);
+    if entry {
+        return if default_is_duration(key) {
+            "a duration: a string with a unit, e.g. \"3s\", \"5m\"".into()
+        } else {
+            "a string".into()
+        };
+    }
+    let list_example = || {
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let word = ["token", "key", "secret", "email", "host"]
+            .into_iter()
+            .find(|w| last.contains(w))
+            .map_or("item", |w| match w {
+                "token" => "tok",
+                other => other,
+            });
+        format!("a list of strings, like [\"{word}1\",\"{word}2\"]")
+    };
+    match default_value(key) {
+        Some(Value::String(_, s)) if is_duration_text(&s) => {
+            "a duration: a string with a unit, e.g. \"3s\", \"5m\"".into()
+        }
+        Some(Value::String(_, s)) if !secret => format!("a string, like {s:?}"),
+        Some(Value::String(..)) => "a string".into(),
+        Some(Value::Array(_, items)) => {
+            let texts: Vec<String> = items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            if !texts.is_empty()
+                && texts.len() == items.len()
+                && texts.iter().all(|t| is_duration_text(t))
+            {
+                format!("a list of durations, like {texts:?}")
+            } else if !texts.is_empty() && !secret {
+                format!("a list of strings, like {texts:?}")
+            } else {
+                list_example()
+            }
+        }
+        Some(Value::Num(_, n)) => match n.to_u128() {
+            Some(n) => format!("a whole number, like {n}"),
+            None => "a number".into(),
+        },
+        Some(Value::Bool(..)) => "true or false".into(),
+        Some(Value::Dict(..)) => "a table (a [section] in TOML)".into(),
+        _ if key.ends_with("_file") => "a file path (a string)".into(),
+        _ if serde_expected.contains("sequence") => list_example(),
+        _ if serde_expected.contains("bool") => "true or false".into(),
+        _ if serde_expected.starts_with('u') || serde_expected.starts_with('i') => {
+            "a whole number".into()
+        }
+        _ => "a string".into(),
+    }
+}
+
+/// The built-in default of the dotted `key`, if it has one.
+fn default_value(key: &str) -> Option<figment::value::Value> {
+    if key.is_empty() {
+        return None;
+    }
+    figment::value::Value::serialize(RawConfig::default())
+        .ok()?
+        .find(key)
+}
+
+/// Whether `key` takes a duration (or a list of them), judged by its default.
+fn default_is_duration(key: &str) -> bool {
+    use figment::value::Value;
+    match default_value(key) {
+        Some(Value::String(_, s)) => is_duration_text(&s),
+        Some(Value::Array(_, items)) => {
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|v| v.as_str().is_some_and(is_duration_text))
+        }
+        _ => false,
+    }
+}
+
+/// `"30s"`, `"5m"`, `"7d"`: digits then a unit, as humantime reads it.
+fn is_duration_text(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with(|c: char| c.is_ascii_digit())
+        && s.contains(|c: char| c.is_ascii_alphabetic())
+        && humantime::parse_duration(s).is_ok()
+}
+
+fn is_number(actual: &figment::error::Actual) -> bool {
+    use figment::error::Actual;
+    matches!(
+        actual,
+        Actual::Signed(_) | Actual::Unsigned(_) | Actual::Float(_)
+    )
+}
+
+fn number_text(actual: &figment::error::Actual) -> String {
+    use figment::error::Actual;
+    match actual {
+        Actual::Signed(n) => n.to_string(),
+        Actual::Unsigned(n) => n.to_string(),
+        Actual::Float(n) => n.to_string(),
+        _ => "3".into(),
+    }
+}
+
+/// What was found instead; for a secret key only its type.
+fn describe_actual(actual: &figment::error::Actual, secret: bool) -> String {
+    use figment::error::Actual;
+    match actual {
+        Actual::Str(s) if !secret => format!("the string {s:?}"),
+        Actual::Signed(_) | Actual::Unsigned(_) | Actual::Float(_) if !secret => {
+            format!("the number {}", number_text(actual))
+        }
+        Actual::Bool(b) if !secret => b.to_string(),
+        Actual::Str(_) | Actual::Char(_) => "a string".into(),
+        Actual::Signed(_) | Actual::Unsigned(_) | Actual::Float(_) => "a number".into(),
+        Actual::Bool(_) => "true or false".into(),
+        Actual::Seq => "a list".into(),
+        Actual::Map => "a table".into(),
+        Actual::Unit | Actual::Option => "nothing".into(),
+        _ => "a value of another type".into(),
+    }
+}
+
+/// A TOML syntax error in `file`, re-told without the offending line when that line belongs to
+/// a secret key (or when the file cannot be read again to tell), and with a hint when the bad
+/// value is a duration without quotes.
+fn describe_toml_parse_error(file: Option<&Path>, message: &str) -> String {
+    let mut lines = message.lines();
+    let head = lines.next().unwrap_or_default();
+    // "TOML parse error at line 2, column 20"
+    let position = head
+        .strip_prefix("TOML parse error at line ")
+        .and_then(|rest| rest.split_once(", column "))
+        .and_then(|(l, c)| {
+            Some((
+                l.trim().parse::<usize>().ok()?,
+                c.trim().parse::<usize>().ok()?,
+            ))
+        });
+    let (snippet, description): (Vec<&str>, Vec<&str>) = lines.partition(|l| {
+        let t = l.trim_start();
+        t.starts_with('|')
+            || t.split_once('|')
+                .is_some_and(|(n, _)| n.trim().parse::<usize>().is_ok())
+    });
+    let description = description
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let name = file.map_or_else(|| "the TOML text".to_string(), |f| f.display().to_string());
+    let text = file.and_then(|f| std::fs::read_to_string(f).ok());
+    let context = position
+        .zip(text.as_deref())
+        .and_then(|((line, col), text)| toml_context(text, line, col));
+    let Some(ctx) = context else {
+        // Without the text we cannot tell whose line it is: show no line at all.
+        let at = position.map_or(String::new(), |(l, c)| format!(", line {l}, column {c}"));
+        return format!("(in {name}{at}): not valid TOML: {description}");
+    };
+    let subject = match &ctx.key {
+        Some(k) => format!("`{k}` (in {name}, line {})", ctx.line),
+        None => format!("(in {name}, line {})", ctx.line),
+    };
+    let mut m = format!("{subject}: not valid TOML: {description}");
+    if ctx.secret {
+        m.push_str(" (the line is not shown: it holds a secret; strings need quotes, e.g. \"…\")");
+        return m;
+    }
+    if let Some(bare) = ctx.bare_duration {
+        m.push_str(&format!(
+            "; a duration is a string with a unit and needs quotes: write \"{bare}\", not {bare}"
+        ));
+    }
+    for l in snippet {
+        m.push('\n');
+        m.push_str(l);
+    }
+    m
+}
+
+/// What a TOML syntax error at `line`/`col` (1-based) is about.
+struct TomlContext {
+    line: usize,
+    /// The dotted key whose value holds the error, when one can be told.
+    key: Option<String>,
+    /// The key, or the text from its line to the error, names a secret.
+    secret: bool,
+    /// The word at the error looks like a duration written without quotes (`30s`).
+    bare_duration: Option<String>,
+}
+
+fn toml_context(text: &str, line: usize, col: usize) -> Option<TomlContext> {
+    let all: Vec<&str> = text.lines().collect();
+    let bad = *all.get(line.checked_sub(1)?)?;
+    let mut table: Option<String> = None;
+    let mut key_at: Option<(usize, String)> = None;
+    for (i, l) in all.iter().enumerate().take(line) {
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = Some(t.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+            key_at = None;
+        } else if !t.starts_with('#')
+            && let Some((k, _)) = t.split_once('=')
+        {
+            let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
+            if !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            {
+                key_at = Some((i, k.to_string()));
+            }
+        }
+    }
+    let key = match (&table, &key_at) {
+        (Some(t), Some((_, k))) => Some(format!("{t}.{k}")),
+        (None, Some((_, k))) => Some(k.clone()),
+        (Some(t), None) => Some(t.clone()),
+        (None, None) => None,
+    };
+    let from = key_at.as_ref().map_or(line - 1, |(i, _)| *i);
+    let secret = key.as_deref().is_some_and(is_secret_key)
+        || all[from..line].iter().any(|l| is_secret_key(l));
+    let chars: Vec<char> = bad.chars().collect();
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '.';
+    // The column points into the word (`30s`: at the `s`), or just after it.
+    let at = [col.saturating_sub(1), col.saturating_sub(2)]
+        .into_iter()
+        .find(|&i| chars.get(i).is_some_and(|&c| is_word(c)));
+    let bare_duration = at.and_then(|i| {
+        let start = chars[..i]
+            .iter()
+            .rposition(|&c| !is_word(c))
+            .map_or(0, |p| p + 1);
+        let end = chars[i..]
+            .iter()
+            .position(|&c| !is_word(c))
+            .map_or(chars.len(), |p| i + p);
+        let word: String = chars[start..end].iter().collect();
+        is_duration_text(&word).then_some(word)
+    });
+    Some(TomlContext {
+        line,
+        key,
+        secret,
+        bare_duration,
+    })
 }
 
 /// Loads and validates the configuration from `path` and the environment.
@@ -635,24 +1057,7 @@ struct Validator<'a> {
 impl Validator<'_> {
     /// Where the value of `key` came from, for error messages.
     fn origin(&self, key: &str) -> String {
-        let Some(md) = self.fig.find_metadata(key) else {
-            return "(built-in default)".into();
-        };
-        match &md.source {
-            Some(Source::File(p)) => format!("(in {})", p.display()),
-            _ if md.name.contains(ENV_PREFIX) => format!(
-                "(from env var {ENV_PREFIX}{})",
-                key.to_ascii_uppercase().replace('.', "__")
-            ),
-            _ if md.name.contains("environment") => {
-                format!(
-                    "(from env var {})",
-                    key.to_ascii_uppercase().replace('.', "_")
-                )
-            }
-            Some(Source::Code(_)) | None => "(built-in default)".into(),
-            Some(other) => format!("(in {other})"),
-        }
+        describe_origin(self.fig.find_metadata(key), key)
     }
 
     fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
@@ -665,9 +1070,14 @@ impl Validator<'_> {
 
     fn duration(&self, key: &str, value: &str) -> Result<Duration, ConfigError> {
         humantime::parse_duration(value.trim()).map_err(|e| {
+            let shown = if is_secret_key(key) {
+                "the value".to_string()
+            } else {
+                format!("`{value}`")
+            };
             self.invalid(
                 key,
-                format!("`{value}` is not a duration ({e}); write e.g. \"3s\", \"5m\", \"7d\""),
+                format!("{shown} is not a duration ({e}); write e.g. \"3s\", \"5m\", \"7d\""),
             )
         })
     }
@@ -831,7 +1241,8 @@ impl Validator<'_> {
                     _ => {
                         return Err(self.invalid(
                             "front.api_base_url",
-                            format!("`{u}` is not an absolute http(s) URL"),
+                            // A URL may carry a password: the value is not repeated.
+                            "must be an absolute http(s) URL, e.g. https://api2.frontapp.com",
                         ));
                     }
                 }
@@ -1176,6 +1587,251 @@ mod tests {
         );
         assert_eq!(parse_encryption_key(&"a".repeat(32)), Ok([b'a'; 32]));
         assert!(parse_encryption_key("abc").is_err());
+    }
+
+    /// Every key the schema accepts, by section, as serde lists them when one is unknown.
+    fn known_keys() -> Vec<(String, Vec<String>)> {
+        let unknown = |toml: &str| -> Vec<String> {
+            let e = Figment::from(Serialized::defaults(RawConfig::default()))
+                .merge(Toml::string(toml))
+                .extract::<RawConfig>()
+                .expect_err("an unknown key");
+            match e.kind {
+                figment::error::Kind::UnknownField(_, known) => {
+                    known.iter().map(|k| (*k).to_string()).collect()
+                }
+                other => panic!("not an unknown-key error: {other}"),
+            }
+        };
+        unknown("zzz_unknown = 1")
+            .into_iter()
+            .map(|section| {
+                let keys = unknown(&format!("[{section}]\nzzz_unknown = 1"));
+                (section, keys)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_config_documents_every_key() {
+        let shipped = include_str!("../config.toml");
+        // section → [(key, documented by a comment line in its paragraph)]
+        let mut found: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+        let (mut section, mut commented) = (String::new(), false);
+        for line in shipped.lines().map(str::trim) {
+            if line.is_empty() {
+                commented = false;
+            } else if let Some(name) = line.strip_prefix('[') {
+                section = name.trim_end_matches(']').to_string();
+                commented = false;
+            } else {
+                let (is_comment, body) = match line.strip_prefix('#') {
+                    Some(rest) => (true, rest.trim()),
+                    None => (false, line),
+                };
+                let key = body.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                });
+                match key {
+                    Some(k) => found
+                        .entry(section.clone())
+                        .or_default()
+                        .push((k.to_string(), commented)),
+                    None if is_comment => commented = true,
+                    None => {}
+                }
+            }
+        }
+        for (section, keys) in known_keys() {
+            for key in &keys {
+                // `x_file` is documented once, at the top, for every secret `x`.
+                if key
+                    .strip_suffix("_file")
+                    .is_some_and(|base| keys.iter().any(|k| k == base))
+                {
+                    continue;
+                }
+                let entry = found
+                    .get(&section)
+                    .and_then(|ks| ks.iter().find(|(k, _)| k == key));
+                match entry {
+                    Some((_, true)) => {}
+                    Some((_, false)) => panic!("config.toml: `{section}.{key}` has no comment"),
+                    None => panic!("config.toml does not mention `{section}.{key}`"),
+                }
+            }
+        }
+        // And it is valid as shipped.
+        from_toml_str(shipped).expect("config.toml is valid");
+    }
+
+    #[test]
+    fn the_production_config_sets_the_server_limits() {
+        let production = include_str!("../deploy/config.production.toml");
+        for key in ["body_timeout", "max_connections"] {
+            assert!(
+                production.contains(&format!("\n{key} = ")),
+                "deploy/config.production.toml lacks server.{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_names_are_config_only_in_section_key_shape() {
+        assert_eq!(env_key("SERVER__BIND").as_deref(), Some("server.bind"));
+        assert_eq!(
+            env_key("SOURCES__STRIPE__SECRET").as_deref(),
+            Some("sources.stripe.secret")
+        );
+        assert_eq!(
+            env_key("AUTH__PUBLISH_TOKENS").as_deref(),
+            Some("auth.publish_tokens")
+        );
+        for not_config in [
+            "CONFIG", "BIN", "FOO", "FOO_BAR", "__X", "X__", "A____B", "A__B-C", "",
+        ] {
+            assert_eq!(env_key(not_config), None, "{not_config}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_are_known_by_name() {
+        for secret in [
+            "auth.admin_token",
+            "auth.publish_tokens",
+            "auth.admin_token_file",
+            "front.webhook_secret",
+            "front.rule_webhook_secret",
+            "front.api_token",
+            "delivery.encryption_key",
+            "delivery.previous_encryption_keys",
+            "sources.stripe.secret",
+            "sources.github.secrets",
+            "tasks.signing_secret",
+            "database.url",
+            "database.password",
+        ] {
+            assert!(is_secret_key(secret), "{secret}");
+        }
+        for plain in [
+            "server.bind",
+            "delivery.timeout",
+            "backup.keep",
+            "jobs.workers",
+        ] {
+            assert!(!is_secret_key(plain), "{plain}");
+        }
+    }
+
+    /// Defaults and one TOML file, as `load` reads it but without the environment.
+    fn from_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write");
+        let e = from_figment(
+            &Figment::from(Serialized::defaults(RawConfig::default()))
+                .merge(Toml::file_exact(&path)),
+        )
+        .expect_err("an invalid config")
+        .to_string();
+        (dir, e)
+    }
+
+    #[test]
+    fn wrong_types_name_key_file_and_expected_type_without_the_profile() {
+        let (_d, e) = from_file("[server]\nbind = 8080\n");
+        assert!(
+            e.contains("`server.bind` (in ")
+                && e.contains("config.toml)")
+                && e.contains("expected a string, like \"127.0.0.1:8080\"")
+                && e.contains("found the number 8080"),
+            "{e}"
+        );
+        assert!(!e.contains("default."), "{e}");
+        let (_d, e) = from_file("[server]\nbindd = \"x\"\n");
+        assert!(
+            e.contains("`server.bindd`") && e.contains("unknown key") && !e.contains("default."),
+            "{e}"
+        );
+        let (_d, e) = from_file("[jobs]\nworkers = \"many\"\n");
+        assert!(
+            e.contains("`jobs.workers`") && e.contains("a whole number"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_errors() {
+        for (toml, value) in [
+            ("[auth]\npublish_tokens = \"tok-AAA\"\n", "tok-AAA"),
+            ("[auth]\npublish_tokens = [[\"tok-BBB\"]]\n", "tok-BBB"),
+            ("[auth]\nadmin_token = [\"tok-CCC\"]\n", "tok-CCC"),
+            ("[auth]\nadmin_token = tok-DDD\n", "tok-DDD"),
+            (
+                "[auth]\npublish_tokens = [\n  \"a\",\n  tok-EEE,\n]\n",
+                "tok-EEE",
+            ),
+            ("front = { api_token = tok-FFF }\n", "tok-FFF"),
+            (
+                "[delivery]\nprevious_encryption_keys = \"key-GGG\"\n",
+                "key-GGG",
+            ),
+            ("[delivery]\nencryption_key = \"key-HHH\"\n", "key-HHH"),
+            ("[front]\nwebhook_secret = { a = \"sec-III\" }\n", "sec-III"),
+            (
+                "[front]\napi_base_url = \"ftp://user:pass-JJJ@x\"\n",
+                "pass-JJJ",
+            ),
+        ] {
+            let (_d, e) = from_file(toml);
+            assert!(!e.contains(value), "{value} shown in: {e}");
+            assert!(e.contains('`'), "names a key: {e}");
+        }
+        let (_d, e) = from_file("[auth]\npublish_tokens = \"tok-AAA\"\n");
+        assert!(
+            e.contains("`auth.publish_tokens` (in ")
+                && e.contains("expected a list of strings, like [\"tok1\",\"tok2\"]"),
+            "{e}"
+        );
+        // Without the file to look at, a syntax error shows no line at all.
+        let e = from_toml_str("[auth]\nadmin_token = tok-KKK\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("tok-KKK") && e.contains("not valid TOML"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_without_quotes_get_a_hint() {
+        let (_d, e) = from_file("[delivery]\ntimeout = 3\n");
+        assert!(
+            e.contains("`delivery.timeout` (in ")
+                && e.contains("a duration is a string with a unit, e.g. \"3s\", \"5m\"")
+                && e.contains("write \"3s\""),
+            "{e}"
+        );
+        let (_d, e) = from_file("[delivery]\nretry_schedule = [\"3s\", 6]\n");
+        assert!(
+            e.contains("`delivery.retry_schedule`")
+                && e.contains("entry 2")
+                && e.contains("\"6s\""),
+            "{e}"
+        );
+        let (_d, e) = from_file("[server]\nshutdown_grace = 30s\n");
+        assert!(
+            e.contains("`server.shutdown_grace`")
+                && e.contains("line 2")
+                && e.contains("write \"30s\", not 30s"),
+            "{e}"
+        );
+        // Not every syntax error is a duration.
+        let (_d, e) = from_file("[server]\nbind = 127.0.0.1:80\n");
+        assert!(
+            e.contains("`server.bind`") && !e.contains("duration"),
+            "{e}"
+        );
     }
 
     #[test]
