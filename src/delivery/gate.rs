@@ -154,11 +154,18 @@ impl Pass {
         };
         e.proven = success;
         let ms = took.as_secs_f64() * 1000.0;
-        e.latency_ms = if e.latency_ms == 0.0 { ms } else { 0.8 * e.latency_ms + 0.2 * ms };
+        e.latency_ms = if e.latency_ms == 0.0 {
+            ms
+        } else {
+            0.8 * e.latency_ms + 0.2 * ms
+        };
         if success {
             Wake { count: 2, at: now }
         } else {
-            Wake { count: 1, at: e.next_start.max(now) }
+            Wake {
+                count: 1,
+                at: e.next_start.max(now),
+            }
         }
     }
 }
@@ -195,7 +202,11 @@ mod tests {
         std::thread::sleep(MIN_SPACING);
         busy(gate.enter("wh_a")); // at its cap of two
         let _other = go(gate.enter("wh_b"));
-        assert_eq!(a.finish(true, Duration::from_millis(5)).count, 2, "a success wakes two");
+        assert_eq!(
+            a.finish(true, Duration::from_millis(5)).count,
+            2,
+            "a success wakes two"
+        );
         let many: Vec<Pass> = (0..20).map(|_| go(gate.enter("wh_a"))).collect();
         assert_eq!(gate.in_flight("wh_a"), 21, "a 2xx, however slow: no cap");
         drop(many);

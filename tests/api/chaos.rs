@@ -36,6 +36,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_no_acked_event() {
+    let _heavy = heavy().await;
     let kills: usize = std::env::var("CHAOS_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -197,6 +198,7 @@ async fn raw_receiver(trickle: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_receivers_do_not_slow_delivery_to_healthy_ones() {
+    let _heavy = heavy().await;
     use wiremock::ResponseTemplate;
     let app = spawn_app_with(|c| {
         crate::delivery::local_delivery(c);

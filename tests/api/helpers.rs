@@ -365,3 +365,10 @@ pub fn job_states(db: &Path) -> std::collections::HashMap<String, i64> {
         .map(|r| r.expect("row"))
         .collect()
 }
+
+/// Tests that load the machine (thousands of connections, `kill -9` loops) or measure timing
+/// beside other load take this, so they run one at a time rather than skewing each other.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}

@@ -47,6 +47,7 @@ fn server_config(dir: &std::path::Path, server_keys: &str) -> std::path::PathBuf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_stalled_bodies_leave_the_server_serving_within_bounded_memory() {
+    let _heavy = heavy().await;
     const CONNECTIONS: usize = 2000;
     const MAX_BODY: usize = 64 * 1024;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -144,6 +145,7 @@ async fn two_thousand_stalled_bodies_leave_the_server_serving_within_bounded_mem
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_wait_until_one_frees() {
+    let _heavy = heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = server_config(dir.path(), "max_connections = 40\nbody_timeout = \"3s\"\n");
     let app = ChildApp::start(&config);
