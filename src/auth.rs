@@ -1,4 +1,4 @@
-//! Who is calling: the admin token, publish tokens, or a trusted identity header (SPEC §2).
+//! Who is calling: the admin token, publish tokens, or a trusted identity header.
 //!
 //! Handlers ask for [`Admin`] or [`Publisher`] as an extractor; a missing or wrong token is 401
 //! `unauthorized`, a publish token on an admin route 403 `forbidden`. Tokens are compared through

@@ -1,4 +1,4 @@
-//! The command line (SPEC §1): `serve`, `check-config`, `migrate`, `backup`, `front id`,
+//! The command line: `serve`, `check-config`, `migrate`, `backup`, `front id`,
 //! `keys reencrypt`, `verify`. Every verb takes `--config`;
 //! exit codes are 0 ok, 1 runtime or config error, 2 usage error (clap's own).
 

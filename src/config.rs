@@ -34,7 +34,7 @@ pub const MAX_RETRY_SCHEDULE: usize = 10;
 /// URL can carry a password (`postgres://user:pass@…`).
 const SECRET_WORDS: [&str; 6] = ["token", "secret", "key", "passw", "credential", "url"];
 
-/// The seed's own env var names (SPEC §2) and the keys they set.
+/// The seed's own env var names (`FRONT_WEBHOOK_SECRET`, `FRONT_API_TOKEN`) and the keys they set.
 const SEED_ENV: [(&str, &str); 2] = [
     ("FRONT_WEBHOOK_SECRET", "front.webhook_secret"),
     ("FRONT_API_TOKEN", "front.api_token"),
@@ -323,7 +323,7 @@ impl Default for RawRetention {
     }
 }
 
-/// The built-in cron tasks (SPEC §8) and their default schedules.
+/// The built-in cron tasks and their default schedules.
 pub const CRON_DEFAULTS: [(&str, &str); 6] = [
     ("retention", "0 17 * * * *"),
     ("lease_reaper", "*/15 * * * * *"),

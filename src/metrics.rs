@@ -1,4 +1,4 @@
-//! `/metrics` in Prometheus text format (SPEC §9), through the `metrics` facade and
+//! `/metrics` in Prometheus text format, through the `metrics` facade and
 //! `metrics-exporter-prometheus`.
 //!
 //! Counters and histograms are recorded where things happen (HTTP middleware, Front ingress,

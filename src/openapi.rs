@@ -73,7 +73,7 @@ pub struct Endpoint {
     pub handler: fn(Route) -> Route,
 }
 
-/// `limit` and `cursor`, as every list takes them (SPEC §7).
+/// `limit` and `cursor`, as every list takes them.
 pub const PAGE: [(&str, &str); 2] = [
     ("limit", "page size, 1–500 (default 50)"),
     ("cursor", "`next_cursor` of the previous page"),
@@ -301,21 +301,28 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// The error statuses any operation may answer, each with the error body.
-const ERRORS: [(u16, &str); 9] = [
+const ERRORS: [(u16, &str); 10] = [
     (
         400,
-        "invalid input: `invalid_json`, `invalid_query`, `invalid_payload`, `invalid_field`, …",
+        "invalid input: `invalid_json` (malformed JSON), `invalid_payload` (JSON of the wrong shape), `invalid_query`, `invalid_field`, `reserved_action`, …",
     ),
     (
         401,
         "`unauthorized` (no or wrong token), or a Front signature that does not verify",
     ),
-    (403, "`forbidden`: a publish token on an admin route"),
+    (
+        403,
+        "`forbidden`: a publish token on an admin route; `cross_origin`: a state-changing request from another origin while `auth.identity_header` is set",
+    ),
     (404, "`not_found`"),
     (405, "`method_not_allowed`"),
     (
         409,
         "a conflict: `already_exists`, `already_pending`, `invalid_state`, `cron_running`, …",
+    ),
+    (
+        408,
+        "`request_timeout`: the body did not arrive within server.body_timeout (the connection is closed)",
     ),
     (413, "`payload_too_large` (over server.max_body_bytes)"),
     (
@@ -328,7 +335,7 @@ const ERRORS: [(u16, &str); 9] = [
     ),
 ];
 
-/// The error body every failure has (SPEC: `{"error": {"code", "message"}}`).
+/// The error body every failure has (`{"error": {"code", "message"}}`).
 fn error_schema() -> Value {
     json!({
         "type": "object",

@@ -1,4 +1,4 @@
-//! Cursor pagination shared by every list endpoint (SPEC §7): `limit` (default 50, max 500) and an
+//! Cursor pagination shared by every list endpoint: `limit` (default 50, max 500) and an
 //! opaque `cursor`; answers carry `next_cursor` (`null` on the last page).
 //!
 //! Lists are ordered newest first by id (ids are ULIDs, so by creation time); the cursor is the

@@ -1,5 +1,5 @@
 //! Redaction of the secrets URLs carry, for every text a person reads: logs, stored attempt
-//! errors, `webhook.disabled` events, the admin page (SPEC §13).
+//! errors, `webhook.disabled` events, the admin page.
 //!
 //! A webhook URL may hold credentials in its userinfo (`https://user:pass@host/`) or its query
 //! string (`?token=…`). These functions return the text with those removed. They never fail and

@@ -1,4 +1,4 @@
-//! Cron on durable jobs (SPEC §8).
+//! Cron on durable jobs.
 //!
 //! tokio-cron-scheduler only *ticks*. Each tick is one writer transaction that enqueues a job of
 //! kind `cron.<name>` with idempotency key `cron:<name>:<tick time>` and records the run in

@@ -1,4 +1,4 @@
-//! Admin API for cron (SPEC §7): list, one schedule with its recent runs, run now.
+//! Admin API for cron: list, one schedule with its recent runs, run now.
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};

@@ -1,4 +1,4 @@
-//! The built-in cron tasks (SPEC §8): retention, lease_reaper, endpoint_health, front_sync,
+//! The built-in cron tasks: retention, lease_reaper, endpoint_health, front_sync,
 //! db_maintenance, backup. Each returns a [`TaskReport`] that is stored with its run.
 
 use std::sync::atomic::{AtomicI64, Ordering};

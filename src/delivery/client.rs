@@ -24,7 +24,7 @@ use url::Url;
 
 /// Response bytes kept per attempt.
 pub const MAX_RESPONSE_BODY: usize = 4096;
-/// Response header bytes kept per attempt, counted as name plus value bytes (SPEC §13).
+/// Response header bytes kept per attempt, counted as name plus value bytes.
 ///
 /// This cap applies to what is *stored*. What is *read* is bounded earlier by hyper (the client
 /// speaks HTTP/1.1 only: reqwest is built without `http2`): a response head larger than its
@@ -386,7 +386,7 @@ impl Resolve for PolicyResolver {
                 return Err(Box::new(DnsFailure(format!("{host} has no addresses")))
                     as Box<dyn StdError + Send + Sync>);
             }
-            // SPEC §6: refused if *any* address is private — a name that mixes public and
+            // Refused if *any* address is private — a name that mixes public and
             // private answers is treated as hostile rather than filtered.
             let private: Vec<String> = found
                 .iter()

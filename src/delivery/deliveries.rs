@@ -1,5 +1,5 @@
 //! Deliveries: one per (event, webhook), each carried by a `delivery.send` job, and every attempt
-//! recorded. Fan-out, cancel, recover, and the deliveries admin API (SPEC §7).
+//! recorded. Fan-out, cancel, recover, and the deliveries admin API.
 //!
 //! States: `pending` (attempts remain) → `succeeded`, `failed` (out of attempts, 410, or an
 //! unusable webhook), or `cancelled` (webhook deleted or disabled).

@@ -1,4 +1,4 @@
-//! Outbound delivery, Frontier-style (SPEC §6): the webhook registry ([`webhooks`]), encrypted
+//! Outbound delivery, Frontier-style: the webhook registry ([`webhooks`]), encrypted
 //! signing secrets ([`secrets`]), signatures ([`sign`]), the SSRF-safe client ([`client`]), the
 //! `delivery.send` job ([`send`]) and the deliveries API ([`deliveries`]).
 

@@ -1,4 +1,4 @@
-//! The webhook registry (SPEC §6): endpoints with their subscriptions, custom headers, signing
+//! The webhook registry: endpoints with their subscriptions, custom headers, signing
 //! secrets and retry schedule, and the admin API in Frontier's shapes (`{"webhook": …}`,
 //! `{"webhooks": […]}`). Every change writes an audit record with the caller's identity.
 

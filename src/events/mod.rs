@@ -1,4 +1,4 @@
-//! Published events (SPEC §5): the envelope, the publish API, fan-out to subscribed webhooks, and
+//! Published events: the envelope, the publish API, fan-out to subscribed webhooks, and
 //! the events admin API and event-types catalog.
 //!
 //! One internal [`publish`] serves every publisher — `POST /v1beta1/events`, Front-derived events

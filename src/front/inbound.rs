@@ -1,4 +1,4 @@
-//! Inbound events: the `inbound_events` table and its admin API (SPEC §7) — list, detail with
+//! Inbound events: the `inbound_events` table and its admin API — list, detail with
 //! the raw event, what was fetched and the processing job, and replay.
 //!
 //! States: `pending` (stored, processing queued or running) → `processed`, or `failed` with the

@@ -1,4 +1,4 @@
-//! The Front ingress hot path (SPEC §4): verify the signature on the raw bytes, answer the
+//! The Front ingress hot path: verify the signature on the raw bytes, answer the
 //! challenge, parse only the envelope, store the raw event and enqueue its processing job in
 //! one group-committed transaction, answer 200 after the commit.
 //!

@@ -1,4 +1,4 @@
-//! Front ingress (SPEC §4): verified webhooks in, stored raw with their processing job in one
+//! Front ingress: verified webhooks in, stored raw with their processing job in one
 //! transaction ([`ingress`]); the `front.process` job fetches what previews lack through the
 //! rate-limited API client and publishes `front.<type>` ([`process`], [`client`]); the inbound
 //! admin API ([`inbound`]); the `front_sync` run that ingests events no webhook delivered

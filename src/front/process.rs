@@ -1,4 +1,4 @@
-//! The `front.process` job: makes a stored Front event whole and publishes it (SPEC §4.5–4.6).
+//! The `front.process` job: makes a stored Front event whole and publishes it.
 //!
 //! Application webhooks usually carry the full target, but previews carry only `_meta`, `_links`
 //! and `id` (the seed's "#1 gotcha"). This job parses the stored event tolerantly — the target id
@@ -345,7 +345,7 @@ fn resource_id(id: &str) -> Result<&str, FetchError> {
     }
 }
 
-/// The publish step: publishes the outbound event for an inbound one (SPEC §4.6) and returns
+/// The publish step: publishes the outbound event for an inbound one and returns
 /// its id. A replayed inbound event is published again, as a new event.
 ///
 /// # Errors
@@ -502,7 +502,7 @@ fn target(parsed: &ParsedEvent, enriched: &Enriched) -> Value {
     }
 }
 
-/// The outbound event for an inbound Front event (SPEC §4.6): `{action, data}`.
+/// The outbound event for an inbound Front event: `{action, data}`.
 #[must_use]
 pub fn outbound_event(parsed: &ParsedEvent, enriched: &Enriched) -> Value {
     json!({

@@ -1,4 +1,4 @@
-//! `front_sync` (SPEC §8): fills the gaps webhooks leave. Front does not retry rule webhooks and
+//! `front_sync`: fills the gaps webhooks leave. Front does not retry rule webhooks and
 //! suggests polling events instead, and no webhook arrives while this service or Front's delivery
 //! is down. This lists Front's events since the last run (`GET /events`) and ingests every event
 //! not stored yet through the webhook ingress's own store path ([`inbound::store`]: the raw event

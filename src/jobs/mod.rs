@@ -1,4 +1,4 @@
-//! The durable job queue (SPEC §8).
+//! The durable job queue.
 //!
 //! A job is a row in `jobs`: `queued → running → succeeded`, or `running → retrying → running …`
 //! ending `dead` when out of attempts; an operator may `cancel` it. Work is enqueued with

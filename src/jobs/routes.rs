@@ -1,4 +1,4 @@
-//! Admin API for jobs (SPEC §7): list, detail, operator enqueue, retry, cancel.
+//! Admin API for jobs: list, detail, operator enqueue, retry, cancel.
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};

@@ -626,7 +626,7 @@ pub enum Sweep {
 ///   when out of attempts, so a job that wedges its worker cannot loop forever.
 /// - [`Sweep::AllRunning`], at start: the previous process stopped (crash, `kill -9`, power
 ///   loss) while these jobs ran. They did not fail, so the attempt is given back and each runs
-///   again (SPEC §3: an interrupted job runs again).
+///   again (an interrupted job runs again: acked work is never lost).
 ///
 /// # Errors
 /// A storage error.

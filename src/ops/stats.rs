@@ -1,4 +1,4 @@
-//! `GET /v1beta1/admin/stats` (SPEC §7): counts by state, queue depth, oldest queued age,
+//! `GET /v1beta1/admin/stats`: counts by state, queue depth, oldest queued age,
 //! deliveries and failures in the last hour — what the admin page's overview shows.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Liveness and readiness (SPEC §9, §13).
+//! Liveness and readiness.
 //!
 //! `/healthz` answers 200 while the process runs. `/readyz` answers 200 only when writes to the
 //! database work — a probe write commits through the writer within [`PROBE_TIMEOUT`] and the

@@ -1,4 +1,4 @@
-//! What `/readyz` and `/metrics` cost and say while writes fail (SPEC §13): at most one probe
+//! What `/readyz` and `/metrics` cost and say while writes fail: at most one probe
 //! commit per second, at most one stored-state read per 5 s, and 503 while the latest write
 //! failed.
 
