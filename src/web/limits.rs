@@ -34,7 +34,11 @@ pub struct BodyTimeout(pub Duration);
 
 /// The request body as a stream that fails once `deadline` passes before its end.
 struct Deadline {
-    inner: Payload,
+    inner: Option<Payload>,
+    /// Where the unfinished body goes when the deadline fires: kept alive until the 408 is
+    /// out, because actix drains (keeps reading) a dropped chunked body instead of closing
+    /// the connection — a stalled chunked sender would hold its connection forever.
+    held: Rc<std::cell::RefCell<Option<Payload>>>,
     sleep: Pin<Box<tokio::time::Sleep>>,
     /// Set when the deadline fired, so the middleware can answer 408 whatever extractor read.
     expired: Rc<Cell<bool>>,
@@ -48,7 +52,10 @@ impl Stream for Deadline {
         if self.done {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut self.inner).poll_next(cx) {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_next(cx) {
             Poll::Ready(None) => {
                 self.done = true;
                 Poll::Ready(None)
@@ -58,6 +65,8 @@ impl Stream for Deadline {
                 Poll::Ready(()) => {
                     self.done = true;
                     self.expired.set(true);
+                    let unfinished = self.inner.take();
+                    *self.held.borrow_mut() = unfinished;
                     Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "the request body did not arrive within server.body_timeout",
@@ -94,9 +103,11 @@ pub async fn body_deadline(
         .app_data::<Data<BodyTimeout>>()
         .map_or(Duration::from_secs(10), |t| t.0);
     let expired = Rc::new(Cell::new(false));
+    let held = Rc::new(std::cell::RefCell::new(None));
     let inner = req.take_payload();
     let stream = Deadline {
-        inner,
+        inner: Some(inner),
+        held: Rc::clone(&held),
         sleep: Box::pin(tokio::time::sleep(timeout)),
         expired: Rc::clone(&expired),
         done: false,
@@ -113,6 +124,14 @@ pub async fn body_deadline(
         path = %res.request().path(),
         "request body not received within server.body_timeout; closing the connection"
     );
+    // Hold the unfinished body until the answer has gone out with `Connection: close`, so the
+    // connection is shut rather than drained.
+    if let Some(unfinished) = held.borrow_mut().take() {
+        actix_web::rt::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(unfinished);
+        });
+    }
     let mut answer = timed_out(timeout).error_response();
     answer
         .head_mut()

@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod front;
 mod front_sync;
+mod hardening;
 mod health;
 mod helpers;
 mod hostile;
