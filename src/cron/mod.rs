@@ -608,11 +608,16 @@ async fn run_job(tasks: &Tasks, name: &'static str, job: JobRun) -> JobResult {
     match result {
         Ok(report) => {
             crate::metrics::cron_run(name, "succeeded");
-            tracing::info!(
-                cron = name,
-                rows_affected = report.rows_affected,
-                "cron run finished"
-            );
+            // A run that changed nothing (the lease reaper every 15 s, mostly) is not news.
+            if report.rows_affected > 0 {
+                tracing::info!(
+                    cron = name,
+                    rows_affected = report.rows_affected,
+                    "cron run finished"
+                );
+            } else {
+                tracing::debug!(cron = name, "cron run finished; nothing to do");
+            }
             JobResult::succeeded()
                 .with_write(Box::new(move |tx| finish_run(tx, &job_id, Ok(&report))))
         }
