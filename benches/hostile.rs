@@ -151,7 +151,7 @@ fn shapes() -> Vec<(&'static str, String)> {
     let deep = format!("{}{}", "[".repeat(500_000), "]".repeat(500_000));
     let mut wide_object = String::from("{");
     let mut i = 0;
-    while wide_object.len() < MAX_BODY - 40 {
+    while wide_object.len() < MAX_BODY - 200 {
         if i > 0 {
             wide_object.push(',');
         }
