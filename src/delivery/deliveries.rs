@@ -106,7 +106,8 @@ pub fn create(
         let max_attempts = u32::try_from(s.retries + 1).unwrap_or(u32::MAX);
         let job = jobs::enqueue(
             tx,
-            &NewJob::new(KIND, json!({"delivery_id": id})).max_attempts(max_attempts),
+            &NewJob::new(KIND, json!({"delivery_id": id, "webhook_id": s.webhook_id}))
+                .max_attempts(max_attempts),
         )?;
         insert.execute(params![
             id,

@@ -24,7 +24,7 @@ use crate::clock::{self, Millis};
 pub const UNPROVEN_IN_FLIGHT: usize = 2;
 /// The shortest time between two attempts to an endpoint not proven healthy: a receiver that
 /// fails fast cannot make its backlog spin through attempts as fast as the CPU allows.
-pub const MIN_SPACING: Duration = Duration::from_millis(50);
+pub const MIN_SPACING: Duration = Duration::from_millis(100);
 /// Parked deliveries woken at once for an endpoint proven healthy (each success then wakes two
 /// more, so a recovered endpoint's backlog ramps up quickly without a thundering herd).
 pub const PROVEN_BURST: usize = 32;

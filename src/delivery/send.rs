@@ -287,6 +287,15 @@ impl Sender {
         else {
             return JobResult::fail("the job payload has no delivery_id");
         };
+        // Deliveries created by this version carry their webhook: an endpoint at its cap is
+        // known before anything is read, so a parked delivery costs one write and no read.
+        let early_pass = match job.payload.get("webhook_id").and_then(Value::as_str) {
+            Some(webhook_id) => match self.gate.enter(webhook_id) {
+                Entry::Go(pass) => Some(pass),
+                Entry::Busy => return park(webhook_id.to_string()),
+            },
+            None => None,
+        };
         let now = clock::now_ms();
         // A point read by key: done on this (job) thread rather than handed to the blocking pool.
         let loaded = {
@@ -315,15 +324,12 @@ impl Sender {
         }
         // A failing endpoint holds at most a couple of workers; the rest park on it until an
         // attempt to it finishes.
-        let pass = match self.gate.enter(&target.id) {
-            Entry::Go(pass) => pass,
-            Entry::Busy => {
-                tracing::debug!(%delivery_id, webhook_id = %target.id, "endpoint at its cap; parking");
-                return JobResult::from(Outcome::Park {
-                    on: target.id,
-                    reason: "waiting: this endpoint's latest attempt failed and it already has as many attempts in flight as it may".into(),
-                });
-            }
+        let pass = match early_pass {
+            Some(pass) => pass,
+            None => match self.gate.enter(&target.id) {
+                Entry::Go(pass) => pass,
+                Entry::Busy => return park(target.id),
+            },
         };
         let secrets = match self.open_secrets(&target) {
             Ok(s) if !s.is_empty() => s,
@@ -599,6 +605,15 @@ fn build_headers(
     set(&mut h, "x-hookrelay-delivery", delivery_id.to_string());
     set(&mut h, "x-hookrelay-attempt", attempt.to_string());
     h
+}
+
+/// Parks a delivery on its busy endpoint, without spending an attempt.
+fn park(webhook_id: String) -> JobResult {
+    tracing::debug!(%webhook_id, "endpoint at its cap; parking");
+    JobResult::from(Outcome::Park {
+        on: webhook_id,
+        reason: "waiting: this endpoint's latest attempt failed and it already has as many attempts in flight as it may".into(),
+    })
 }
 
 /// How often [`sweep_parked`] looks for idle endpoints with parked deliveries.

@@ -392,6 +392,7 @@ fn the_admin_script_has_no_html_sinks() {
     ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
 )]
 async fn browser_on_call_story_from_sign_in_to_retry() {
+    let _heavy = heavy().await;
     let Some((chromium, chromedriver)) = browser_binaries("the admin page browser test") else {
         return;
     };
@@ -743,6 +744,7 @@ async fn browser_on_call_story_from_sign_in_to_retry() {
     ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
 )]
 async fn browser_hostile_payloads_render_as_text() {
+    let _heavy = heavy().await;
     const IMG: &str = r#"<img src=x onerror="window.__xss=1;document.title='pwned'">"#;
     const SCRIPT: &str = "<script>window.__xss=2;document.title='pwned'</script>";
     const SVG: &str = r#"<svg onload="window.__xss=3"></svg>"#;

@@ -646,6 +646,7 @@ async fn python_receiver_verifies_real_deliveries() {
 #[tokio::test]
 #[cfg_attr(missing_go, ignore = "needs Go: apt-get install golang-go")]
 async fn go_receiver_verifies_real_deliveries() {
+    let _heavy = heavy().await;
     a_receiver_verifies_real_deliveries(Lang::Go).await;
 }
 

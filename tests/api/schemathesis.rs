@@ -16,6 +16,7 @@ use crate::helpers::*;
     ignore = "needs schemathesis: pip install schemathesis==4.32.5 (or set SCHEMATHESIS to its st)"
 )]
 async fn schemathesis_finds_no_server_errors_and_no_schema_mismatches() {
+    let _heavy = heavy().await;
     let venv = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/target/schemathesis-venv/bin/st"
