@@ -56,6 +56,18 @@ mod tests {
 
     #[test]
     fn ids_carry_prefix_and_sort_by_creation() {
+        let millis = || {
+            i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0),
+            )
+            .unwrap_or(0)
+        };
+        // Read the clock right before `a` is made: generating the other ids may take longer
+        // than a millisecond on a busy machine.
+        let now = millis();
         let a = new_id(JOB);
         let ids: Vec<String> = (0..1000).map(|_| new_id(JOB)).collect();
         assert!(a.starts_with("job_") && a.len() == 30);
@@ -66,13 +78,6 @@ mod tests {
         assert!(is_valid(JOB, &a));
         assert!(!is_valid(JOB, "job_nope"));
         assert!(!is_valid("evt", &a));
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0),
-        )
-        .unwrap_or(0);
         assert!(time_bound(JOB, now - 1) < a, "made before: below the bound");
         assert!(
             time_bound(JOB, now + 1000) > a,
