@@ -25,7 +25,7 @@ use crate::events;
 use crate::front;
 use crate::jobs::Registry;
 use crate::jobs::worker::{self, Dispatcher, Sweep};
-use crate::openapi;
+use crate::web::openapi;
 use crate::store::Store;
 use crate::web::health::Readiness;
 use crate::web::limits::{self, BodyTimeout};
@@ -134,8 +134,8 @@ impl Application {
         }
         let cron = Arc::new(Cron::new(store.clone(), config.cron.schedules.clone()));
         cron.start().await.context("starting cron")?;
-        crate::metrics::install();
-        tokio::spawn(crate::metrics::upkeep_loop(stop.child_token()));
+        crate::counters::install();
+        tokio::spawn(crate::counters::upkeep_loop(stop.child_token()));
 
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("binding server.bind = {}", config.server.bind))?;
@@ -167,7 +167,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(limits::body_deadline))
                 .wrap(ErrorHandlers::new().default_handler(error::rewrite_bare_errors))
                 .wrap(actix_web::middleware::from_fn(
-                    crate::metrics::track_requests,
+                    crate::web::metrics::track_requests,
                 ))
                 .app_data(shared.config.clone())
                 .app_data(shared.store.clone())

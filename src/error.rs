@@ -17,7 +17,6 @@ use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 
-use crate::store::StoreError;
 
 /// An error and its sources as one line, `a: b: c`, skipping a source that repeats its parent's
 /// text (reqwest and hyper often do).
@@ -131,50 +130,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Busy => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_busy",
-                "the write queue is full; retry shortly",
-            )
-            .with_retry_after(1),
-            StoreError::Unavailable(reason) => {
-                tracing::error!(%reason, "storage unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "the database cannot be written right now; nothing was stored, retry later",
-                )
-                .with_retry_after(5)
-            }
-            StoreError::Closed => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "the service is shutting down; nothing was stored, retry shortly",
-            )
-            .with_retry_after(5),
-            StoreError::Pool(e) => {
-                tracing::warn!(error = %e, "no read connection became free in time");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_busy",
-                    "the database is busy; retry shortly",
-                )
-                .with_retry_after(1)
-            }
-            other => Self::internal(other),
-        }
-    }
-}
-
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::from(StoreError::from(e))
-    }
-}
-
 /// Maps a body-reading failure to the API shape (413 for oversized bodies).
 pub fn payload_error(e: &PayloadError, limit: usize) -> ApiError {
     match e {
@@ -265,35 +220,6 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         "not_found",
         format!("no route for {} {}", req.method(), req.path()),
     ))
-}
-
-/// A resource at `path` that answers 405 `method_not_allowed`, with `Allow: <allow>`, for
-/// methods it has no route for, instead of falling through to the app's 404. The route table
-/// (`openapi::mount`) builds every resource with it.
-#[must_use]
-pub fn resource(path: &str, allow: &str) -> actix_web::Resource {
-    let allow: std::sync::Arc<str> = allow.into();
-    web::resource(path).default_service(web::to(move |req: HttpRequest| {
-        let allow = std::sync::Arc::clone(&allow);
-        async move { method_not_allowed(&req, &allow) }
-    }))
-}
-
-fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
-    let mut res = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!(
-            "{} is not allowed on {}; allowed: {allow}",
-            req.method(),
-            req.path()
-        ),
-    )
-    .error_response();
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
-        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
-    }
-    res
 }
 
 /// `ErrorHandlers` hook: turns error responses that are not already JSON (actix's bare 405, 413 from

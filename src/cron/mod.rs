@@ -21,15 +21,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone as _, Utc};
-use rusqlite::{OptionalExtension as _, params};
+use rusqlite::params;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::clock::{self, Millis};
 use crate::config::Schedule;
-use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, NewJob, Registry};
-use crate::ops::audit;
+use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, JobState, NewJob, Registry};
+use crate::store::audit;
 use crate::store::{Store, StoreError, WriteTx};
 use tasks::{TaskReport, Tasks};
 
@@ -367,7 +367,7 @@ impl Inner {
             self.seen(name, at);
         }
         if let Ticked::Skipped { .. } = ticked {
-            crate::metrics::cron_run(name, "skipped");
+            crate::counters::cron_run(name, "skipped");
         }
         Ok(ticked)
     }
@@ -440,15 +440,12 @@ fn active_job(tx: &WriteTx<'_>, name: &str) -> rusqlite::Result<Option<String>> 
         .collect::<Result<_, _>>()?;
     let mut live = None;
     for (run_id, job_id) in open {
-        let state: Option<String> = tx
-            .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
-            .query_row([&job_id], |r| r.get(0))
-            .optional()?;
-        match state.as_deref() {
-            Some("queued" | "running" | "retrying") => live = Some(job_id),
+        let state = jobs::queue::state_of(tx, &job_id)?;
+        match state {
+            Some(JobState::Queued | JobState::Running | JobState::Retrying) => live = Some(job_id),
             other => {
                 let why = match other {
-                    Some("cancelled") => "the job was cancelled",
+                    Some(JobState::Cancelled) => "the job was cancelled",
                     None => "the job no longer exists",
                     Some(_) => "the job ended without recording the run",
                 };
@@ -607,7 +604,7 @@ async fn run_job(tasks: &Tasks, name: &'static str, job: JobRun) -> JobResult {
     let job_id = job.id.clone();
     match result {
         Ok(report) => {
-            crate::metrics::cron_run(name, "succeeded");
+            crate::counters::cron_run(name, "succeeded");
             // A run that changed nothing (the lease reaper every 15 s, mostly) is not news.
             if report.rows_affected > 0 {
                 tracing::info!(
@@ -622,7 +619,7 @@ async fn run_job(tasks: &Tasks, name: &'static str, job: JobRun) -> JobResult {
                 .with_write(Box::new(move |tx| finish_run(tx, &job_id, Ok(&report))))
         }
         Err(error) if job.is_last_attempt() => {
-            crate::metrics::cron_run(name, "failed");
+            crate::counters::cron_run(name, "failed");
             tracing::error!(cron = name, %error, "cron run failed");
             let recorded = error.clone();
             JobResult::fail(error)

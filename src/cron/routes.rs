@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{Cron, Ticked};
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::openapi::{Endpoint, Reply};
+use crate::http::{Endpoint, Reply};
 
 /// The cron routes.
 #[must_use]

@@ -19,7 +19,7 @@ use crate::store::Store;
 
 /// The webhook and delivery admin APIs.
 #[must_use]
-pub fn endpoints() -> Vec<crate::openapi::Endpoint> {
+pub fn endpoints() -> Vec<crate::http::Endpoint> {
     let mut all = webhooks::endpoints();
     all.extend(deliveries::endpoints());
     all

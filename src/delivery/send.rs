@@ -22,7 +22,7 @@ use super::sign::{self, Algorithm};
 use super::{deliveries, webhooks};
 use crate::clock::{self, Millis};
 use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, Outcome};
-use crate::ops::audit;
+use crate::store::audit;
 use crate::store::{Store, StoreError, WriteTx};
 
 /// The longest a `Retry-After` may delay the next attempt.
@@ -236,7 +236,7 @@ fn record(
     )?
     .execute(params![delivery_id, a.number, a.status, a.error, state, next_at, finished, now])?;
     if finished.is_some() {
-        crate::metrics::delivery_finished(state);
+        crate::counters::delivery_finished(state);
     }
     // Endpoint health (`endpoint_health` cron): since when every attempt failed, and the latest
     // failure. A success writes only when it clears them, so a healthy endpoint costs one
@@ -389,7 +389,7 @@ impl Sender {
         );
         let webhook_id = target.id;
         let event_id = loaded.event_id;
-        crate::metrics::delivery_attempt(
+        crate::counters::delivery_attempt(
             &attempt.outcome_label(),
             Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(0)),
         );

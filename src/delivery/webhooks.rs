@@ -21,8 +21,8 @@ use crate::config::{self, Config};
 use crate::error::ApiError;
 use crate::events::{self, Action, NewEvent};
 use crate::ids;
-use crate::openapi::{Endpoint, PAGE, Reply};
-use crate::ops::audit;
+use crate::http::{Endpoint, PAGE, Reply};
+use crate::store::audit;
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
 

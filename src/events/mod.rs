@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::delivery::deliveries::{self, EventRef};
 use crate::error::ApiError;
 use crate::ids;
-use crate::openapi::{Auth, Endpoint, PAGE, Reply};
+use crate::http::{Auth, Endpoint, PAGE, Reply};
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
 

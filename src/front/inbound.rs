@@ -15,8 +15,8 @@ use crate::clock::{self, Millis};
 use crate::error::ApiError;
 use crate::ids;
 use crate::jobs::{self, JobState, NewJob};
-use crate::openapi::{Endpoint, PAGE, Reply};
-use crate::ops::audit;
+use crate::http::{Endpoint, PAGE, Reply};
+use crate::store::audit;
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
 

@@ -42,7 +42,7 @@ fn kept_headers(headers: &HeaderMap) -> Value {
 }
 
 fn not_configured(what: &str) -> ApiError {
-    crate::metrics::ingress("front", "not_configured");
+    crate::counters::ingress("front", "not_configured");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "front_not_configured",
@@ -63,12 +63,12 @@ fn refused(e: SignatureError) -> ApiError {
             "x-front-request-timestamp is missing or outside front.timestamp_tolerance",
         ),
     };
-    crate::metrics::ingress("front", error.code());
+    crate::counters::ingress("front", error.code());
     error
 }
 
 fn invalid_payload(message: impl Into<String>) -> ApiError {
-    crate::metrics::ingress("front", "invalid_payload");
+    crate::counters::ingress("front", "invalid_payload");
     ApiError::bad_request("invalid_payload", message)
 }
 
@@ -101,17 +101,17 @@ async fn store_event(store: &Store, event: NewInbound) -> Result<HttpResponse, A
         .await
         .map_err(|e| {
             let error = ApiError::from(e);
-            crate::metrics::ingress("front", error.code());
+            crate::counters::ingress("front", error.code());
             error
         })?;
     Ok(match stored {
         Some(id) => {
-            crate::metrics::ingress("front", "accepted");
+            crate::counters::ingress("front", "accepted");
             tracing::info!(inbound_id = %id, front_event_id = %external_id, "front event stored");
             HttpResponse::Ok().json(json!({"received": true}))
         }
         None => {
-            crate::metrics::ingress("front", "duplicate");
+            crate::counters::ingress("front", "duplicate");
             tracing::info!(front_event_id = %external_id, "front event already stored; duplicate ignored");
             HttpResponse::Ok().json(json!({"received": true, "duplicate": true}))
         }
@@ -126,7 +126,7 @@ async fn store_event(store: &Store, event: NewInbound) -> Result<HttpResponse, A
 #[tracing::instrument(skip_all)]
 pub async fn app_webhook(
     req: HttpRequest,
-    body: crate::web::limits::Body,
+    body: crate::http::Body,
     config: web::Data<Config>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
@@ -146,7 +146,7 @@ pub async fn app_webhook(
     )
     .map_err(refused)?;
     if let Some(challenge) = header(headers, "x-front-challenge") {
-        crate::metrics::ingress("front", "challenge");
+        crate::counters::ingress("front", "challenge");
         return Ok(HttpResponse::Ok().json(json!({"challenge": challenge})));
     }
     let envelope: Envelope = serde_json::from_slice(&body)
@@ -174,7 +174,7 @@ pub async fn app_webhook(
 #[tracing::instrument(skip_all)]
 pub async fn rule_webhook(
     req: HttpRequest,
-    body: crate::web::limits::Body,
+    body: crate::http::Body,
     config: web::Data<Config>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {

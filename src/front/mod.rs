@@ -21,7 +21,7 @@ use actix_web::http::Method;
 
 use crate::config::Config;
 use crate::jobs::Registry;
-use crate::openapi::{Auth, Endpoint, Reply};
+use crate::http::{Auth, Endpoint, Reply};
 use crate::store::Store;
 
 /// The ingress routes (when `front.enabled`) and the inbound admin API.

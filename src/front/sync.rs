@@ -25,13 +25,14 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::client::{FetchError, FrontClient};
 use super::inbound::{self, Channel, NewInbound};
 use crate::clock::{self, Millis};
+use crate::store::kv;
 use crate::store::{Store, StoreError, WriteTx};
 
 /// kv key of the cursor: UNIX ms, every event emitted before it has been listed.
@@ -340,23 +341,8 @@ struct State {
     company_id: Option<String>,
 }
 
-fn kv_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()
-}
-
-fn kv_set(tx: &WriteTx<'_>, key: &str, value: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )?
-    .execute(params![key, value, clock::now_ms()])?;
-    Ok(())
-}
-
 fn load_state(conn: &Connection) -> Result<State, StoreError> {
-    let cursor = kv_get(conn, CURSOR_KEY)?.and_then(|v| match v.parse::<Millis>() {
+    let cursor = kv::get(conn, CURSOR_KEY)?.and_then(|v| match v.parse::<Millis>() {
         Ok(c) => Some(c),
         Err(_) => {
             tracing::warn!(value = %v, "the stored front_sync cursor is not a number; starting afresh");
@@ -372,7 +358,7 @@ fn load_state(conn: &Connection) -> Result<State, StoreError> {
         .optional()?;
     let company_id = match latest_company {
         Some(c) => Some(c),
-        None => kv_get(conn, COMPANY_KEY)?,
+        None => kv::get(conn, COMPANY_KEY)?,
     };
     Ok(State { cursor, company_id })
 }
@@ -409,10 +395,10 @@ fn write_page(
         }
     }
     if let Some(c) = &company_id {
-        kv_set(tx, COMPANY_KEY, c)?;
+        kv::set(tx, COMPANY_KEY, c)?;
     }
     if let Some(c) = cursor {
-        kv_set(tx, CURSOR_KEY, &c.to_string())?;
+        kv::set(tx, CURSOR_KEY, &c.to_string())?;
     }
     Ok(out)
 }

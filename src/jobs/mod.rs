@@ -15,6 +15,7 @@
 
 pub mod backoff;
 pub mod noop;
+pub mod queue;
 pub mod routes;
 pub mod worker;
 
@@ -24,14 +25,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::clock::{self, Millis};
-use crate::ids;
-use crate::ops::audit;
+pub use queue::{
+    PARKED_RUN_AT, cancel, enqueue, get, list, next_due, oldest_due_wait, parked, requeue, unpark,
+};
+
+use crate::clock::Millis;
 use crate::store::WriteTx;
+use crate::store::audit;
 
 /// Attempts a job gets unless its kind or the caller says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -141,82 +144,6 @@ pub struct Enqueued {
     pub created: bool,
 }
 
-/// Enqueues `job` in the caller's transaction; the workers are woken once it commits.
-///
-/// # Errors
-/// A database error (the caller's whole command then rolls back).
-pub fn enqueue(tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
-    let now = clock::now_ms();
-    let id = ids::new_id(ids::JOB);
-    let payload = job.payload.to_string();
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at,
-                               idempotency_key, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?5, ?6, ?7, ?7)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        )?
-        .execute(params![
-            id,
-            job.kind,
-            payload,
-            job.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT),
-            // A time in the past means "now": it is due from its creation, and queue lag is
-            // measured from run_at.
-            job.run_at.map_or(now, |at| at.max(now)),
-            job.idempotency_key,
-            now
-        ])?;
-    if inserted == 1 {
-        tx.wake_workers();
-        return Ok(Enqueued { id, created: true });
-    }
-    let existing: String = tx
-        .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
-        .query_row([&job.idempotency_key], |r| r.get(0))?;
-    Ok(Enqueued {
-        id: existing,
-        created: false,
-    })
-}
-
-/// Puts job `id` back in the queue, due now, with a fresh set of attempts — if it is in one of
-/// the `from` states. Returns whether it was. (Operator retry, inbound replay.)
-///
-/// # Errors
-/// A database error.
-pub fn requeue(tx: &WriteTx<'_>, id: &str, from: &[JobState]) -> rusqlite::Result<bool> {
-    let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
-    let changed = tx
-        .prepare_cached(&format!(
-            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?2, finished_at = NULL,
-                    lease_until = NULL, lease_owner = NULL, parked_on = NULL, updated_at = ?2
-             WHERE id = ?1 AND state IN ({})",
-            states.join(", ")
-        ))?
-        .execute(params![id, clock::now_ms()])?;
-    if changed == 1 {
-        tx.wake_workers();
-    }
-    Ok(changed == 1)
-}
-
-/// Cancels job `id` if it is queued, retrying, running or dead. Returns whether it was.
-/// A running handler finishes, but its result is discarded (its claim is gone).
-///
-/// # Errors
-/// A database error.
-pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<bool> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE jobs SET state = 'cancelled', lease_until = NULL, lease_owner = NULL,
-                    parked_on = NULL, finished_at = ?2, updated_at = ?2
-             WHERE id = ?1 AND state IN ('queued', 'retrying', 'running', 'dead')",
-        )?
-        .execute(params![id, clock::now_ms()])?;
-    Ok(changed == 1)
-}
-
 /// A job as stored, for the admin API.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
@@ -239,42 +166,6 @@ pub struct Job {
     pub finished_at: Option<String>,
 }
 
-const JOB_COLUMNS: &str =
-    "id, kind, state, attempt, max_attempts, payload, idempotency_key, last_error,
-     run_at, lease_until, lease_owner, created_at, updated_at, finished_at, parked_on";
-
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
-    let state: String = r.get(2)?;
-    let payload: String = r.get(5)?;
-    Ok(Job {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        state: JobState::parse(&state).unwrap_or(JobState::Dead),
-        attempt: r.get(3)?,
-        max_attempts: r.get(4)?,
-        payload: serde_json::from_str(&payload).unwrap_or(Value::String(payload)),
-        idempotency_key: r.get(6)?,
-        last_error: r.get(7)?,
-        run_at: clock::to_rfc3339(r.get(8)?),
-        lease_until: r.get::<_, Option<Millis>>(9)?.map(clock::to_rfc3339),
-        lease_owner: r.get(10)?,
-        created_at: clock::to_rfc3339(r.get(11)?),
-        updated_at: clock::to_rfc3339(r.get(12)?),
-        finished_at: r.get::<_, Option<Millis>>(13)?.map(clock::to_rfc3339),
-        parked_on: r.get(14)?,
-    })
-}
-
-/// Reads one job.
-///
-/// # Errors
-/// A database error.
-pub fn get(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Job>> {
-    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
-        .query_row([id], job_from_row)
-        .optional()
-}
-
 /// Filters for [`list`].
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {
@@ -282,109 +173,6 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only jobs with an id below this one (the page cursor).
     pub before: Option<String>,
-}
-
-/// Lists jobs newest first, at most `limit`.
-///
-/// # Errors
-/// A database error.
-pub fn list(
-    conn: &rusqlite::Connection,
-    filter: &JobFilter,
-    limit: usize,
-) -> rusqlite::Result<Vec<Job>> {
-    let state = filter.state.map(JobState::as_str);
-    crate::pagination::ListQuery::new()
-        .filter("state = ?", &state)
-        .filter("kind = ?", &filter.kind)
-        .filter("id < ?", &filter.before)
-        .run(conn, JOB_COLUMNS, "jobs", limit, job_from_row)
-}
-
-/// Jobs per state, for stats and the admin page.
-///
-/// # Errors
-/// A database error.
-pub fn count_by_state(conn: &rusqlite::Connection) -> rusqlite::Result<HashMap<JobState, u64>> {
-    let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
-    let mut out: HashMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (state, n) = row?;
-        if let Some(s) = JobState::parse(&state) {
-            out.insert(s, u64::try_from(n).unwrap_or(0));
-        }
-    }
-    Ok(out)
-}
-
-/// How long the oldest due job (queued or retrying, `run_at` passed) has been waiting, if any.
-///
-/// # Errors
-/// A database error.
-pub fn oldest_due_wait(
-    conn: &rusqlite::Connection,
-    now: Millis,
-) -> rusqlite::Result<Option<Duration>> {
-    let min: Option<Millis> = conn
-        .prepare_cached(
-            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying') AND run_at <= ?1",
-        )?
-        .query_row([now], |r| r.get(0))?;
-    Ok(min.map(|m| Duration::from_millis(u64::try_from(now - m).unwrap_or(0))))
-}
-
-/// When the next queued or retrying job becomes due (may be in the past).
-///
-/// # Errors
-/// A database error.
-pub fn next_due(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Millis>> {
-    conn.prepare_cached(
-        "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')",
-    )?
-    .query_row([], |r| r.get(0))
-}
-
-/// `run_at` of a parked job: never due on its own (9999-12-31, which still formats as a time).
-pub const PARKED_RUN_AT: Millis = 253_402_300_799_000;
-
-/// Wakes up to `n` jobs parked on `key`, oldest first: due at `at` (or now, if earlier).
-/// Returns how many.
-///
-/// # Errors
-/// A database error.
-pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize, at: Millis) -> rusqlite::Result<usize> {
-    let now = clock::now_ms();
-    let woken = tx
-        .prepare_cached(
-            "UPDATE jobs SET run_at = ?2, parked_on = NULL, updated_at = ?4
-             WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_parked
-                          WHERE parked_on = ?1 AND state IN ('queued', 'retrying')
-                          ORDER BY id LIMIT ?3)",
-        )?
-        .execute(params![
-            key,
-            at.max(now),
-            i64::try_from(n).unwrap_or(i64::MAX),
-            now
-        ])?;
-    if woken > 0 {
-        tx.wake_workers();
-    }
-    Ok(woken)
-}
-
-/// Every key that has jobs parked on it, with how many.
-///
-/// # Errors
-/// A database error.
-pub fn parked(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, u64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT parked_on, COUNT(*) FROM jobs INDEXED BY jobs_parked
-         WHERE parked_on IS NOT NULL AND state IN ('queued', 'retrying') GROUP BY parked_on",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))?;
-    rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

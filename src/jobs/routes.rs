@@ -9,8 +9,8 @@ use super::{JobFilter, JobState, MAX_ATTEMPTS_LIMIT, NewJob, Registry};
 use crate::auth::Admin;
 use crate::clock;
 use crate::error::ApiError;
-use crate::openapi::{Endpoint, PAGE, Reply};
-use crate::ops::audit;
+use crate::http::{Endpoint, PAGE, Reply};
+use crate::store::audit;
 use crate::pagination::{self, PageQuery};
 use crate::store::{Store, WriteTx};
 

@@ -14,13 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use rusqlite::params;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::{DeadJob, JobResult, JobRun, Outcome, Registry, backoff, on_dead};
+use super::{DeadJob, JobResult, JobRun, Outcome, Registry, backoff, on_dead, queue};
 use crate::clock::{self, Millis};
 use crate::store::{Store, StoreError, WriteTx};
 
@@ -406,7 +405,7 @@ impl Recorded {
             Self::Parked => "parked",
             Self::ClaimLost => "claim_lost",
         };
-        crate::metrics::job_finished(&job.kind, outcome);
+        crate::counters::job_finished(&job.kind, outcome);
         match self {
             Self::Succeeded => tracing::debug!("job succeeded"),
             Self::Retrying { at } => {
@@ -438,60 +437,24 @@ fn finish(
     jitter: f64,
 ) -> Result<Recorded, StoreError> {
     let now = clock::now_ms();
-    let (changed, recorded) = match outcome {
-        Outcome::Succeeded => (
-            tx.prepare_cached(
-                "UPDATE jobs SET state = 'succeeded', lease_until = NULL, lease_owner = NULL,
-                        updated_at = ?3, finished_at = ?3
-                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
-            )?
-            .execute(params![job.id, job.claim, now])?,
-            Recorded::Succeeded,
-        ),
+    let (held, recorded) = match outcome {
+        Outcome::Succeeded => (queue::succeed(tx, job, now)?, Recorded::Succeeded),
         Outcome::Retry { error, after } if !job.is_last_attempt() => {
             let wait = after.unwrap_or_else(|| backoff::backoff(job.attempt, jitter));
             let at = clock::add(now, wait);
-            (
-                tx.prepare_cached(
-                    "UPDATE jobs SET state = 'retrying', run_at = ?3, last_error = ?4, lease_until = NULL,
-                            lease_owner = NULL, updated_at = ?5
-                     WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
-                )?
-                .execute(params![job.id, job.claim, at, error, now])?,
-                Recorded::Retrying { at },
-            )
+            (queue::retry(tx, job, at, error, now)?, Recorded::Retrying { at })
         }
         Outcome::Retry { error, .. } | Outcome::Fail { error } => (
-            tx.prepare_cached(
-                "UPDATE jobs SET state = 'dead', last_error = ?3, lease_until = NULL, lease_owner = NULL,
-                        updated_at = ?4, finished_at = ?4
-                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
-            )?
-            .execute(params![job.id, job.claim, error, now])?,
+            queue::kill(tx, job, error, now)?,
             Recorded::Dead { error: error.clone() },
         ),
         Outcome::RunAgainAt { at, reason } => (
-            tx.prepare_cached(
-                "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
-                        attempt = attempt - 1, run_at = ?3, last_error = ?4, lease_until = NULL,
-                        lease_owner = NULL, updated_at = ?5
-                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
-            )?
-            .execute(params![job.id, job.claim, at, reason, now])?,
+            queue::reschedule(tx, job, *at, reason, now)?,
             Recorded::Rescheduled { at: *at },
         ),
-        Outcome::Park { on, reason } => (
-            tx.prepare_cached(
-                "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
-                        attempt = attempt - 1, run_at = ?3, parked_on = ?4, last_error = ?5,
-                        lease_until = NULL, lease_owner = NULL, updated_at = ?6
-                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
-            )?
-            .execute(params![job.id, job.claim, super::PARKED_RUN_AT, on, reason, now])?,
-            Recorded::Parked,
-        ),
+        Outcome::Park { on, reason } => (queue::park(tx, job, on, reason, now)?, Recorded::Parked),
     };
-    if changed == 0 {
+    if !held {
         return Ok(Recorded::ClaimLost);
     }
     if let Some(w) = write {
@@ -527,36 +490,7 @@ async fn claim(
         .writer()
         .write_wait(move |tx| {
             let now = clock::now_ms();
-            let mut stmt = tx.prepare_cached(
-                "UPDATE jobs SET state = 'running', attempt = attempt + 1, claim_seq = claim_seq + 1,
-                        lease_until = ?1,
-                        lease_owner = ?2, updated_at = ?3
-                 WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_due
-                              WHERE state IN ('queued', 'retrying') AND run_at <= ?3
-                              ORDER BY run_at LIMIT ?4)
-                 RETURNING id, kind, payload, attempt, max_attempts, claim_seq",
-            )?;
-            let rows = stmt.query_map(
-                params![
-                    clock::add(now, lease),
-                    owner,
-                    now,
-                    i64::try_from(n).unwrap_or(1)
-                ],
-                |r| {
-                    let payload: String = r.get(2)?;
-                    Ok(JobRun {
-                        id: r.get(0)?,
-                        kind: r.get(1)?,
-                        payload: serde_json::from_str(&payload)
-                            .unwrap_or(serde_json::Value::String(payload)),
-                        attempt: r.get(3)?,
-                        max_attempts: r.get(4)?,
-                        claim: r.get(5)?,
-                    })
-                },
-            )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(queue::claim(tx, n, clock::add(now, lease), &owner, now)?)
         })
         .await
 }
@@ -573,13 +507,7 @@ async fn extend_leases(store: &Store, claims: &Claims, lease: Duration) {
     let result = store
         .writer()
         .write_wait(move |tx| {
-            let until = clock::add(clock::now_ms(), lease);
-            let mut stmt = tx.prepare_cached(
-                "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND claim_seq = ?3 AND state = 'running'",
-            )?;
-            for (id, claim) in &held {
-                stmt.execute(params![until, id, claim])?;
-            }
+            queue::extend(tx, &held, clock::add(clock::now_ms(), lease))?;
             Ok::<_, StoreError>(())
         })
         .await;
@@ -592,21 +520,7 @@ async fn extend_leases(store: &Store, claims: &Claims, lease: Duration) {
 async fn release(store: &Store, held: Vec<(String, i64)>) -> Result<usize, StoreError> {
     store
         .writer()
-        .write_wait(move |tx| {
-            let now = clock::now_ms();
-            let mut stmt = tx.prepare_cached(
-                "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
-                        attempt = attempt - 1, run_at = ?3, lease_until = NULL, lease_owner = NULL,
-                        updated_at = ?3
-                 WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
-            )?;
-            let mut n = 0;
-            for (id, claim) in &held {
-                n += stmt.execute(params![id, claim, now])?;
-            }
-            tx.wake_workers();
-            Ok(n)
-        })
+        .write_wait(move |tx| Ok(queue::release(tx, &held, clock::now_ms())?))
         .await
 }
 
@@ -639,33 +553,14 @@ pub async fn requeue_expired(
         .writer()
         .write_wait(move |tx| {
             let now = clock::now_ms();
-            let (sql, reason) = match sweep {
-                Sweep::Expired => (
-                    "UPDATE jobs INDEXED BY jobs_leased SET
-                        state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'retrying' END,
-                        finished_at = CASE WHEN attempt >= max_attempts THEN ?1 ELSE NULL END,
-                        run_at = ?1, lease_until = NULL, lease_owner = NULL, last_error = ?2, updated_at = ?1
-                     WHERE state = 'running' AND lease_until < ?1
-                     RETURNING id, kind, payload, attempt, state",
-                    "the lease ran out: the worker stopped or stalled",
-                ),
-                Sweep::AllRunning => (
-                    "UPDATE jobs INDEXED BY jobs_leased SET
-                        state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
-                        attempt = attempt - 1,
-                        run_at = ?1, lease_until = NULL, lease_owner = NULL, last_error = ?2, updated_at = ?1
-                     WHERE state = 'running'
-                     RETURNING id, kind, payload, attempt, state",
-                    "the process stopped while the job was running; it runs again",
-                ),
+            let reason = match sweep {
+                Sweep::Expired => "the lease ran out: the worker stopped or stalled",
+                Sweep::AllRunning => "the process stopped while the job was running; it runs again",
             };
-            let rows: Vec<(String, String, String, u32, String)> = tx
-                .prepare_cached(sql)?
-                .query_map(params![now, reason], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-                .collect::<Result<_, _>>()?;
+            let rows = queue::take_back(tx, sweep == Sweep::AllRunning, reason, now)?;
             let mut dead = Vec::new();
             for (id, kind, payload, attempt, state) in &rows {
-                if state == "dead" {
+                if *state == super::JobState::Dead {
                     let job = DeadJob {
                         id: id.clone(),
                         kind: kind.clone(),
@@ -676,9 +571,6 @@ pub async fn requeue_expired(
                     on_dead(tx, &registry, &job)?;
                     dead.push(job);
                 }
-            }
-            if rows.len() > dead.len() {
-                tx.wake_workers();
             }
             Ok::<_, StoreError>((rows.len(), dead, reason))
         })

@@ -8,7 +8,7 @@ pub mod stats;
 
 use actix_web::http::Method;
 
-use crate::openapi::{Endpoint, PAGE, Reply};
+use crate::http::{Endpoint, PAGE, Reply};
 
 /// The operations routes under `/v1beta1/admin`.
 #[must_use]

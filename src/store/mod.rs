@@ -5,6 +5,8 @@
 //! The store knows nothing about jobs, events or webhooks: those modules own their SQL and pass
 //! closures in.
 
+pub mod audit;
+pub mod kv;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,10 @@ use rusqlite_migration::{M, MigrationDefinitionError, Migrations};
 use tokio::sync::Notify;
 
 pub use writer::{WriteTx, Writer};
+
+use actix_web::http::StatusCode;
+
+use crate::error::ApiError;
 
 use crate::config::{DatabaseConfig, Synchronous};
 
@@ -81,6 +87,51 @@ impl From<rusqlite::Error> for StoreError {
             ) => Self::Unavailable(e.to_string()),
             _ => Self::Sqlite(e),
         }
+    }
+}
+
+// How storage failures reach HTTP clients: busy and unwritable are 503s the sender retries.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_busy",
+                "the write queue is full; retry shortly",
+            )
+            .with_retry_after(1),
+            StoreError::Unavailable(reason) => {
+                tracing::error!(%reason, "storage unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the database cannot be written right now; nothing was stored, retry later",
+                )
+                .with_retry_after(5)
+            }
+            StoreError::Closed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the service is shutting down; nothing was stored, retry shortly",
+            )
+            .with_retry_after(5),
+            StoreError::Pool(e) => {
+                tracing::warn!(error = %e, "no read connection became free in time");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_busy",
+                    "the database is busy; retry shortly",
+                )
+                .with_retry_after(1)
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::from(StoreError::from(e))
     }
 }
 

@@ -503,7 +503,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
                 .fetch_add(replies.len() as u64, Ordering::Relaxed);
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-            crate::metrics::writer_commit(replies.len(), started.elapsed());
+            crate::counters::writer_commit(replies.len(), started.elapsed());
             if wake_workers {
                 wake.notify_one();
             }

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use rust_embed::RustEmbed;
 
 use crate::error::ApiError;
-use crate::openapi::{Auth, Endpoint, Reply};
+use crate::http::{Auth, Endpoint, Reply};
 
 #[derive(RustEmbed)]
 #[folder = "static/"]

@@ -35,7 +35,7 @@ use serde_json::{Map, Value, json};
 use crate::clock;
 use crate::cron::Cron;
 use crate::jobs::{self, worker::WorkerHealth};
-use crate::openapi::{Auth, Endpoint, Reply};
+use crate::http::{Auth, Endpoint, Reply};
 use crate::store::{Store, StoreError};
 
 /// How long the readiness write may take.
@@ -172,11 +172,7 @@ impl Sample {
     /// Writes a row to `kv` through the writer and reads the queue lag.
     async fn take(store: Store) -> Self {
         let probe = store.writer().write_wait(|tx| {
-            tx.prepare_cached(
-                "INSERT INTO kv (key, value, updated_at) VALUES ('readyz', 'ok', ?1)
-                 ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
-            )?
-            .execute([clock::now_ms()])?;
+            crate::store::kv::set(tx, "readyz", "ok")?;
             Ok::<_, StoreError>(())
         });
         let write = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {

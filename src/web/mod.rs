@@ -4,8 +4,10 @@
 pub mod assets;
 pub mod health;
 pub mod limits;
+pub mod metrics;
+pub mod openapi;
 
-use crate::openapi::Endpoint;
+use crate::http::Endpoint;
 
 /// Health, readiness and the admin page.
 #[must_use]

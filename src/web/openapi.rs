@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use actix_web::http::Method;
-use actix_web::{HttpResponse, Route, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use serde_json::{Value, json};
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, PathItem,
@@ -23,130 +24,8 @@ use utoipa::openapi::{
 };
 
 use crate::config::Config;
-use crate::error::resource;
-
-/// Who may call an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
-    Public,
-    /// `Authorization: Bearer <admin token>` (or the identity header).
-    Admin,
-    /// The admin token or a publish token.
-    Publish,
-    /// A Front signature over the body (`x-front-signature`, …).
-    FrontApp,
-    FrontRule,
-}
-
-/// What an endpoint answers on success.
-#[derive(Debug, Clone, Copy)]
-pub enum Reply {
-    /// A JSON object; the text names its main fields.
-    Json(&'static str),
-    Text(&'static str),
-    Html,
-    /// A static file of the admin page (its own content type).
-    File,
-    Redirect,
-}
-
-/// One route: how it is served and how it is described.
-#[derive(Clone)]
-pub struct Endpoint {
-    pub method: Method,
-    /// actix-web pattern (`/v1beta1/admin/jobs/{id}`, `/admin/{file:.+}`).
-    pub path: &'static str,
-    pub tag: &'static str,
-    pub summary: &'static str,
-    pub auth: Auth,
-    /// `(name, description)` of each query parameter.
-    pub query: &'static [(&'static str, &'static str)],
-    /// JSON Schema of the request body, if it takes one.
-    pub body: Option<fn() -> Value>,
-    pub status: u16,
-    /// Another success status with the same body (200 for an idempotent repeat of a 201/202).
-    pub also: Option<u16>,
-    pub reply: Reply,
-    /// Top-level fields every success body has (the document requires them).
-    pub keys: &'static [&'static str],
-    /// Attaches the handler: `|r| r.to(handler)`.
-    pub handler: fn(Route) -> Route,
-}
-
-/// `limit` and `cursor`, as every list takes them.
-pub const PAGE: [(&str, &str); 2] = [
-    ("limit", "page size, 1–500 (default 50)"),
-    ("cursor", "`next_cursor` of the previous page"),
-];
-
-impl Endpoint {
-    /// An admin endpoint answering 200 with JSON.
-    #[must_use]
-    pub fn new(
-        method: Method,
-        path: &'static str,
-        tag: &'static str,
-        summary: &'static str,
-        handler: fn(Route) -> Route,
-    ) -> Self {
-        Self {
-            method,
-            path,
-            tag,
-            summary,
-            auth: Auth::Admin,
-            query: &[],
-            body: None,
-            status: 200,
-            also: None,
-            reply: Reply::Json(""),
-            keys: &[],
-            handler,
-        }
-    }
-
-    #[must_use]
-    pub fn auth(mut self, auth: Auth) -> Self {
-        self.auth = auth;
-        self
-    }
-
-    #[must_use]
-    pub fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
-        self.query = query;
-        self
-    }
-
-    #[must_use]
-    pub fn body(mut self, schema: fn() -> Value) -> Self {
-        self.body = Some(schema);
-        self
-    }
-
-    #[must_use]
-    pub fn status(mut self, status: u16) -> Self {
-        self.status = status;
-        self
-    }
-
-    #[must_use]
-    pub fn keys(mut self, keys: &'static [&'static str]) -> Self {
-        self.keys = keys;
-        self
-    }
-
-    #[must_use]
-    pub fn also(mut self, status: u16) -> Self {
-        self.also = Some(status);
-        self
-    }
-
-    #[must_use]
-    pub fn reply(mut self, reply: Reply) -> Self {
-        self.reply = reply;
-        self
-    }
-}
+use crate::error::ApiError;
+use crate::http::{Auth, Endpoint, Reply};
 
 /// Every endpoint of the service, in mounting order.
 #[must_use]
@@ -159,7 +38,7 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     all.extend(crate::jobs::routes::endpoints());
     all.extend(crate::cron::routes::endpoints());
     all.extend(crate::ops::endpoints());
-    all.extend(crate::metrics::endpoints());
+    all.extend(crate::web::metrics::endpoints());
     all.push(
         Endpoint::new(
             Method::GET,
@@ -204,6 +83,35 @@ pub fn mount(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
         }
         cfg.service(r);
     }
+}
+
+/// A resource at `path` that answers 405 `method_not_allowed`, with `Allow: <allow>`, for
+/// methods it has no route for, instead of falling through to the app's 404. The route table
+/// (`openapi::mount`) builds every resource with it.
+#[must_use]
+pub fn resource(path: &str, allow: &str) -> actix_web::Resource {
+    let allow: std::sync::Arc<str> = allow.into();
+    web::resource(path).default_service(web::to(move |req: HttpRequest| {
+        let allow = std::sync::Arc::clone(&allow);
+        async move { method_not_allowed(&req, &allow) }
+    }))
+}
+
+fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut res = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }
 
 static DOCUMENT: OnceLock<String> = OnceLock::new();
