@@ -25,10 +25,10 @@ use crate::events;
 use crate::front;
 use crate::jobs::Registry;
 use crate::jobs::worker::{self, Dispatcher, Sweep};
-use crate::web::openapi;
 use crate::store::Store;
 use crate::web::health::Readiness;
 use crate::web::limits::{self, BodyTimeout};
+use crate::web::openapi;
 
 /// The running service. Build it with [`Application::build`], then [`Application::run_until_stopped`].
 pub struct Application {
@@ -53,6 +53,8 @@ struct Shared {
     auth: web::Data<Authenticator>,
     readiness: web::Data<Readiness>,
     cron: web::Data<Cron>,
+    publisher: web::Data<events::Publisher>,
+    processors: web::Data<crate::inbound::Processors>,
 }
 
 impl Application {
@@ -94,11 +96,28 @@ impl Application {
             )
             .context("loading the encryption keys")?,
         );
-        let front_client = front::register(&mut registry, &config, store.clone())?;
-        let gate = delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
-        let tasks = Arc::new(Tasks::new(store.clone(), config.clone(), front_client));
+        let delivery =
+            delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
+        let publisher = delivery.publisher.clone();
+        let mut processors = crate::inbound::Processors::default();
+        let front_client = front::register(
+            &mut registry,
+            &mut processors,
+            &config,
+            store.clone(),
+            publisher.clone(),
+        )?;
+        let tasks = Arc::new(Tasks::new(
+            store.clone(),
+            config.clone(),
+            front_client,
+            publisher.clone(),
+        ));
         cron::register(&mut registry, &tasks);
-        registry.on_any_dead(events::dead_job_hook(config.delivery.retry_schedule.len()));
+        registry.on_any_dead(events::dead_job_hook(
+            publisher.clone(),
+            delivery::store::KIND,
+        ));
         let registry = Arc::new(registry);
         tasks.set_registry(Arc::clone(&registry));
         let requeued = worker::requeue_expired(&store, Arc::clone(&registry), Sweep::AllRunning)
@@ -128,7 +147,7 @@ impl Application {
         if config.jobs.workers > 0 {
             jobs_runtime.handle().spawn(delivery::send::sweep_parked(
                 store.clone(),
-                gate,
+                Arc::clone(&delivery.gate),
                 stop.child_token(),
             ));
         }
@@ -153,6 +172,8 @@ impl Application {
                 cron: Arc::clone(&cron),
             }),
             cron: web::Data::from(Arc::clone(&cron)),
+            publisher: web::Data::new(publisher),
+            processors: web::Data::new(processors),
         };
         let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;
@@ -176,6 +197,8 @@ impl Application {
                 .app_data(shared.auth.clone())
                 .app_data(shared.readiness.clone())
                 .app_data(shared.cron.clone())
+                .app_data(shared.publisher.clone())
+                .app_data(shared.processors.clone())
                 .app_data(body_timeout.clone())
                 .app_data(error::json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))

@@ -242,9 +242,9 @@ impl FromRequest for Admin {
 
 /// Extractor for publishing: the admin token or a publish token.
 #[derive(Debug, Clone)]
-pub struct Publisher(pub Caller);
+pub struct AdminOrPublisher(pub Caller);
 
-impl FromRequest for Publisher {
+impl FromRequest for AdminOrPublisher {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 

@@ -17,7 +17,6 @@ use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 
-
 /// An error and its sources as one line, `a: b: c`, skipping a source that repeats its parent's
 /// text (reqwest and hyper often do).
 #[must_use]

@@ -46,6 +46,7 @@ pub mod events;
 pub mod front;
 pub mod http;
 pub mod ids;
+pub mod inbound;
 pub mod jobs;
 pub mod ops;
 pub mod pagination;

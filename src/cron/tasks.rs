@@ -78,6 +78,8 @@ pub struct Tasks {
     config: Config,
     /// The client `front.process` uses: one request budget for both.
     front: Option<Arc<FrontClient>>,
+    /// For `webhook.disabled`.
+    publisher: crate::events::Publisher,
     registry: OnceLock<Arc<Registry>>,
     /// When expired leases were last swept (by the cron or the safety net).
     last_reaped: AtomicI64,
@@ -85,11 +87,17 @@ pub struct Tasks {
 
 impl Tasks {
     #[must_use]
-    pub fn new(store: Store, config: Config, front: Option<Arc<FrontClient>>) -> Self {
+    pub fn new(
+        store: Store,
+        config: Config,
+        front: Option<Arc<FrontClient>>,
+        publisher: crate::events::Publisher,
+    ) -> Self {
         Self {
             store,
             config,
             front,
+            publisher,
             registry: OnceLock::new(),
             last_reaped: AtomicI64::new(clock::now_ms()),
         }
@@ -175,7 +183,7 @@ impl Tasks {
     /// see `delivery::send`.
     async fn endpoint_health(&self) -> Result<TaskReport, StoreError> {
         let after = self.config.delivery.auto_disable_after;
-        let default_retries = self.config.delivery.retry_schedule.len();
+        let publisher = self.publisher.clone();
         let disabled = self
             .store
             .writer()
@@ -197,7 +205,7 @@ impl Tasks {
                         clock::to_rfc3339(since),
                         humantime::format_duration(after)
                     );
-                    if webhooks::disable(tx, &id, &reason, default_retries)? {
+                    if webhooks::disable(tx, &publisher, &id, &reason)? {
                         disabled.push(json!({"id": id, "failing_since": clock::to_rfc3339(since)}));
                     }
                 }
@@ -240,7 +248,7 @@ impl Tasks {
         // Dedupe keys outlive the inbound rows: at least 30 days, or the longest retention.
         let keys_cutoff = now
             - millis(
-                crate::front::inbound::KEY_MEMORY
+                crate::inbound::store::KEY_MEMORY
                     .max(self.config.retention.succeeded)
                     .max(self.config.retention.failed),
             );
@@ -250,7 +258,7 @@ impl Tasks {
                 .store
                 .writer()
                 .write_wait(move |tx| {
-                    Ok::<_, StoreError>(crate::front::inbound::forget_keys(
+                    Ok::<_, StoreError>(crate::inbound::store::forget_keys(
                         tx,
                         keys_cutoff,
                         RETENTION_BATCH,

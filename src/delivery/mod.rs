@@ -2,6 +2,7 @@
 //! signing secrets ([`secrets`]), signatures ([`sign`]), the SSRF-safe client ([`client`]), the
 //! `delivery.send` job ([`send`]) and the deliveries API ([`deliveries`]).
 
+pub mod cache;
 pub mod client;
 pub mod deliveries;
 pub mod gate;
@@ -9,11 +10,13 @@ pub mod headers;
 pub mod secrets;
 pub mod send;
 pub mod sign;
+pub mod store;
 pub mod webhooks;
 
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::events::Publisher;
 use crate::jobs::Registry;
 use crate::store::Store;
 
@@ -25,7 +28,17 @@ pub fn endpoints() -> Vec<crate::http::Endpoint> {
     all
 }
 
-/// Registers the `delivery.send` job kind. Returns its gate, for [`send::sweep_parked`].
+/// What delivery hands the rest of the app at start.
+pub struct Delivery {
+    /// The enabled webhooks in memory; events fan out through it.
+    pub webhooks: Arc<cache::Webhooks>,
+    /// Publishes events, fanning them out to the webhooks.
+    pub publisher: Publisher,
+    /// Attempts in flight per endpoint, for [`send::sweep_parked`].
+    pub gate: Arc<gate::Gate>,
+}
+
+/// Registers the `delivery.send` job kind and builds the fan-out the publisher uses.
 ///
 /// # Errors
 /// When the HTTP client cannot be built.
@@ -34,18 +47,29 @@ pub fn register(
     config: &Config,
     store: Store,
     keyring: Arc<secrets::Keyring>,
-) -> anyhow::Result<Arc<gate::Gate>> {
+) -> anyhow::Result<Delivery> {
     let client = client::DeliveryClient::new(
         config.delivery.timeout,
         config.delivery.allow_private_networks,
     )?;
+    let webhooks = Arc::new(cache::Webhooks::new(
+        store.clone(),
+        keyring,
+        config.delivery.retry_schedule.len(),
+    ));
+    let publisher = Publisher::new(Arc::clone(&webhooks) as Arc<dyn crate::events::FanOut>);
     let gate = Arc::new(gate::Gate::default());
     registry.register(send::kind(Arc::new(send::Sender {
         store,
         client,
-        keyring,
+        webhooks: Arc::clone(&webhooks),
+        publisher: publisher.clone(),
         default_schedule: config.delivery.retry_schedule.clone(),
         gate: Arc::clone(&gate),
     })));
-    Ok(gate)
+    Ok(Delivery {
+        webhooks,
+        publisher,
+        gate,
+    })
 }

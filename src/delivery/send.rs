@@ -6,21 +6,25 @@
 //! entry. A `Retry-After` on 429 or 503 replaces the next wait (at most an hour); 410 Gone ends
 //! the delivery; a 3xx is a failure (redirects are not followed). Out of attempts, the delivery
 //! is `failed` and the job dead (audit record `delivery.failed`).
+//!
+//! An attempt reads its delivery and the event's bytes; the webhook — URL, headers, opened
+//! secrets — comes from the in-memory [`Webhooks`] snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use rusqlite::{OptionalExtension, params};
-use serde_json::{Map, Value, json};
-use url::Url;
+use serde_json::{Value, json};
 
+use super::cache::Webhooks;
 use super::client::{Answer, DeliveryClient, Failure};
 use super::gate::{Entry, Gate, Wake};
-use super::secrets::{Keyring, Sealed, SigningSecret};
+use super::secrets::SigningSecret;
 use super::sign::{self, Algorithm};
-use super::{deliveries, webhooks};
+use super::store::{self, AttemptRow, Next};
+use super::webhooks;
 use crate::clock::{self, Millis};
+use crate::events::{self, Publisher};
 use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, Outcome};
 use crate::store::audit;
 use crate::store::{Store, StoreError, WriteTx};
@@ -32,7 +36,10 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 pub struct Sender {
     pub store: Store,
     pub client: DeliveryClient,
-    pub keyring: Arc<Keyring>,
+    /// The enabled webhooks, with their secrets opened.
+    pub webhooks: Arc<Webhooks>,
+    /// For `webhook.disabled`, when a webhook turns out unusable.
+    pub publisher: Publisher,
     pub default_schedule: Vec<Duration>,
     /// Caps attempts in flight to endpoints not proven healthy.
     pub gate: Arc<Gate>,
@@ -42,7 +49,7 @@ pub struct Sender {
 #[must_use]
 pub fn kind(sender: Arc<Sender>) -> JobKind {
     JobKind {
-        name: deliveries::KIND,
+        name: store::KIND,
         handler: Arc::new(move |job| {
             let s = Arc::clone(&sender);
             Box::pin(async move { s.run(job).await })
@@ -59,20 +66,7 @@ fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
     let Some(id) = dead.payload.get("delivery_id").and_then(Value::as_str) else {
         return Ok(());
     };
-    let now = clock::now_ms();
-    tx.prepare_cached(
-        "UPDATE deliveries SET state = 'failed', last_error = COALESCE(last_error, ?2), next_attempt_at = NULL,
-                finished_at = ?3, updated_at = ?3
-         WHERE id = ?1 AND state = 'pending'",
-    )?
-    .execute(params![id, dead.error, now])?;
-    let row: Option<(String, String, String, i64)> = tx
-        .prepare_cached(
-            "SELECT webhook_id, event_id, action, attempts FROM deliveries WHERE id = ?1",
-        )?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .optional()?;
-    if let Some((webhook_id, event_id, action, attempts)) = row {
+    if let Some((webhook_id, event_id, action, attempts)) = store::fail_dead(tx, id, &dead.error)? {
         audit::record(
             tx,
             &audit::Entry {
@@ -93,176 +87,30 @@ fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Everything one attempt needs, read in one go.
-struct Loaded {
-    state: String,
-    attempts: i64,
-    event_id: String,
-    body: Vec<u8>,
-    webhook: Option<Target>,
-}
-
-struct Target {
-    id: String,
-    url: String,
-    headers: Map<String, Value>,
-    enabled: bool,
-    algorithm: Algorithm,
-    schedule: Option<Vec<String>>,
-    secrets: Vec<(i64, Sealed)>,
-}
-
-fn load(
-    conn: &rusqlite::Connection,
-    delivery_id: &str,
-    now: Millis,
-) -> rusqlite::Result<Option<Loaded>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT d.state, d.attempts, d.event_id, e.body, w.id, w.url, w.headers, w.state, w.signature_algorithm,
-                    w.retry_schedule
-             FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.id = ?1",
-        )?
-        .query_row([delivery_id], |r| {
-            let webhook = match r.get::<_, Option<String>>(4)? {
-                Some(id) => Some(Target {
-                    id,
-                    url: r.get(5)?,
-                    headers: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-                    enabled: r.get::<_, String>(7)? == "enabled",
-                    algorithm: r.get::<_, String>(8)?.parse().unwrap_or_default(),
-                    schedule: r.get::<_, Option<String>>(9)?.and_then(|s| serde_json::from_str(&s).ok()),
-                    secrets: Vec::new(),
-                }),
-                None => None,
-            };
-            Ok(Loaded {
-                state: r.get(0)?,
-                attempts: r.get(1)?,
-                event_id: r.get(2)?,
-                body: r.get(3)?,
-                webhook,
-            })
-        })
-        .optional()?;
-    let Some(mut loaded) = row else {
-        return Ok(None);
-    };
-    if let Some(w) = &mut loaded.webhook {
-        w.secrets = conn
-            .prepare_cached(
-                "SELECT seq, key_id, nonce, ciphertext FROM webhook_secrets
-                 WHERE webhook_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY seq DESC",
-            )?
-            .query_map(params![w.id, now], |r| {
-                Ok((r.get(0)?, Sealed { key_id: r.get(1)?, nonce: r.get(2)?, ciphertext: r.get(3)? }))
-            })?
-            .collect::<Result<_, _>>()?;
-    }
-    Ok(Some(loaded))
-}
-
-/// One attempt, as recorded.
-struct Attempt {
-    number: i64,
-    at: Millis,
-    status: Option<u16>,
-    latency_ms: i64,
-    headers: Option<Value>,
-    /// The response's headers were over the cap; `headers` holds the first of them.
-    headers_truncated: bool,
-    body: Option<Vec<u8>>,
-    error_kind: Option<&'static str>,
-    error: Option<String>,
-}
-
-impl Attempt {
-    /// `succeeded`, `http_4xx`-style for other statuses, or the error kind.
-    fn outcome_label(&self) -> String {
-        match (self.status, self.error_kind) {
-            (Some(s), _) if (200..300).contains(&s) => "succeeded".into(),
-            (Some(s), _) => format!("http_{}xx", s / 100),
-            (None, Some(kind)) => kind.into(),
-            (None, None) => "error".into(),
-        }
+/// `succeeded`, `http_4xx`-style for other statuses, or the error kind.
+fn outcome_label(a: &AttemptRow) -> String {
+    match (a.status, a.error_kind) {
+        (Some(s), _) if (200..300).contains(&s) => "succeeded".into(),
+        (Some(s), _) => format!("http_{}xx", s / 100),
+        (None, Some(kind)) => kind.into(),
+        (None, None) => "error".into(),
     }
 }
 
-/// Where the delivery goes after an attempt.
-enum Next {
-    Succeeded,
-    RetryAt(Millis),
-    Failed,
-}
-
+/// The attempt's rows, the endpoint's health, and the wake-up of the deliveries parked on it —
+/// one commit.
 fn record(
     tx: &WriteTx<'_>,
     delivery_id: &str,
     webhook_id: &str,
-    a: &Attempt,
-    next: &Next,
+    a: &AttemptRow,
+    next: Next,
     wake: Wake,
 ) -> rusqlite::Result<()> {
     // The attempt freed a place at this endpoint: wake the deliveries parked on it.
     jobs::unpark(tx, webhook_id, wake.count, wake.at)?;
-    tx.prepare_cached(
-        "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms, response_headers, response_body,
-                                        error_kind, error, response_headers_truncated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        delivery_id,
-        a.number,
-        a.at,
-        a.status,
-        a.latency_ms,
-        a.headers.as_ref().map(Value::to_string),
-        a.body,
-        a.error_kind,
-        a.error,
-        a.headers_truncated
-    ])?;
-    let now = clock::now_ms();
-    let (state, next_at, finished) = match next {
-        Next::Succeeded => ("succeeded", None, Some(now)),
-        Next::RetryAt(at) => ("pending", Some(*at), None),
-        Next::Failed => ("failed", None, Some(now)),
-    };
-    tx.prepare_cached(
-        "UPDATE deliveries SET attempts = ?2, last_status = ?3, last_error = ?4, state = ?5, next_attempt_at = ?6,
-                finished_at = ?7, updated_at = ?8
-         WHERE id = ?1",
-    )?
-    .execute(params![delivery_id, a.number, a.status, a.error, state, next_at, finished, now])?;
-    if finished.is_some() {
-        crate::counters::delivery_finished(state);
-    }
-    // Endpoint health (`endpoint_health` cron): since when every attempt failed, and the latest
-    // failure. A success writes only when it clears them, so a healthy endpoint costs one
-    // index lookup per attempt.
-    if matches!(next, Next::Succeeded) {
-        tx.prepare_cached(
-            "UPDATE webhooks SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
-        )?
-        .execute([webhook_id])?;
-    } else {
-        tx.prepare_cached(
-            "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?2), last_failure_at = ?2 WHERE id = ?1",
-        )?
-        .execute(params![webhook_id, a.at])?;
-    }
-    Ok(())
-}
-
-fn settle(tx: &WriteTx<'_>, delivery_id: &str, state: &str, reason: &str) -> rusqlite::Result<()> {
-    let now = clock::now_ms();
-    tx.prepare_cached(
-        "UPDATE deliveries SET state = ?2, last_error = ?3, next_attempt_at = NULL, finished_at = ?4, updated_at = ?4
-         WHERE id = ?1 AND state = 'pending'",
-    )?
-    .execute(params![delivery_id, state, reason, now])?;
-    Ok(())
+    store::record_attempt(tx, delivery_id, a, next)?;
+    store::note_attempt(tx, webhook_id, next == Next::Succeeded, a.at)
 }
 
 /// Seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`].
@@ -275,6 +123,22 @@ fn parse_retry_after(v: &str, now: Millis) -> Option<Duration> {
         Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
     };
     Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// What the attempt reads: the delivery, and (while it is pending) the event's bytes.
+fn read(
+    conn: &rusqlite::Connection,
+    id: &str,
+) -> rusqlite::Result<Option<(store::ToSend, Vec<u8>)>> {
+    let Some(d) = store::to_send(conn, id)? else {
+        return Ok(None);
+    };
+    let body = if d.state == "pending" {
+        events::store::body(conn, &d.event_id)?.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok(Some((d, body)))
 }
 
 impl Sender {
@@ -296,183 +160,144 @@ impl Sender {
             },
             None => None,
         };
-        let now = clock::now_ms();
-        // A point read by key: done on this (job) thread rather than handed to the blocking pool.
+        // Point reads by key: done on this (job) thread rather than handed to the blocking pool.
         let loaded = {
             let id = delivery_id.clone();
             self.store
-                .read_quick(move |c| load(c, &id, now).map_err(StoreError::from))
+                .read_quick(move |c| read(c, &id).map_err(StoreError::from))
                 .await
         };
-        let loaded = match loaded {
+        let (delivery, body) = match loaded {
             Ok(Some(l)) => l,
             Ok(None) => return JobResult::fail(format!("delivery {delivery_id} no longer exists")),
             Err(e) => return JobResult::retry(format!("reading delivery {delivery_id}: {e}")),
         };
-        if loaded.state != "pending" {
+        if delivery.state != "pending" {
             return JobResult::succeeded();
         }
-        let Some(target) = loaded.webhook else {
-            return JobResult::succeeded().with_write(Box::new(move |tx| {
-                settle(tx, &delivery_id, "cancelled", "the webhook was deleted")
-            }));
+        let target = match self.webhooks.target_of(&delivery.webhook_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return self.not_enabled(delivery_id, delivery.webhook_id).await,
+            Err(e) => return JobResult::retry(format!("reading the webhooks: {e}")),
         };
-        if !target.enabled {
-            return JobResult::succeeded().with_write(Box::new(move |tx| {
-                settle(tx, &delivery_id, "cancelled", deliveries::WEBHOOK_DISABLED)
-            }));
-        }
         // A failing endpoint holds at most a couple of workers; the rest park on it until an
         // attempt to it finishes.
         let pass = match early_pass {
             Some(pass) => pass,
             None => match self.gate.enter(&target.id) {
                 Entry::Go(pass) => pass,
-                Entry::Busy => return park(target.id),
+                Entry::Busy => return park(target.id.clone()),
             },
         };
-        let secrets = match self.open_secrets(&target) {
-            Ok(s) if !s.is_empty() => s,
-            Ok(_) => {
-                return self.unusable(
-                    delivery_id,
-                    target.id,
-                    "the webhook has no active signing secret".into(),
-                );
-            }
-            Err(reason) => return self.unusable(delivery_id, target.id, reason),
+        let sent_at = clock::now_ms();
+        let secrets = match target.signing_at(sent_at) {
+            Ok(s) => s,
+            Err(reason) => return self.unusable(delivery_id, target.id.clone(), reason),
         };
-        let custom_headers = match super::headers::open(&self.keyring, &target.id, &target.headers)
-        {
+        let custom_headers = match &target.headers {
             Ok(h) => h,
-            Err(reason) => return self.unusable(delivery_id, target.id, reason),
+            Err(reason) => return self.unusable(delivery_id, target.id.clone(), reason.clone()),
         };
-        let url = match Url::parse(&target.url) {
+        let url = match &target.url {
             Ok(u) => u,
-            Err(e) => {
-                return self.unusable(
-                    delivery_id,
-                    target.id,
-                    format!("its url cannot be parsed: {e}"),
-                );
-            }
+            Err(reason) => return self.unusable(delivery_id, target.id.clone(), reason.clone()),
         };
 
-        let number = loaded.attempts + 1;
-        let sent_at = clock::now_ms();
+        let number = delivery.attempts + 1;
         let headers = build_headers(
             target.algorithm,
-            &custom_headers,
+            custom_headers,
             &secrets,
-            &loaded.event_id,
+            &delivery.event_id,
             &delivery_id,
             number,
             sent_at / 1000,
-            &loaded.body,
+            &body,
         );
-        let result = self.client.post(&url, headers, loaded.body).await;
+        let result = self.client.post(url, headers, body).await;
 
-        let own = target
-            .schedule
-            .as_deref()
-            .and_then(|s| crate::config::parse_retry_schedule(s).ok());
-        let schedule: &[Duration] = own.as_deref().unwrap_or(&self.default_schedule);
+        let schedule: &[Duration] = target.schedule.as_deref().unwrap_or(&self.default_schedule);
         let retries_left = !job.is_last_attempt() && (job.attempt as usize) <= schedule.len();
         let scheduled_wait = schedule
             .get(job.attempt as usize - 1)
             .copied()
             .unwrap_or_default();
         let (attempt, verdict) = judge(number, sent_at, result);
-        let wake = pass.finish(
-            matches!(verdict, Verdict::Delivered),
-            Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(u64::MAX)),
-        );
-        let webhook_id = target.id;
-        let event_id = loaded.event_id;
-        crate::counters::delivery_attempt(
-            &attempt.outcome_label(),
-            Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(0)),
-        );
-        match verdict {
+        let latency = Duration::from_millis(u64::try_from(attempt.latency_ms).unwrap_or(0));
+        let wake = pass.finish(matches!(verdict, Verdict::Delivered), latency);
+        let webhook_id = target.id.clone();
+        let event_id = delivery.event_id;
+        crate::counters::delivery_attempt(&outcome_label(&attempt), latency);
+        let (result, next) = match verdict {
             Verdict::Delivered => {
                 tracing::debug!(%delivery_id, %event_id, %webhook_id, status = ?attempt.status, "delivered");
-                JobResult::succeeded().with_write(Box::new(move |tx| {
-                    record(
-                        tx,
-                        &delivery_id,
-                        &webhook_id,
-                        &attempt,
-                        &Next::Succeeded,
-                        wake,
-                    )
-                }))
+                (JobResult::succeeded(), Next::Succeeded)
             }
             Verdict::Gone(error) => {
                 tracing::info!(%delivery_id, %event_id, %webhook_id, "receiver answered 410 Gone; no more attempts");
-                JobResult::fail(error).with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed, wake)
-                }))
+                (JobResult::fail(error), Next::Failed)
             }
             Verdict::Retry { error, retry_after } if retries_left => {
                 let wait = retry_after.map_or(scheduled_wait, |ra| ra.min(MAX_RETRY_AFTER));
                 let at = clock::add(clock::now_ms(), wait);
                 tracing::info!(%delivery_id, %event_id, %webhook_id, %error, retry_in = %humantime::format_duration(wait), "delivery attempt failed; will retry");
-                JobResult::from(Outcome::Retry {
-                    error,
-                    after: Some(wait),
-                })
-                .with_write(Box::new(move |tx| {
-                    record(
-                        tx,
-                        &delivery_id,
-                        &webhook_id,
-                        &attempt,
-                        &Next::RetryAt(at),
-                        wake,
-                    )
-                }))
+                (
+                    JobResult::from(Outcome::Retry {
+                        error,
+                        after: Some(wait),
+                    }),
+                    Next::RetryAt(at),
+                )
             }
             Verdict::Retry { error, .. } => {
                 tracing::warn!(%delivery_id, %event_id, %webhook_id, %error, "delivery failed: out of attempts");
-                JobResult::fail(error).with_write(Box::new(move |tx| {
-                    record(tx, &delivery_id, &webhook_id, &attempt, &Next::Failed, wake)
-                }))
+                (JobResult::fail(error), Next::Failed)
             }
+        };
+        if !matches!(next, Next::RetryAt(_)) {
+            crate::counters::delivery_finished(next.state());
         }
+        result.with_write(Box::new(move |tx| {
+            record(tx, &delivery_id, &webhook_id, &attempt, next, wake)
+        }))
     }
 
-    /// The active secrets that decrypt. One that does not (an old secret in its overlap, say)
-    /// is skipped with an error log; only when none decrypts is it the webhook's failure.
-    fn open_secrets(&self, target: &Target) -> Result<Vec<(u32, SigningSecret)>, String> {
-        let mut opened = Vec::new();
-        let mut failures = Vec::new();
-        for (seq, sealed) in &target.secrets {
-            match self.keyring.open(sealed, &format!("{}:{seq}", target.id)) {
-                Ok(s) => opened.push((u32::try_from(*seq).unwrap_or(0), s)),
-                Err(e) => {
-                    failures.push(format!("its signing secret {seq} cannot be decrypted: {e}"))
+    /// The delivery's webhook is not in the enabled snapshot: deleted, or disabled.
+    async fn not_enabled(&self, delivery_id: String, webhook_id: String) -> JobResult {
+        let found = {
+            let id = webhook_id.clone();
+            self.store
+                .read_quick(move |c| store::get(c, &id).map_err(StoreError::from))
+                .await
+        };
+        let reason = match found {
+            Ok(None) => "the webhook was deleted",
+            Ok(Some(w)) if w.state != "enabled" => store::WEBHOOK_DISABLED,
+            // Enabled after all (changed a moment ago): try again shortly.
+            Ok(Some(_)) => {
+                return Outcome::RunAgainAt {
+                    at: clock::add(clock::now_ms(), Duration::from_secs(1)),
+                    reason: "the webhook changed while this delivery was read".into(),
                 }
+                .into();
             }
-        }
-        if opened.is_empty() && !failures.is_empty() {
-            return Err(failures.join("; "));
-        }
-        for f in &failures {
-            tracing::error!(webhook_id = %target.id, "{f}; signing with the other secrets");
-        }
-        Ok(opened)
+            Err(e) => return JobResult::retry(format!("reading webhook {webhook_id}: {e}")),
+        };
+        JobResult::succeeded().with_write(Box::new(move |tx| {
+            store::settle(tx, &delivery_id, "cancelled", reason)
+        }))
     }
 
     /// The webhook itself cannot be delivered to: disable it with the reason (audit record and
     /// `webhook.disabled` event) and fail this delivery. Other webhooks are not affected.
     fn unusable(&self, delivery_id: String, webhook_id: String, reason: String) -> JobResult {
         tracing::error!(%webhook_id, %reason, "webhook cannot be delivered to; disabling it");
-        let default_retries = self.default_schedule.len();
         let message = format!("webhook {webhook_id} was disabled: {reason}");
         let write_message = message.clone();
+        let publisher = self.publisher.clone();
         JobResult::fail(message).with_write(Box::new(move |tx| {
-            webhooks::disable(tx, &webhook_id, &reason, default_retries)?;
-            settle(tx, &delivery_id, "failed", &write_message)
+            webhooks::disable(tx, &publisher, &webhook_id, &reason)?;
+            store::settle(tx, &delivery_id, "failed", &write_message)
         }))
     }
 }
@@ -487,7 +312,7 @@ enum Verdict {
     },
 }
 
-fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, Verdict) {
+fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (AttemptRow, Verdict) {
     match result {
         Ok(a) => {
             let verdict = match a.status {
@@ -521,7 +346,7 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
                 Verdict::Gone(e) | Verdict::Retry { error: e, .. } => Some(e.clone()),
             };
             (
-                Attempt {
+                AttemptRow {
                     number,
                     at,
                     status: Some(a.status),
@@ -538,7 +363,7 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
         Err(f) => {
             let error = format!("{}: {}", f.kind.as_str(), f.message);
             (
-                Attempt {
+                AttemptRow {
                     number,
                     at,
                     status: None,
@@ -563,7 +388,7 @@ fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attempt, 
 fn build_headers(
     algorithm: Algorithm,
     custom: &[(String, String)],
-    secrets: &[(u32, SigningSecret)],
+    secrets: &[(u32, &SigningSecret)],
     event_id: &str,
     delivery_id: &str,
     attempt: i64,

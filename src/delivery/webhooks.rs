@@ -7,23 +7,24 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::secrets::{Keyring, SigningSecret};
 use super::sign::Algorithm;
-use super::{client, deliveries, headers};
+use super::store::{self, Webhook};
+use super::{client, headers};
 use crate::auth::Admin;
 use crate::clock::{self, Millis};
 use crate::config::{self, Config};
 use crate::error::ApiError;
-use crate::events::{self, Action, NewEvent};
-use crate::ids;
+use crate::events::{Action, NewEvent, Publisher};
 use crate::http::{Endpoint, PAGE, Reply};
-use crate::store::audit;
+use crate::ids;
 use crate::pagination::{self, PageQuery};
+use crate::store::audit;
 use crate::store::{Store, WriteTx};
 
 /// How long a rotated-out secret keeps signing unless the request says otherwise.
@@ -33,77 +34,14 @@ const MAX_DESCRIPTION_LEN: usize = 1000;
 const MAX_HEADERS: usize = 32;
 const MAX_SUBSCRIPTIONS: usize = 200;
 
-/// A webhook endpoint as stored.
-#[derive(Debug, Clone)]
-pub struct Webhook {
-    pub id: String,
-    pub url: String,
-    pub description: String,
-    pub subscribed_events: Vec<String>,
-    pub headers: Map<String, Value>,
-    pub state: String,
-    pub disabled_reason: Option<String>,
-    pub signature_algorithm: Algorithm,
-    pub retry_schedule: Option<Vec<String>>,
-    /// Since when every attempt to it has failed (cleared by a 2xx); `None` while it works.
-    pub failing_since: Option<Millis>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-}
-
-const COLUMNS: &str = "id, url, description, subscribed_events, headers, state, disabled_reason,
-     signature_algorithm, retry_schedule, created_at, updated_at, failing_since";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Webhook> {
-    let subscribed: String = r.get(3)?;
-    let headers: String = r.get(4)?;
-    let algorithm: String = r.get(7)?;
-    let schedule: Option<String> = r.get(8)?;
-    Ok(Webhook {
-        id: r.get(0)?,
-        url: r.get(1)?,
-        description: r.get(2)?,
-        subscribed_events: serde_json::from_str(&subscribed).unwrap_or_default(),
-        headers: serde_json::from_str(&headers).unwrap_or_default(),
-        state: r.get(5)?,
-        disabled_reason: r.get(6)?,
-        signature_algorithm: algorithm.parse().unwrap_or_default(),
-        retry_schedule: schedule.and_then(|s| serde_json::from_str(&s).ok()),
-        created_at: r.get(9)?,
-        updated_at: r.get(10)?,
-        failing_since: r.get(11)?,
-    })
-}
-
-/// Reads one webhook.
-///
-/// # Errors
-/// A database error.
-pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Webhook>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()
-}
-
-/// A secret's public face: `{id, created_at, expires_at}`.
-fn secret_summaries(conn: &Connection, webhook_id: &str) -> rusqlite::Result<Vec<Value>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, created_at, expires_at FROM webhook_secrets WHERE webhook_id = ?1 ORDER BY seq DESC",
-    )?;
-    let rows = stmt.query_map([webhook_id], |r| {
-        let seq: i64 = r.get(0)?;
-        Ok(json!({
-            "id": seq.to_string(),
-            "created_at": clock::to_rfc3339(r.get(1)?),
-            "expires_at": r.get::<_, Option<Millis>>(2)?.map(clock::to_rfc3339),
-        }))
-    })?;
-    rows.collect()
-}
-
 /// The webhook as the API shows it; `secrets` as `{id, created_at, expires_at}` only.
 fn to_json(conn: &Connection, w: &Webhook) -> rusqlite::Result<Value> {
-    Ok(json!({
+    Ok(shown(w, json!(store::secret_summaries(conn, &w.id)?)))
+}
+
+/// The webhook as the API shows it, with `secrets` as given.
+fn shown(w: &Webhook, secrets: Value) -> Value {
+    json!({
         "id": w.id,
         "url": w.url,
         "description": w.description,
@@ -114,25 +52,10 @@ fn to_json(conn: &Connection, w: &Webhook) -> rusqlite::Result<Value> {
         "signature_algorithm": w.signature_algorithm,
         "retry_schedule": w.retry_schedule,
         "failing_since": w.failing_since.map(clock::to_rfc3339),
-        "secrets": secret_summaries(conn, &w.id)?,
+        "secrets": secrets,
         "created_at": clock::to_rfc3339(w.created_at),
         "updated_at": clock::to_rfc3339(w.updated_at),
-    }))
-}
-
-/// Whether an endpoint subscribed to `patterns` receives `action`: an empty list takes every
-/// action; an entry is an exact action or a prefix ending in `.*`.
-#[must_use]
-pub fn subscribed(patterns: &[String], action: &str) -> bool {
-    patterns.is_empty()
-        || patterns.iter().any(|p| match p.strip_suffix(".*") {
-            Some(prefix) => {
-                action.len() > prefix.len() + 1
-                    && action.starts_with(prefix)
-                    && action.as_bytes()[prefix.len()] == b'.'
-            }
-            None => p == action,
-        })
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,31 +221,16 @@ fn conflict_on_duplicate_url(e: rusqlite::Error) -> ApiError {
     ApiError::from(e)
 }
 
-/// Stores secret number `seq` of `webhook_id`, encrypted.
-fn store_secret(
-    tx: &WriteTx<'_>,
+/// Seals secret number `seq` of `webhook_id` (before the transaction that stores it).
+fn seal_secret(
     keyring: &Keyring,
     webhook_id: &str,
     seq: i64,
     secret: &SigningSecret,
-    now: Millis,
-) -> Result<(), ApiError> {
-    let sealed = keyring
+) -> Result<super::secrets::Sealed, ApiError> {
+    keyring
         .seal(secret, &format!("{webhook_id}:{seq}"))
-        .map_err(ApiError::internal)?;
-    tx.prepare_cached(
-        "INSERT INTO webhook_secrets (webhook_id, seq, key_id, nonce, ciphertext, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        webhook_id,
-        seq,
-        sealed.key_id,
-        sealed.nonce,
-        sealed.ciphertext,
-        now
-    ])?;
-    Ok(())
+        .map_err(ApiError::internal)
 }
 
 fn shown_secret(seq: i64, secret: &SigningSecret, now: Millis) -> Value {
@@ -449,9 +357,10 @@ async fn create(
     if let Some(s) = &b.retry_schedule {
         check_schedule(s)?;
     }
-    let secret = SigningSecret::generate().map_err(ApiError::internal)?;
-    let keyring = keyring.into_inner();
+    // Everything but the SQL happens here: the id, the secret, its sealing.
     let id = ids::new_id(ids::WEBHOOK);
+    let secret = SigningSecret::generate().map_err(ApiError::internal)?;
+    let sealed = seal_secret(&keyring, &id, 1, &secret)?;
     let stored_headers = headers::seal(&keyring, &id, &b.headers).map_err(ApiError::internal)?;
     if let Some((name, _)) = stored_headers
         .iter()
@@ -462,44 +371,37 @@ async fn create(
             format!("`{name}` is \"[redacted]\": send the header's real value"),
         ));
     }
-    let shown = store
+    let now = clock::now_ms();
+    let w = Webhook {
+        id,
+        url: url.to_string(),
+        description: b.description,
+        subscribed_events: b.subscribed_events,
+        headers: stored_headers,
+        state,
+        disabled_reason: None,
+        signature_algorithm: algorithm,
+        retry_schedule: b.retry_schedule,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let detail = json!({"url": crate::redact::url(&w.url)});
+    let stored = w.clone();
+    store
         .writer()
         .write(move |tx| {
-            let now = clock::now_ms();
-            tx.prepare_cached(
-                "INSERT INTO webhooks (id, url, description, subscribed_events, headers, state,
-                                       signature_algorithm, retry_schedule, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-            )?
-            .execute(params![
-                id,
-                url.as_str(),
-                b.description,
-                json!(b.subscribed_events).to_string(),
-                Value::Object(stored_headers).to_string(),
-                state,
-                algorithm.as_str(),
-                b.retry_schedule.as_ref().map(|s| json!(s).to_string()),
-                now
-            ])
-            .map_err(conflict_on_duplicate_url)?;
-            store_secret(tx, &keyring, &id, 1, &secret, now)?;
+            store::insert(tx, &stored).map_err(conflict_on_duplicate_url)?;
+            store::insert_secret(tx, &stored.id, 1, &sealed, now)?;
             audit::record(
                 tx,
-                &audit_entry(
-                    &caller.identity,
-                    "webhook.create",
-                    &id,
-                    json!({"url": crate::redact::url(url.as_str())}),
-                ),
+                &audit_entry(&caller.identity, "webhook.create", &stored.id, detail),
             )?;
-            let w = get(tx, &id)?.ok_or_else(|| ApiError::internal("created webhook vanished"))?;
-            let mut v = to_json(tx, &w)?;
-            v["secrets"] = json!([shown_secret(1, &secret, now)]);
-            Ok::<_, ApiError>(v)
+            Ok::<_, ApiError>(())
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({"webhook": shown})))
+    let v = shown(&w, json!([shown_secret(1, &secret, now)]));
+    Ok(HttpResponse::Ok().json(json!({"webhook": v})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -520,14 +422,11 @@ async fn list(
     let state = pagination::one_of("state", q.state, &["enabled", "disabled"])?;
     let items = store
         .read(move |c| {
-            let hooks = pagination::ListQuery::new()
-                .filter("state = ?", &state)
-                .filter("id < ?", &before)
-                .run(c, COLUMNS, "webhooks", limit + 1, from_row)?;
+            let hooks = store::list(c, state, before, limit + 1)?;
             let mut out = Vec::with_capacity(hooks.len());
             for w in &hooks {
                 let mut v = to_json(c, w)?;
-                v["last_delivery"] = deliveries::last_for_webhook(c, &w.id)?;
+                v["last_delivery"] = store::last_for_webhook(c, &w.id)?;
                 out.push(v);
             }
             Ok::<_, ApiError>(out)
@@ -545,9 +444,10 @@ async fn detail(
     let id = id.into_inner();
     let v = store
         .read(move |c| {
-            let w = get(c, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let w =
+                store::get(c, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
             let mut v = to_json(c, &w)?;
-            v["last_delivery"] = deliveries::last_for_webhook(c, &w.id)?;
+            v["last_delivery"] = store::last_for_webhook(c, &w.id)?;
             Ok::<_, ApiError>(v)
         })
         .await?;
@@ -618,7 +518,7 @@ async fn update(
     let v = store
         .writer()
         .write(move |tx| {
-            let mut w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let mut w = store::get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
             let mut changed = Vec::new();
             if let Some(u) = url {
                 w.url = u.to_string();
@@ -646,7 +546,7 @@ async fn update(
                 } else if w.state != "disabled" {
                     w.disabled_reason = Some(format!("disabled by {}", caller.identity));
                     // Nothing is sent to a disabled webhook; `recover` brings these back.
-                    cancelled = deliveries::cancel_pending(tx, &w.id, deliveries::WEBHOOK_DISABLED)?;
+                    cancelled = store::cancel_pending(tx, &w.id, store::WEBHOOK_DISABLED)?;
                 }
                 w.state = s;
                 changed.push("state");
@@ -659,32 +559,13 @@ async fn update(
                 w.retry_schedule = s;
                 changed.push("retry_schedule");
             }
-            let now = clock::now_ms();
-            tx.prepare_cached(
-                "UPDATE webhooks SET url = ?2, description = ?3, subscribed_events = ?4, headers = ?5, state = ?6,
-                        disabled_reason = ?7, signature_algorithm = ?8, retry_schedule = ?9, updated_at = ?10,
-                        failing_since = CASE WHEN ?6 = 'enabled' AND state = 'disabled' THEN NULL ELSE failing_since END
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                w.id,
-                w.url,
-                w.description,
-                json!(w.subscribed_events).to_string(),
-                Value::Object(w.headers.clone()).to_string(),
-                w.state,
-                w.disabled_reason,
-                w.signature_algorithm.as_str(),
-                w.retry_schedule.as_ref().map(|s| json!(s).to_string()),
-                now
-            ])
-            .map_err(conflict_on_duplicate_url)?;
+            store::update(tx, &w, clock::now_ms()).map_err(conflict_on_duplicate_url)?;
             let mut detail = json!({"changed": changed});
             if cancelled > 0 {
                 detail["cancelled_deliveries"] = json!(cancelled);
             }
             audit::record(tx, &audit_entry(&caller.identity, "webhook.update", &w.id, detail))?;
-            let w = get(tx, &w.id)?.ok_or_else(|| ApiError::internal("updated webhook vanished"))?;
+            let w = store::get(tx, &w.id)?.ok_or_else(|| ApiError::internal("updated webhook vanished"))?;
             Ok::<_, ApiError>(to_json(tx, &w)?)
         })
         .await?;
@@ -700,10 +581,10 @@ async fn delete(
     store
         .writer()
         .write(move |tx| {
-            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
-            let cancelled = deliveries::cancel_pending(tx, &w.id, "the webhook was deleted")?;
-            tx.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
-                .execute([&w.id])?;
+            let w =
+                store::get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let cancelled = store::cancel_pending(tx, &w.id, "the webhook was deleted")?;
+            store::delete(tx, &w.id)?;
             audit::record(
                 tx,
                 &audit_entry(
@@ -744,19 +625,14 @@ async fn rotate(
     let v = store
         .writer()
         .write(move |tx| {
-            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let w = store::get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
             let now = clock::now_ms();
             let expires = clock::add(now, overlap);
-            tx.prepare_cached(
-                "UPDATE webhook_secrets SET expires_at = ?2
-                 WHERE webhook_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-            )?
-            .execute(params![w.id, expires])?;
-            let seq: i64 = tx
-                .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_secrets WHERE webhook_id = ?1")?
-                .query_row([&w.id], |r| r.get(0))?;
-            store_secret(tx, &keyring, &w.id, seq, &secret, now)?;
-            tx.prepare_cached("UPDATE webhooks SET updated_at = ?2 WHERE id = ?1")?.execute(params![w.id, now])?;
+            let seq = store::expire_secrets(tx, &w.id, expires)?;
+            // The secret is bound to its number, known only here: sealed in the transaction.
+            let sealed = seal_secret(&keyring, &w.id, seq, &secret)?;
+            store::insert_secret(tx, &w.id, seq, &sealed, now)?;
+            store::touch(tx, &w.id, now)?;
             audit::record(
                 tx,
                 &audit_entry(&caller.identity, "webhook.rotate_secret", &w.id, json!({"secret_id": seq.to_string(), "previous_expire_at": clock::to_rfc3339(expires)})),
@@ -776,25 +652,33 @@ async fn rotate(
 async fn test(
     Admin(caller): Admin,
     store: web::Data<Store>,
-    config: web::Data<Config>,
+    publisher: web::Data<Publisher>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let default_retries = config.delivery.retry_schedule.len();
+    let w = {
+        let id = id.clone();
+        store
+            .read(move |c| {
+                store::get(c, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))
+            })
+            .await?
+    };
+    let event = NewEvent::system(
+        "webhook.test",
+        json!({
+            "actor": {"id": caller.identity, "type": "user", "name": caller.identity},
+            "target": {"id": w.id, "type": "webhook", "name": crate::redact::url(&w.url)},
+            "metadata": {"message": "a test event sent from hookrelay"},
+        }),
+    )
+    .only_to(&w.id);
+    let prepared = publisher.prepare(event).await?;
+    let publisher = publisher.into_inner();
     let published = store
         .writer()
         .write(move |tx| {
-            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
-            let event = NewEvent::system(
-                "webhook.test",
-                json!({
-                    "actor": {"id": caller.identity, "type": "user", "name": caller.identity},
-                    "target": {"id": w.id, "type": "webhook", "name": w.url},
-                    "metadata": {"message": "a test event sent from hookrelay"},
-                }),
-            )
-            .only_to(&w.id);
-            let published = events::publish(tx, event, default_retries)?;
+            let published = publisher.store(tx, &prepared)?;
             audit::record(
                 tx,
                 &audit_entry(
@@ -836,8 +720,9 @@ async fn recover(
     let recovered = store
         .writer()
         .write(move |tx| {
-            let w = get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
-            let n = deliveries::recover(tx, &w.id, since, until.unwrap_or(i64::MAX))?;
+            let w =
+                store::get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
+            let n = store::recover(tx, &w.id, since, until.unwrap_or(i64::MAX))?;
             audit::record(
                 tx,
                 &audit_entry(
@@ -853,33 +738,24 @@ async fn recover(
     Ok(HttpResponse::build(StatusCode::ACCEPTED).json(json!({"recovered": recovered})))
 }
 
-/// Disables `webhook_id` with `reason` (auto-disable, undecryptable secret): audit record and
-/// a `webhook.disabled` event, in the caller's transaction. Returns false if it was not enabled.
+/// Disables `webhook_id` with `reason` (auto-disable, an unusable webhook): its pending
+/// deliveries are cancelled, and an audit record and a `webhook.disabled` event written, in the
+/// caller's transaction. Returns false if it was not enabled.
 ///
 /// # Errors
 /// A database error.
 pub fn disable(
     tx: &WriteTx<'_>,
+    publisher: &Publisher,
     webhook_id: &str,
     reason: &str,
-    default_retries: usize,
 ) -> rusqlite::Result<bool> {
-    let now = clock::now_ms();
-    let changed = tx
-        .prepare_cached(
-            "UPDATE webhooks SET state = 'disabled', disabled_reason = ?2, updated_at = ?3
-             WHERE id = ?1 AND state = 'enabled'",
-        )?
-        .execute(params![webhook_id, reason, now])?;
-    if changed == 0 {
+    let Some(url) = store::disable(tx, webhook_id, reason, clock::now_ms())? else {
         return Ok(false);
-    }
-    let cancelled = deliveries::cancel_pending(tx, webhook_id, deliveries::WEBHOOK_DISABLED)?;
+    };
+    let cancelled = store::cancel_pending(tx, webhook_id, store::WEBHOOK_DISABLED)?;
     // The URL as events, audit records and logs show it: no userinfo, no query values.
-    let url: String = crate::redact::url(
-        &tx.prepare_cached("SELECT url FROM webhooks WHERE id = ?1")?
-            .query_row([webhook_id], |r| r.get::<_, String>(0))?,
-    );
+    let url = crate::redact::url(&url);
     audit::record(
         tx,
         &audit_entry(
@@ -897,7 +773,7 @@ pub fn disable(
             "metadata": {"reason": reason},
         }),
     );
-    events::publish(tx, event, default_retries)?;
+    publisher.publish_in(tx, event)?;
     tracing::warn!(%webhook_id, %reason, "webhook disabled");
     Ok(true)
 }
@@ -911,20 +787,10 @@ pub fn reencrypt_all(
     conn: &mut Connection,
     keyring: &Keyring,
 ) -> anyhow::Result<(usize, usize, Vec<String>)> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let rows: Vec<(String, i64, super::secrets::Sealed)> = tx
-        .prepare("SELECT webhook_id, seq, key_id, nonce, ciphertext FROM webhook_secrets")?
-        .query_map([], |r| {
-            let sealed = super::secrets::Sealed {
-                key_id: r.get(2)?,
-                nonce: r.get(3)?,
-                ciphertext: r.get(4)?,
-            };
-            Ok((r.get(0)?, r.get(1)?, sealed))
-        })?
-        .collect::<Result<_, _>>()?;
+    let raw = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = WriteTx::over(&raw);
     let (mut done, mut current, mut unreadable) = (0, 0, Vec::new());
-    for (webhook_id, seq, sealed) in rows {
+    for (webhook_id, seq, sealed) in store::all_secrets(&tx)? {
         if sealed.key_id == keyring.current_id() {
             current += 1;
             continue;
@@ -932,36 +798,25 @@ pub fn reencrypt_all(
         let aad = format!("{webhook_id}:{seq}");
         match keyring.open(&sealed, &aad) {
             Ok(secret) => {
-                let fresh = keyring.seal(&secret, &aad)?;
-                tx.execute(
-                    "UPDATE webhook_secrets SET key_id = ?3, nonce = ?4, ciphertext = ?5 WHERE webhook_id = ?1 AND seq = ?2",
-                    params![webhook_id, seq, fresh.key_id, fresh.nonce, fresh.ciphertext],
-                )?;
+                store::reseal_secret(&tx, &webhook_id, seq, &keyring.seal(&secret, &aad)?)?;
                 done += 1;
             }
             Err(e) => unreadable.push(format!("{webhook_id} secret {seq}: {e}")),
         }
     }
-    let stored: Vec<(String, String)> = tx
-        .prepare("SELECT id, headers FROM webhooks")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (webhook_id, text) in stored {
-        let map: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+    for (webhook_id, map) in store::all_headers(&tx)? {
         let before = headers::key_ids(&map).count();
         match headers::reseal(keyring, &webhook_id, &map) {
             Ok(Some(fresh)) => {
-                tx.execute(
-                    "UPDATE webhooks SET headers = ?2 WHERE id = ?1",
-                    params![webhook_id, Value::Object(fresh).to_string()],
-                )?;
+                store::set_headers(&tx, &webhook_id, &fresh)?;
                 done += before;
             }
             Ok(None) => current += before,
             Err(e) => unreadable.push(format!("{e:#}")),
         }
     }
-    tx.commit()?;
+    drop(tx);
+    raw.commit()?;
     Ok((done, current, unreadable))
 }
 
@@ -971,14 +826,8 @@ pub fn reencrypt_all(
 /// # Errors
 /// A database error.
 pub fn sealed_key_ids(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut ids: Vec<String> = conn
-        .prepare("SELECT DISTINCT key_id FROM webhook_secrets")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut stmt =
-        conn.prepare("SELECT headers FROM webhooks WHERE headers LIKE '%\"sealed\"%'")?;
-    for text in stmt.query_map([], |r| r.get::<_, String>(0))? {
-        let map: Map<String, Value> = serde_json::from_str(&text?).unwrap_or_default();
+    let mut ids = store::secret_key_ids(conn)?;
+    for (_, map) in store::all_headers(conn)? {
         ids.extend(headers::key_ids(&map));
     }
     ids.sort_unstable();
@@ -989,22 +838,6 @@ pub fn sealed_key_ids(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subscription_matching() {
-        let p = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
-        assert!(subscribed(&[], "app.user.created"));
-        assert!(subscribed(&p(&["app.user.created"]), "app.user.created"));
-        assert!(!subscribed(&p(&["app.user.created"]), "app.user.updated"));
-        assert!(subscribed(&p(&["app.user.*"]), "app.user.updated"));
-        assert!(subscribed(
-            &p(&["app.*"]),
-            "app.organization.member.created"
-        ));
-        assert!(!subscribed(&p(&["app.user.*"]), "app.user"));
-        assert!(!subscribed(&p(&["app.user.*"]), "app.username.created"));
-        assert!(!subscribed(&p(&["front.*"]), "app.user.created"));
-    }
 
     #[test]
     fn reserved_headers() {

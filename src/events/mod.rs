@@ -1,29 +1,30 @@
-//! Published events: the envelope, the publish API, fan-out to subscribed webhooks, and
-//! the events admin API and event-types catalog.
+//! Published events: the envelope, publishing, and the hook fan-out hangs on.
 //!
-//! One internal [`publish`] serves every publisher — `POST /v1beta1/events`, Front-derived events
-//! (`front.*`) and the service's own (`system.job.dead`, `webhook.disabled`, `webhook.test`): in
-//! the caller's transaction it stores the event with its envelope bytes, one delivery per
-//! subscribed, enabled webhook, and one job per delivery. The envelope is written once, by
-//! [`json::to_js_json`], and sent byte for byte on every attempt.
+//! One [`Publisher`] serves every publisher — `POST /v1beta1/events`, Front-derived events
+//! (`front.*`) and the service's own (`system.job.dead`, `webhook.disabled`, `webhook.test`).
+//! Publishing has two halves: [`Publisher::prepare`] does the work — the envelope written once by
+//! [`json::to_js_json`] (sent byte for byte on every attempt) and the subscribers matched in
+//! memory — outside any transaction; [`Publisher::store`] then only runs SQL in the caller's
+//! transaction: the event, and through the [`FanOut`] hook one delivery and one job per
+//! subscriber.
+//!
+//! Events know nothing of webhooks: delivery implements [`FanOut`] and the app hands it to the
+//! publisher at start.
 
 pub mod json;
+pub mod routes;
+pub mod store;
 
-use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpResponse, web};
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Deserialize;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
-use crate::auth::{Admin, Publisher};
 use crate::clock::{self, Millis};
-use crate::config::Config;
-use crate::delivery::deliveries::{self, EventRef};
 use crate::error::ApiError;
 use crate::ids;
-use crate::http::{Auth, Endpoint, PAGE, Reply};
-use crate::pagination::{self, PageQuery};
-use crate::store::{Store, WriteTx};
+use crate::store::{StoreError, WriteTx};
 
 /// The longest idempotency `id` a publisher may send.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -200,7 +201,7 @@ impl NewEvent {
     }
 }
 
-/// The envelope, ready to store: id, time and the exact bytes subscribers receive.
+/// The envelope, ready to store: id, time, the exact bytes subscribers receive, and who gets it.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub id: String,
@@ -212,18 +213,84 @@ pub struct Prepared {
     /// Whose `idempotency_key` it is (the caller's scope): ids are scoped to the token that sent
     /// them, so one publisher cannot pre-claim another's.
     pub publisher: Option<String>,
-    pub only: Option<String>,
+    /// The webhooks it goes to, matched when it was prepared.
+    pub subscribers: Vec<Subscriber>,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    pub deliveries: u32,
+    /// `false` when the idempotency key named an earlier event, whose answer this is.
+    pub created: bool,
+}
+
+/// A webhook an event goes to, and how many retries its deliveries get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    pub webhook_id: String,
+    pub retries: usize,
+}
+
+/// What fan-out needs to know about a stored event.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    pub id: &'a str,
+    pub action: &'a str,
+    pub created_at: Millis,
+}
+
+/// The hook events hand their subscribers to: implemented by delivery, handed to the
+/// [`Publisher`] at start, so events never reach into webhooks or deliveries.
+pub trait FanOut: Send + Sync {
+    /// The enabled webhooks subscribed to `action` (or only `only`, whatever its
+    /// subscriptions), from memory — no transaction is held while this runs.
+    fn subscribers<'a>(
+        &'a self,
+        action: &'a str,
+        only: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Subscriber>, StoreError>>;
+
+    /// As [`FanOut::subscribers`], read on `conn`, for the rare event prepared inside a
+    /// transaction (`system.job.dead`, `webhook.disabled`).
+    ///
+    /// # Errors
+    /// A database error.
+    fn subscribers_in(
+        &self,
+        conn: &Connection,
+        action: &str,
+        only: Option<&str>,
+    ) -> rusqlite::Result<Vec<Subscriber>>;
+
+    /// Creates one delivery and its job per subscriber of the stored `event`, in `tx`.
+    ///
+    /// # Errors
+    /// A database error.
+    fn deliver(
+        &self,
+        tx: &WriteTx<'_>,
+        event: EventRef<'_>,
+        subscribers: &[Subscriber],
+    ) -> rusqlite::Result<()>;
+
+    /// The deliveries of event `id`, as the events detail shows them.
+    ///
+    /// # Errors
+    /// A database error.
+    fn deliveries_of(&self, conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Value>>;
 }
 
 /// Builds the envelope of `event`: `{id, created_at, action, data: {actor, target, org_id, source,
 /// metadata}}`, compact and JavaScript-stable. `data.source` defaults to `frontier`.
 #[must_use]
-pub fn prepare(event: NewEvent) -> Prepared {
+pub fn envelope(event: NewEvent, subscribers: Vec<Subscriber>) -> Prepared {
     let NewEvent {
         action,
         data: mut given,
         idempotency_key,
-        only,
+        only: _,
     } = event;
     let id = ids::new_id(ids::EVENT);
     let created_at = clock::now_ms();
@@ -256,98 +323,95 @@ pub fn prepare(event: NewEvent) -> Prepared {
         source,
         idempotency_key,
         publisher: None,
-        only,
+        subscribers,
     }
 }
 
-/// What publishing did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    pub id: String,
-    pub deliveries: u32,
-    /// `false` when the idempotency key named an earlier event, whose answer this is.
-    pub created: bool,
+/// Publishes events: prepares them outside transactions, stores them inside the caller's.
+#[derive(Clone)]
+pub struct Publisher {
+    fanout: Arc<dyn FanOut>,
 }
 
-/// Prepares and publishes `event` in the caller's transaction.
-///
-/// # Errors
-/// A database error.
-pub fn publish(
-    tx: &WriteTx<'_>,
-    event: NewEvent,
-    default_retries: usize,
-) -> rusqlite::Result<Published> {
-    publish_prepared(tx, &prepare(event), default_retries)
-}
+impl Publisher {
+    /// A publisher whose events fan out through `fanout`.
+    #[must_use]
+    pub fn new(fanout: Arc<dyn FanOut>) -> Self {
+        Self { fanout }
+    }
 
-/// Stores a prepared event, its deliveries and their jobs in the caller's transaction.
-///
-/// # Errors
-/// A database error.
-pub fn publish_prepared(
-    tx: &WriteTx<'_>,
-    p: &Prepared,
-    default_retries: usize,
-) -> rusqlite::Result<Published> {
-    if let Some(key) = &p.idempotency_key {
-        let earlier: Option<(String, u32)> = tx
-            .prepare_cached(
-                "SELECT id, deliveries FROM events
-                 WHERE idempotency_key = ?1 AND (publisher = ?2 OR publisher IS NULL)",
-            )?
-            .query_row(params![key, p.publisher], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((id, deliveries)) = earlier {
+    /// The fan-out hook (for the events detail API).
+    #[must_use]
+    pub fn fanout(&self) -> &dyn FanOut {
+        self.fanout.as_ref()
+    }
+
+    /// The envelope and its subscribers: everything but the SQL.
+    ///
+    /// # Errors
+    /// When the subscribers cannot be read.
+    pub async fn prepare(&self, event: NewEvent) -> Result<Prepared, StoreError> {
+        let subscribers = self
+            .fanout
+            .subscribers(event.action.as_str(), event.only.as_deref())
+            .await?;
+        Ok(envelope(event, subscribers))
+    }
+
+    /// Stores a prepared event and hands it to fan-out, in the caller's transaction — SQL only.
+    /// The same idempotency key from the same publisher answers the first event instead.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn store(&self, tx: &WriteTx<'_>, p: &Prepared) -> rusqlite::Result<Published> {
+        if let Some(key) = &p.idempotency_key
+            && let Some((id, deliveries)) = store::find_by_key(tx, key, p.publisher.as_deref())?
+        {
             return Ok(Published {
                 id,
                 deliveries,
                 created: false,
             });
         }
+        let count = u32::try_from(p.subscribers.len()).unwrap_or(u32::MAX);
+        store::insert(tx, p, count)?;
+        self.fanout.deliver(
+            tx,
+            EventRef {
+                id: &p.id,
+                action: p.action.as_str(),
+                created_at: p.created_at,
+            },
+            &p.subscribers,
+        )?;
+        Ok(Published {
+            id: p.id.clone(),
+            deliveries: count,
+            created: true,
+        })
     }
-    let subscribers =
-        deliveries::subscribers(tx, p.action.as_str(), p.only.as_deref(), default_retries)?;
-    let count = u32::try_from(subscribers.len()).unwrap_or(u32::MAX);
-    tx.prepare_cached(
-        "INSERT INTO events (id, idempotency_key, publisher, action, source, body, deliveries, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        p.id,
-        p.idempotency_key,
-        p.publisher,
-        p.action.as_str(),
-        p.source,
-        p.body,
-        count,
-        p.created_at
-    ])?;
-    deliveries::create(
-        tx,
-        EventRef {
-            id: &p.id,
-            action: p.action.as_str(),
-            created_at: p.created_at,
-        },
-        &subscribers,
-    )?;
-    tx.prepare_cached("INSERT INTO event_types (action, first_seen) VALUES (?1, ?2) ON CONFLICT (action) DO NOTHING")?
-        .execute(params![p.action.as_str(), p.created_at])?;
-    Ok(Published {
-        id: p.id.clone(),
-        deliveries: count,
-        created: true,
-    })
+
+    /// Prepares and stores `event` inside a transaction already open: for the service's own
+    /// rare events decided there (a job that just died, a webhook disabled by a failing
+    /// delivery). Everything else prepares first and stores with [`Publisher::store`].
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn publish_in(&self, tx: &WriteTx<'_>, event: NewEvent) -> rusqlite::Result<Published> {
+        let subscribers =
+            self.fanout
+                .subscribers_in(tx, event.action.as_str(), event.only.as_deref())?;
+        self.store(tx, &envelope(event, subscribers))
+    }
 }
 
 /// The part of the one error handler that publishes `system.job.dead` for every dead job —
-/// except deliveries, whose failures are recorded on the delivery itself (publishing them would
-/// let a failing subscriber of `system.job.dead` feed itself).
+/// except deliveries (`delivery_kind`), whose failures are recorded on the delivery itself
+/// (publishing them would let a failing subscriber of `system.job.dead` feed itself).
 #[must_use]
-pub fn dead_job_hook(default_retries: usize) -> crate::jobs::DeadHookFn {
+pub fn dead_job_hook(publisher: Publisher, delivery_kind: &'static str) -> crate::jobs::DeadHookFn {
     std::sync::Arc::new(move |tx, dead| {
-        if dead.kind == deliveries::KIND {
+        if dead.kind == delivery_kind {
             return Ok(());
         }
         let event = NewEvent::system(
@@ -358,269 +422,8 @@ pub fn dead_job_hook(default_retries: usize) -> crate::jobs::DeadHookFn {
                 "metadata": {"kind": dead.kind, "attempts": dead.attempt, "error": dead.error, "payload": dead.payload},
             }),
         );
-        publish(tx, event, default_retries).map(|_| ())
+        publisher.publish_in(tx, event).map(|_| ())
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Routes
-// ---------------------------------------------------------------------------------------------
-
-/// The publish API and the events admin API.
-#[must_use]
-pub fn endpoints() -> Vec<Endpoint> {
-    const LIST: &[(&str, &str)] = &[
-        ("action", "exact action, or a prefix ending in `.*`"),
-        ("since", "RFC 3339: created at or after"),
-        PAGE[0],
-        PAGE[1],
-    ];
-    vec![
-        Endpoint::new(Method::POST, "/v1beta1/events", "events", "publish an event to every subscribed webhook; the same `id` again answers 200 with the first answer and delivers nothing new", |r| r.to(publish_route))
-            .auth(Auth::Publish)
-            .body(publish_schema)
-            .status(202)
-            .also(200)
-            .reply(Reply::Json("`{id: \"evt_…\", deliveries: n}`")).keys(&["id", "deliveries"]),
-        Endpoint::new(Method::GET, "/v1beta1/admin/events", "events", "published events, newest first", |r| r.to(list_route))
-            .query(LIST)
-            .reply(Reply::Json("`{events: [...], next_cursor}`")).keys(&["events", "next_cursor"]),
-        Endpoint::new(Method::GET, "/v1beta1/admin/events/{id}", "events", "one event with its envelope and deliveries", |r| r.to(detail_route))
-            .reply(Reply::Json("`{event: {...}}`")).keys(&["event"]),
-        Endpoint::new(Method::GET, "/v1beta1/admin/event-types", "events", "the catalog of actions", |r| r.to(types_route))
-            .reply(Reply::Json("`{event_types: [...]}`")).keys(&["event_types"]),
-    ]
-}
-
-fn publish_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["action", "data"],
-        "additionalProperties": false,
-        "properties": {
-            "action": {"type": "string", "pattern": "^[a-z0-9_]+(\\.[a-z0-9_]+)+$", "examples": ["app.user.created"]},
-            "id": {"type": "string", "description": "idempotency key"},
-            "data": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "actor": {"type": "object"},
-                    "target": {"type": "object"},
-                    "org_id": {"type": ["string", "null"]},
-                    "source": {"type": "string"},
-                    "metadata": {"type": "object"}
-                }
-            }
-        }
-    })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishBody {
-    action: String,
-    data: Value,
-    id: Option<String>,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_payload", message)
-}
-
-/// Checks `data` and returns it as a map.
-fn check_data(data: Value) -> Result<Map<String, Value>, ApiError> {
-    let Value::Object(map) = data else {
-        return Err(invalid(
-            "data must be an object with actor, target, org_id, source and metadata",
-        ));
-    };
-    for (key, value) in &map {
-        let ok = match key.as_str() {
-            "actor" | "target" => value.is_object() || value.is_null(),
-            "org_id" => value.is_string() || value.is_null(),
-            "source" => value.is_string(),
-            "metadata" => value.is_object() || value.is_null(),
-            other => {
-                return Err(invalid(format!(
-                    "data.{other} is not a known field (actor, target, org_id, source, metadata)"
-                )));
-            }
-        };
-        if !ok {
-            return Err(invalid(format!("data.{key} has the wrong type")));
-        }
-    }
-    if let Some(path) = map
-        .iter()
-        .find_map(|(k, v)| json::find_unsafe_integer(v, &format!("data.{k}")))
-    {
-        return Err(invalid(format!(
-            "{path} is an integer beyond ±2^53, which JavaScript receivers cannot hold exactly; send it as a string"
-        )));
-    }
-    Ok(map)
-}
-
-async fn publish_route(
-    Publisher(caller): Publisher,
-    store: web::Data<Store>,
-    config: web::Data<Config>,
-    body: web::Json<PublishBody>,
-) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
-    let action = Action::parse(&b.action).map_err(invalid)?;
-    let data = check_data(b.data)?;
-    check_not_reserved(&action, &data, &[])?;
-    let idempotency_key = match b.id {
-        Some(id) if id.is_empty() || id.len() > MAX_IDEMPOTENCY_KEY => {
-            return Err(invalid(format!(
-                "id must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
-            )));
-        }
-        other => other,
-    };
-    let mut prepared = prepare(NewEvent {
-        action,
-        data,
-        idempotency_key,
-        only: None,
-    });
-    prepared.publisher = Some(caller.scope.clone());
-    let default_retries = config.delivery.retry_schedule.len();
-    let published = store
-        .writer()
-        .write(move |tx| publish_prepared(tx, &prepared, default_retries).map_err(ApiError::from))
-        .await?;
-    if published.created {
-        tracing::info!(event_id = %published.id, deliveries = published.deliveries, publisher = %caller.identity, "event published");
-    }
-    let status = if published.created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok(HttpResponse::build(status)
-        .json(json!({"id": published.id, "deliveries": published.deliveries})))
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    action: Option<String>,
-    since: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
-}
-
-fn event_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": r.get::<_, String>(0)?,
-        "action": r.get::<_, String>(1)?,
-        "source": r.get::<_, String>(2)?,
-        "deliveries": r.get::<_, i64>(3)?,
-        "idempotency_key": r.get::<_, Option<String>>(4)?,
-        "created_at": clock::to_rfc3339(r.get(5)?),
-    }))
-}
-
-async fn list_route(
-    _admin: Admin,
-    store: web::Data<Store>,
-    q: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let q = q.into_inner();
-    let limit = q.page.limit()?;
-    let since = q
-        .since
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(clock::parse_rfc3339)
-        .transpose()
-        .map_err(|m| ApiError::bad_request("invalid_query", m))?;
-    let action = pagination::ActionFilter::parse(q.action.as_deref());
-    let before = q.page.cursor();
-    let items = store
-        .read(move |c| {
-            pagination::ListQuery::new()
-                .action(&action)
-                .filter("created_at >= ?", &since)
-                .filter("id < ?", &before)
-                .run(
-                    c,
-                    "id, action, source, deliveries, idempotency_key, created_at",
-                    "events",
-                    limit + 1,
-                    event_summary,
-                )
-                .map_err(ApiError::from)
-        })
-        .await?;
-    let (items, next) = pagination::finish(items, limit, |v| v["id"].as_str().unwrap_or_default());
-    Ok(HttpResponse::Ok().json(json!({"events": items, "next_cursor": next})))
-}
-
-/// One event: its summary, the envelope as sent, and its deliveries.
-///
-/// # Errors
-/// A database error.
-pub fn detail(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
-    let found = c
-        .prepare_cached("SELECT id, action, source, deliveries, idempotency_key, created_at, body FROM events WHERE id = ?1")?
-        .query_row([id], |r| {
-            let mut v = event_summary(r)?;
-            let body: Vec<u8> = r.get(6)?;
-            v["payload"] = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            Ok(v)
-        })
-        .optional()?;
-    let Some(mut v) = found else { return Ok(None) };
-    v["delivery_count"] = v["deliveries"].take();
-    v["deliveries"] = json!(deliveries::for_event(c, id)?);
-    Ok(Some(v))
-}
-
-async fn detail_route(
-    _admin: Admin,
-    store: web::Data<Store>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let v = store
-        .read(move |c| detail(c, &id)?.ok_or_else(|| ApiError::not_found(format!("event {id}"))))
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({"event": v})))
-}
-
-async fn types_route(_admin: Admin, store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
-    let seen: Vec<(String, Millis)> = store
-        .read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT action, first_seen FROM event_types ORDER BY action")?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, ApiError>(rows)
-        })
-        .await?;
-    let mut out: Vec<Value> = Vec::new();
-    for (group, list) in [
-        ("frontier", FRONTIER_ACTIONS),
-        ("front", FRONT_ACTIONS),
-        ("system", SYSTEM_ACTIONS),
-    ] {
-        for a in list {
-            let first_seen = seen
-                .iter()
-                .find(|(s, _)| s == a)
-                .map(|(_, t)| clock::to_rfc3339(*t));
-            out.push(json!({"action": a, "group": group, "first_seen": first_seen}));
-        }
-    }
-    for (a, t) in &seen {
-        if !out.iter().any(|v| v["action"] == a.as_str()) {
-            out.push(json!({"action": a, "group": "seen", "first_seen": clock::to_rfc3339(*t)}));
-        }
-    }
-    Ok(HttpResponse::Ok().json(json!({"event_types": out})))
 }
 
 #[cfg(test)]
@@ -664,7 +467,7 @@ mod tests {
             idempotency_key: None,
             only: None,
         };
-        let p = prepare(e);
+        let p = envelope(e, Vec::new());
         let text = String::from_utf8(p.body).expect("utf8");
         let expected = format!(
             r#"{{"id":"{}","created_at":"{}","action":"app.user.created","data":{{"actor":{{"id":"u1"}},"target":{{"id":"u2"}},"org_id":null,"source":"frontier","metadata":{{"b":1,"a":2}}}}}}"#,

@@ -11,11 +11,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::inbound::{self, Channel, NewInbound};
 use super::signature::{self, SignatureError};
 use crate::clock;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::inbound::{self, Channel, NewInbound};
 use crate::store::{Store, StoreError};
 
 /// Headers kept with each stored event.
@@ -97,7 +97,9 @@ async fn store_event(store: &Store, event: NewInbound) -> Result<HttpResponse, A
     let external_id = event.external_id.clone();
     let stored = store
         .writer()
-        .write(move |tx| inbound::store(tx, &event).map_err(StoreError::from))
+        .write(move |tx| {
+            inbound::store::store(tx, &event, super::PROCESSING).map_err(StoreError::from)
+        })
         .await
         .map_err(|e| {
             let error = ApiError::from(e);
@@ -157,6 +159,7 @@ pub async fn app_webhook(
         .filter(|id| !id.is_empty())
         .ok_or_else(|| invalid_payload("the envelope has no payload.id"))?;
     let event = NewInbound {
+        source: super::SOURCE,
         channel: Channel::App,
         external_id: event_id,
         event_type: envelope.kind.unwrap_or_else(|| "unknown".into()),
@@ -193,6 +196,7 @@ pub async fn rule_webhook(
         .filter(|id| !id.is_empty())
         .ok_or_else(|| invalid_payload("the event has no id"))?;
     let event = NewInbound {
+        source: super::SOURCE,
         channel: Channel::Rule,
         external_id: event_id,
         event_type: super::webhook_type(event.kind.as_deref().unwrap_or("unknown")).to_string(),

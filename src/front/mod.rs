@@ -9,7 +9,6 @@
 
 pub mod client;
 pub mod ids;
-pub mod inbound;
 pub mod ingress;
 pub mod process;
 pub mod signature;
@@ -20,11 +19,20 @@ use std::sync::Arc;
 use actix_web::http::Method;
 
 use crate::config::Config;
-use crate::jobs::Registry;
 use crate::http::{Auth, Endpoint, Reply};
+use crate::jobs::Registry;
 use crate::store::Store;
 
-/// The ingress routes (when `front.enabled`) and the inbound admin API.
+/// The sender name Front's events are stored under.
+pub const SOURCE: &str = "front";
+
+/// The job that processes Front's stored events.
+pub const PROCESSING: crate::inbound::Processing = crate::inbound::Processing {
+    kind: process::KIND,
+    max_attempts: process::MAX_ATTEMPTS,
+};
+
+/// The ingress routes (when `front.enabled`).
 #[must_use]
 pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     let mut all = Vec::new();
@@ -55,7 +63,6 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
             .keys(&["received"]),
         );
     }
-    all.extend(inbound::endpoints());
     all
 }
 
@@ -70,8 +77,10 @@ fn front_event_schema() -> serde_json::Value {
 /// When the Front API client cannot be built.
 pub fn register(
     registry: &mut Registry,
+    processors: &mut crate::inbound::Processors,
     config: &Config,
     store: Store,
+    publisher: crate::events::Publisher,
 ) -> anyhow::Result<Option<Arc<client::FrontClient>>> {
     let client = client::FrontClient::new(&config.front)?.map(Arc::new);
     if client.is_none() {
@@ -83,8 +92,9 @@ pub fn register(
         store,
         client: client.clone(),
         fetch_history: config.front.fetch_history,
-        default_retries: config.delivery.retry_schedule.len(),
+        publisher,
     })));
+    processors.register(SOURCE, PROCESSING);
     Ok(client)
 }
 

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::client::{FetchError, FrontClient};
-use super::inbound::{self, Stored};
-use crate::events::{self, Action, NewEvent};
+use crate::events::{Action, NewEvent, Prepared, Publisher};
+use crate::inbound::Stored;
+use crate::inbound::store as inbound;
 use crate::jobs::{JobKind, JobResult, JobRun, Outcome};
 use crate::store::{Store, StoreError, WriteTx};
 
@@ -34,8 +35,8 @@ pub struct Processor {
     pub store: Store,
     pub client: Option<Arc<FrontClient>>,
     pub fetch_history: bool,
-    /// Length of the global retry schedule, for the deliveries of published events.
-    pub default_retries: usize,
+    /// Publishes the outbound events.
+    pub publisher: Publisher,
 }
 
 /// The job kind, backed by `processor`.
@@ -201,13 +202,24 @@ impl Processor {
         };
         match self.enrich(&parsed).await {
             Ok(enriched) => {
-                let outbound = outbound_event(&parsed, &enriched);
-                let fetched = enriched.fetched_json();
-                tracing::info!(inbound_id = %id, action = %outbound["action"], fetched = enriched.fetched_urls.len(), "front event processed");
-                let default_retries = self.default_retries;
+                // Everything but the SQL happens here: the outbound envelope, its subscribers,
+                // what was fetched; the write only stores them.
+                let fetched = enriched.fetched_json().to_string();
+                let fetched_count = enriched.fetched_urls.len();
+                let prepared = match self
+                    .publisher
+                    .prepare(outbound_new_event(outbound_event(&parsed, &enriched)))
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return JobResult::retry(format!("preparing the outbound event: {e}"));
+                    }
+                };
+                tracing::info!(inbound_id = %id, event_id = %prepared.id, action = %prepared.action.as_str(), fetched = fetched_count, "front event processed");
+                let publisher = self.publisher.clone();
                 JobResult::succeeded().with_write(Box::new(move |tx| {
-                    let event_id = publish_outbound(tx, outbound, default_retries)?;
-                    tracing::info!(inbound_id = %id, %event_id, "front event published");
+                    let event_id = publish_outbound(tx, &publisher, &prepared)?;
                     inbound::mark_processed(tx, &id, &fetched, &event_id)
                 }))
             }
@@ -345,16 +357,10 @@ fn resource_id(id: &str) -> Result<&str, FetchError> {
     }
 }
 
-/// The publish step: publishes the outbound event for an inbound one and returns
-/// its id. A replayed inbound event is published again, as a new event.
-///
-/// # Errors
-/// A database error.
-pub fn publish_outbound(
-    tx: &WriteTx<'_>,
-    mut outbound: Value,
-    default_retries: usize,
-) -> rusqlite::Result<String> {
+/// The outbound event as an event to publish: `front.<type>` (an unparseable type becomes
+/// `front.unknown`) with its `data`.
+#[must_use]
+pub fn outbound_new_event(mut outbound: Value) -> NewEvent {
     let action = outbound["action"]
         .as_str()
         .and_then(|a| Action::parse(a).ok())
@@ -363,13 +369,25 @@ pub fn publish_outbound(
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let event = NewEvent {
+    NewEvent {
         action,
         data,
         idempotency_key: None,
         only: None,
-    };
-    Ok(events::publish(tx, event, default_retries)?.id)
+    }
+}
+
+/// The publish step, SQL only: stores the prepared outbound event of an inbound one and returns
+/// its id. A replayed inbound event is published again, as a new event.
+///
+/// # Errors
+/// A database error.
+pub fn publish_outbound(
+    tx: &WriteTx<'_>,
+    publisher: &Publisher,
+    prepared: &Prepared,
+) -> rusqlite::Result<String> {
+    Ok(publisher.store(tx, prepared)?.id)
 }
 
 /// A teammate as an actor or target: `{id, type, name, email}`.

@@ -1,7 +1,7 @@
 //! `front_sync`: fills the gaps webhooks leave. Front does not retry rule webhooks and
 //! suggests polling events instead, and no webhook arrives while this service or Front's delivery
 //! is down. This lists Front's events since the last run (`GET /events`) and ingests every event
-//! not stored yet through the webhook ingress's own store path ([`inbound::store`]: the raw event
+//! not stored yet through the webhook ingress's own store path ([`inbound::store::store`]: the raw event
 //! and its `front.process` job in one transaction), so a missed event goes the way a delivered
 //! one does, and an event already stored queues nothing.
 //!
@@ -25,13 +25,13 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::client::{FetchError, FrontClient};
-use super::inbound::{self, Channel, NewInbound};
 use crate::clock::{self, Millis};
+use crate::inbound::{self, Channel, NewInbound};
 use crate::store::kv;
 use crate::store::{Store, StoreError, WriteTx};
 
@@ -349,13 +349,7 @@ fn load_state(conn: &Connection) -> Result<State, StoreError> {
             None
         }
     });
-    let latest_company: Option<String> = conn
-        .prepare_cached(
-            "SELECT company_id FROM inbound_events
-             WHERE source = 'front' AND company_id IS NOT NULL ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row([], |r| r.get(0))
-        .optional()?;
+    let latest_company = inbound::store::latest_company(conn, super::SOURCE)?;
     let company_id = match latest_company {
         Some(c) => Some(c),
         None => kv::get(conn, COMPANY_KEY)?,
@@ -382,6 +376,7 @@ fn write_page(
     let mut out = Written::default();
     for e in listed {
         let event = NewInbound {
+            source: super::SOURCE,
             channel: Channel::Sync,
             external_id: e.id,
             event_type: e.event_type,
@@ -389,7 +384,7 @@ fn write_page(
             raw_body: e.raw,
             headers: headers.clone(),
         };
-        match inbound::store(tx, &event)? {
+        match inbound::store::store(tx, &event, super::PROCESSING)? {
             Some(inbound_id) => out.ingested.push((event.external_id, inbound_id)),
             None => out.already_stored += 1,
         }

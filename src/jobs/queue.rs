@@ -90,7 +90,6 @@ pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<bool> {
     Ok(changed == 1)
 }
 
-
 const JOB_COLUMNS: &str =
     "id, kind, state, attempt, max_attempts, payload, idempotency_key, last_error,
      run_at, lease_until, lease_owner, created_at, updated_at, finished_at, parked_on";
@@ -126,7 +125,6 @@ pub fn get(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Job
         .query_row([id], job_from_row)
         .optional()
 }
-
 
 /// Lists jobs newest first, at most `limit`.
 ///
@@ -215,7 +213,6 @@ pub fn parked(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, u64)
         .collect()
 }
 
-
 /// Records a claimed job's success. Returns whether the claim was still held.
 ///
 /// # Errors
@@ -235,7 +232,13 @@ pub fn succeed(tx: &WriteTx<'_>, job: &JobRun, now: Millis) -> rusqlite::Result<
 ///
 /// # Errors
 /// A database error.
-pub fn retry(tx: &WriteTx<'_>, job: &JobRun, at: Millis, error: &str, now: Millis) -> rusqlite::Result<bool> {
+pub fn retry(
+    tx: &WriteTx<'_>,
+    job: &JobRun,
+    at: Millis,
+    error: &str,
+    now: Millis,
+) -> rusqlite::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = 'retrying', run_at = ?3, last_error = ?4, lease_until = NULL,
@@ -266,7 +269,13 @@ pub fn kill(tx: &WriteTx<'_>, job: &JobRun, error: &str, now: Millis) -> rusqlit
 ///
 /// # Errors
 /// A database error.
-pub fn reschedule(tx: &WriteTx<'_>, job: &JobRun, at: Millis, reason: &str, now: Millis) -> rusqlite::Result<bool> {
+pub fn reschedule(
+    tx: &WriteTx<'_>,
+    job: &JobRun,
+    at: Millis,
+    reason: &str,
+    now: Millis,
+) -> rusqlite::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
@@ -283,7 +292,13 @@ pub fn reschedule(tx: &WriteTx<'_>, job: &JobRun, at: Millis, reason: &str, now:
 ///
 /// # Errors
 /// A database error.
-pub fn park(tx: &WriteTx<'_>, job: &JobRun, key: &str, reason: &str, now: Millis) -> rusqlite::Result<bool> {
+pub fn park(
+    tx: &WriteTx<'_>,
+    job: &JobRun,
+    key: &str,
+    reason: &str,
+    now: Millis,
+) -> rusqlite::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
@@ -299,7 +314,13 @@ pub fn park(tx: &WriteTx<'_>, job: &JobRun, key: &str, reason: &str, now: Millis
 ///
 /// # Errors
 /// A database error.
-pub fn claim(tx: &WriteTx<'_>, n: usize, lease_until: Millis, owner: &str, now: Millis) -> rusqlite::Result<Vec<JobRun>> {
+pub fn claim(
+    tx: &WriteTx<'_>,
+    n: usize,
+    lease_until: Millis,
+    owner: &str,
+    now: Millis,
+) -> rusqlite::Result<Vec<JobRun>> {
     let mut stmt = tx.prepare_cached(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, claim_seq = claim_seq + 1,
                 lease_until = ?1,
@@ -370,7 +391,12 @@ pub type TakenBack = (String, String, String, u32, JobState);
 ///
 /// # Errors
 /// A database error.
-pub fn take_back(tx: &WriteTx<'_>, all: bool, reason: &str, now: Millis) -> rusqlite::Result<Vec<TakenBack>> {
+pub fn take_back(
+    tx: &WriteTx<'_>,
+    all: bool,
+    reason: &str,
+    now: Millis,
+) -> rusqlite::Result<Vec<TakenBack>> {
     let sql = if all {
         "UPDATE jobs INDEXED BY jobs_leased SET
             state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
@@ -421,13 +447,18 @@ pub fn state_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobState
 ///
 /// # Errors
 /// A database error.
-pub fn count_by_kind(conn: &Connection, states: &[JobState]) -> rusqlite::Result<Vec<(String, JobState, u64)>> {
+pub fn count_by_kind(
+    conn: &Connection,
+    states: &[JobState],
+) -> rusqlite::Result<Vec<(String, JobState, u64)>> {
     let mut out = Vec::new();
     let mut stmt = conn.prepare_cached(
         "SELECT kind, COUNT(*) FROM jobs INDEXED BY jobs_state WHERE state = ?1 GROUP BY kind",
     )?;
     for state in states {
-        for row in stmt.query_map([state.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        for row in stmt.query_map([state.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
             let (kind, n) = row?;
             out.push((kind, *state, u64::try_from(n).unwrap_or(0)));
         }
@@ -444,7 +475,9 @@ pub fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobState, u64)
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (state, n) = row?;
-        if let Some(entry) = JobState::parse(&state).and_then(|s| counts.iter_mut().find(|(c, _)| *c == s)) {
+        if let Some(entry) =
+            JobState::parse(&state).and_then(|s| counts.iter_mut().find(|(c, _)| *c == s))
+        {
             entry.1 = u64::try_from(n).unwrap_or(0);
         }
     }
@@ -462,7 +495,10 @@ pub fn depth(conn: &Connection, now: Millis) -> rusqlite::Result<(u64, u64)> {
             .map(|n| u64::try_from(n).unwrap_or(0))
     };
     Ok((
-        count("SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')", &[])?,
+        count(
+            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')",
+            &[],
+        )?,
         count(
             "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying') AND run_at <= ?1",
             &[&now],
@@ -475,7 +511,12 @@ pub fn depth(conn: &Connection, now: Millis) -> rusqlite::Result<(u64, u64)> {
 ///
 /// # Errors
 /// A database error.
-pub fn prune(tx: &WriteTx<'_>, state: JobState, cutoff: Millis, batch: usize) -> rusqlite::Result<usize> {
+pub fn prune(
+    tx: &WriteTx<'_>,
+    state: JobState,
+    cutoff: Millis,
+    batch: usize,
+) -> rusqlite::Result<usize> {
     // Ids sort by creation time and nothing finishes before it is created, so the id bound lets
     // the (state, id) index skip every younger row.
     tx.prepare_cached(

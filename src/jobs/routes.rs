@@ -10,8 +10,8 @@ use crate::auth::Admin;
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::{Endpoint, PAGE, Reply};
-use crate::store::audit;
 use crate::pagination::{self, PageQuery};
+use crate::store::audit;
 use crate::store::{Store, WriteTx};
 
 /// The jobs routes.

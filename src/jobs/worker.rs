@@ -442,11 +442,16 @@ fn finish(
         Outcome::Retry { error, after } if !job.is_last_attempt() => {
             let wait = after.unwrap_or_else(|| backoff::backoff(job.attempt, jitter));
             let at = clock::add(now, wait);
-            (queue::retry(tx, job, at, error, now)?, Recorded::Retrying { at })
+            (
+                queue::retry(tx, job, at, error, now)?,
+                Recorded::Retrying { at },
+            )
         }
         Outcome::Retry { error, .. } | Outcome::Fail { error } => (
             queue::kill(tx, job, error, now)?,
-            Recorded::Dead { error: error.clone() },
+            Recorded::Dead {
+                error: error.clone(),
+            },
         ),
         Outcome::RunAgainAt { at, reason } => (
             queue::reschedule(tx, job, *at, reason, now)?,

@@ -64,12 +64,37 @@ enum Drained {
 pub struct WriteTx<'c> {
     conn: &'c Connection,
     wake_workers: Cell<bool>,
+    /// Run after the commit, for the commands that were kept (a rolled-back command's are
+    /// dropped with it).
+    after_commit: std::cell::RefCell<Vec<AfterCommit>>,
 }
 
-impl WriteTx<'_> {
+/// Something to do once a transaction has committed (e.g. invalidate a cache).
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
+impl<'c> WriteTx<'c> {
+    /// A write transaction the caller opened itself on `conn`, for tools that run with the
+    /// server stopped (`hookrelay keys reencrypt`): the same owner functions apply, nobody is
+    /// woken, and [`WriteTx::on_commit`] hooks are dropped (no cache lives in such a process).
+    #[must_use]
+    pub fn over(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            wake_workers: Cell::new(false),
+            after_commit: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
     /// Asks for the job workers to be woken once this transaction has committed.
     pub fn wake_workers(&self) {
         self.wake_workers.set(true);
+    }
+
+    /// Runs `f` once this transaction has committed — not if it, or this command, rolls back.
+    /// For invalidating what a write made stale; `f` runs on the writer thread and must be
+    /// quick.
+    pub fn on_commit(&self, f: impl FnOnce() + Send + 'static) {
+        self.after_commit.borrow_mut().push(Box::new(f));
     }
 }
 
@@ -440,6 +465,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     let wtx = WriteTx {
         conn,
         wake_workers: Cell::new(false),
+        after_commit: std::cell::RefCell::new(Vec::new()),
     };
     let mut replies: Vec<Reply> = Vec::with_capacity(n);
     let mut aborted: Option<String> = None;
@@ -450,6 +476,8 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             fail_all(std::iter::once(cmd), &e.to_string());
             break;
         }
+        let hooks_before = wtx.after_commit.borrow().len();
+        let discard_hooks = || wtx.after_commit.borrow_mut().truncate(hooks_before);
         match catch_unwind(AssertUnwindSafe(|| cmd(&wtx))) {
             Ok((true, reply)) => {
                 replies.push(reply);
@@ -460,6 +488,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             }
             Ok((false, reply)) => {
                 replies.push(reply);
+                discard_hooks();
                 if wtx.is_autocommit() {
                     // SQLite rolled the whole transaction back (disk full, I/O error).
                     aborted = Some("the transaction was rolled back by SQLite".into());
@@ -471,6 +500,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
                 }
             }
             Err(_) => {
+                discard_hooks();
                 tracing::error!("a write command panicked; its changes were rolled back");
                 if wtx.is_autocommit() || rollback_command(&wtx).is_err() {
                     aborted = Some("a write command panicked".into());
@@ -481,6 +511,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     }
     let rest: Vec<Command> = pending.collect();
     let wake_workers = wtx.wake_workers.get();
+    let after_commit = wtx.after_commit.take();
     let outcome = match aborted {
         Some(reason) => {
             if !conn.is_autocommit() {
@@ -504,6 +535,9 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
             crate::counters::writer_commit(replies.len(), started.elapsed());
+            for f in after_commit {
+                f();
+            }
             if wake_workers {
                 wake.notify_one();
             }

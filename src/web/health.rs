@@ -34,8 +34,8 @@ use serde_json::{Map, Value, json};
 
 use crate::clock;
 use crate::cron::Cron;
-use crate::jobs::{self, worker::WorkerHealth};
 use crate::http::{Auth, Endpoint, Reply};
+use crate::jobs::{self, worker::WorkerHealth};
 use crate::store::{Store, StoreError};
 
 /// How long the readiness write may take.

@@ -28,8 +28,8 @@ use metrics::{counter, gauge, histogram};
 use crate::clock;
 use crate::cron::Cron;
 use crate::error::ApiError;
-use crate::jobs::{JobState, Registry};
 use crate::http::{Auth, Endpoint, Reply};
+use crate::jobs::{JobState, Registry};
 use crate::store::{Store, StoreError};
 use crate::web::health::PerDatabase;
 
@@ -178,7 +178,10 @@ struct StoredState {
 }
 
 fn read_state(c: &rusqlite::Connection, now: clock::Millis) -> rusqlite::Result<StoredState> {
-    let states: Vec<JobState> = GAUGED_STATES.iter().filter_map(|s| JobState::parse(s)).collect();
+    let states: Vec<JobState> = GAUGED_STATES
+        .iter()
+        .filter_map(|s| JobState::parse(s))
+        .collect();
     let jobs = crate::jobs::queue::count_by_kind(c, &states)?
         .into_iter()
         .map(|(kind, state, n)| (kind, state.as_str(), n))

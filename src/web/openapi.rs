@@ -33,7 +33,8 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     let mut all = Vec::new();
     all.extend(crate::web::endpoints());
     all.extend(crate::front::endpoints(config));
-    all.extend(crate::events::endpoints());
+    all.extend(crate::inbound::routes::endpoints());
+    all.extend(crate::events::routes::endpoints());
     all.extend(crate::delivery::endpoints());
     all.extend(crate::jobs::routes::endpoints());
     all.extend(crate::cron::routes::endpoints());

@@ -211,7 +211,7 @@ async fn a_full_queue_is_not_a_failed_write() {
 #[tokio::test]
 async fn metrics_read_the_database_at_most_once_per_five_seconds() {
     let app = spawn_app().await;
-    let reads = || hookrelay::metrics::state_reads(&app.app_store);
+    let reads = || hookrelay::web::metrics::state_reads(&app.app_store);
     let before = reads();
     let statuses = hammer(&app, "/metrics", 100, 20).await;
     assert!(
