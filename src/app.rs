@@ -55,6 +55,7 @@ struct Shared {
     cron: web::Data<Cron>,
     publisher: web::Data<events::Publisher>,
     processors: web::Data<crate::inbound::Processors>,
+    handoff: web::Data<crate::jobs::Handoff>,
 }
 
 impl Application {
@@ -96,8 +97,16 @@ impl Application {
             )
             .context("loading the encryption keys")?,
         );
-        let delivery =
-            delivery::register(&mut registry, &config, store.clone(), Arc::clone(&keyring))?;
+        // Jobs enqueued on the hot paths go straight to this process's dispatcher.
+        let (handoff, handoff_rx) =
+            crate::jobs::Handoff::new(config.jobs.lease, worker::new_instance());
+        let delivery = delivery::register(
+            &mut registry,
+            &config,
+            store.clone(),
+            Arc::clone(&keyring),
+            Some(handoff.clone()),
+        )?;
         let publisher = delivery.publisher.clone();
         let mut processors = crate::inbound::Processors::default();
         let front_client = front::register(
@@ -137,7 +146,8 @@ impl Application {
             config.jobs.workers,
             config.jobs.lease,
             wake,
-        );
+        )
+        .with_handoff(handoff_rx);
         let worker_health = dispatcher.health();
         let jobs_runtime = JobsRuntime(Some(jobs_runtime()?));
         let dispatcher = jobs_runtime
@@ -174,6 +184,7 @@ impl Application {
             cron: web::Data::from(Arc::clone(&cron)),
             publisher: web::Data::new(publisher),
             processors: web::Data::new(processors),
+            handoff: web::Data::new(handoff),
         };
         let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;
@@ -199,6 +210,7 @@ impl Application {
                 .app_data(shared.cron.clone())
                 .app_data(shared.publisher.clone())
                 .app_data(shared.processors.clone())
+                .app_data(shared.handoff.clone())
                 .app_data(body_timeout.clone())
                 .app_data(error::json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))

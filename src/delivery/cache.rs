@@ -133,18 +133,26 @@ pub struct Webhooks {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     /// One rebuild at a time; the others wait for it.
     rebuilding: tokio::sync::Mutex<()>,
+    /// Delivery jobs go straight to this process's dispatcher when it has room.
+    handoff: Option<crate::jobs::Handoff>,
 }
 
 impl Webhooks {
     /// An empty cache over `store`; the first use fills it.
     #[must_use]
-    pub fn new(store: Store, keyring: Arc<Keyring>, default_retries: usize) -> Self {
+    pub fn new(
+        store: Store,
+        keyring: Arc<Keyring>,
+        default_retries: usize,
+        handoff: Option<crate::jobs::Handoff>,
+    ) -> Self {
         Self {
             store,
             keyring,
             default_retries,
             snapshot: RwLock::new(None),
             rebuilding: tokio::sync::Mutex::new(()),
+            handoff,
         }
     }
 
@@ -321,7 +329,7 @@ impl FanOut for Webhooks {
         event: EventRef<'_>,
         subscribers: &[Subscriber],
     ) -> rusqlite::Result<()> {
-        store::create(tx, event, subscribers)
+        store::create(tx, event, subscribers, self.handoff.as_ref())
     }
 
     fn deliveries_of(&self, conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Value>> {

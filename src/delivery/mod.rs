@@ -47,6 +47,7 @@ pub fn register(
     config: &Config,
     store: Store,
     keyring: Arc<secrets::Keyring>,
+    handoff: Option<crate::jobs::Handoff>,
 ) -> anyhow::Result<Delivery> {
     let client = client::DeliveryClient::new(
         config.delivery.timeout,
@@ -56,6 +57,7 @@ pub fn register(
         store.clone(),
         keyring,
         config.delivery.retry_schedule.len(),
+        handoff,
     ));
     let publisher = Publisher::new(Arc::clone(&webhooks) as Arc<dyn crate::events::FanOut>);
     let gate = Arc::new(gate::Gate::default());

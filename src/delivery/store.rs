@@ -493,6 +493,7 @@ pub fn create(
     tx: &WriteTx<'_>,
     event: EventRef<'_>,
     subscribers: &[Subscriber],
+    handoff: Option<&jobs::Handoff>,
 ) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO deliveries (id, event_id, webhook_id, action, state, max_attempts, job_id, next_attempt_at,
@@ -502,8 +503,9 @@ pub fn create(
     for s in subscribers {
         let id = ids::new_id(ids::DELIVERY);
         let max_attempts = u32::try_from(s.retries + 1).unwrap_or(u32::MAX);
-        let job = jobs::enqueue(
+        let job = jobs::handoff::enqueue(
             tx,
+            handoff,
             &NewJob::new(KIND, json!({"delivery_id": id, "webhook_id": s.webhook_id}))
                 .max_attempts(max_attempts),
         )?;

@@ -16,6 +16,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::inbound::{self, Channel, NewInbound};
+use crate::jobs::Handoff;
 use crate::store::{Store, StoreError};
 
 /// Headers kept with each stored event.
@@ -93,12 +94,18 @@ struct EventRef {
     kind: Option<String>,
 }
 
-async fn store_event(store: &Store, event: NewInbound) -> Result<HttpResponse, ApiError> {
+async fn store_event(
+    store: &Store,
+    handoff: &web::Data<Handoff>,
+    event: NewInbound,
+) -> Result<HttpResponse, ApiError> {
     let external_id = event.external_id.clone();
+    let handoff = handoff.clone();
     let stored = store
         .writer()
         .write(move |tx| {
-            inbound::store::store(tx, &event, super::PROCESSING).map_err(StoreError::from)
+            inbound::store::store(tx, &event, super::PROCESSING, Some(handoff.get_ref()))
+                .map_err(StoreError::from)
         })
         .await
         .map_err(|e| {
@@ -131,6 +138,7 @@ pub async fn app_webhook(
     body: crate::http::Body,
     config: web::Data<Config>,
     store: web::Data<Store>,
+    handoff: web::Data<Handoff>,
 ) -> Result<HttpResponse, ApiError> {
     let secret = config
         .front
@@ -167,7 +175,7 @@ pub async fn app_webhook(
         raw_body: body.to_vec(),
         headers: kept_headers(headers),
     };
-    store_event(&store, event).await
+    store_event(&store, &handoff, event).await
 }
 
 /// `POST /webhooks/front/rules` — legacy rule webhooks: the body is the event itself.
@@ -180,6 +188,7 @@ pub async fn rule_webhook(
     body: crate::http::Body,
     config: web::Data<Config>,
     store: web::Data<Store>,
+    handoff: web::Data<Handoff>,
 ) -> Result<HttpResponse, ApiError> {
     let secret = config
         .front
@@ -204,5 +213,5 @@ pub async fn rule_webhook(
         raw_body: body.to_vec(),
         headers: kept_headers(headers),
     };
-    store_event(&store, event).await
+    store_event(&store, &handoff, event).await
 }

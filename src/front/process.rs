@@ -78,7 +78,7 @@ impl ParsedEvent {
     /// # Errors
     /// When the stored body is not a JSON object with an event in it.
     pub fn from_stored(stored: &Stored) -> Result<Self, String> {
-        let body: Value = serde_json::from_slice(&stored.raw_body)
+        let mut body: Value = serde_json::from_slice(&stored.raw_body)
             .map_err(|e| format!("the stored event is not JSON: {e}"))?;
         let (event, company_id) = if stored.channel == "app" {
             let company = body
@@ -86,7 +86,7 @@ impl ParsedEvent {
                 .and_then(Value::as_str)
                 .map(String::from)
                 .or_else(|| stored.company_id.clone());
-            (body.get("payload").cloned().unwrap_or(Value::Null), company)
+            (body.get_mut("payload").map(Value::take).unwrap_or(Value::Null), company)
         } else {
             (body, stored.company_id.clone())
         };
@@ -184,9 +184,10 @@ impl Processor {
         else {
             return JobResult::fail("the job payload has no inbound_id");
         };
+        // A point read by key: done on this (job) thread rather than handed to the blocking pool.
         let loaded = self
             .store
-            .read({
+            .read_quick({
                 let id = id.clone();
                 move |c| inbound::load(c, &id).map_err(StoreError::from)
             })
@@ -208,7 +209,7 @@ impl Processor {
                 let fetched_count = enriched.fetched_urls.len();
                 let prepared = match self
                     .publisher
-                    .prepare(outbound_new_event(outbound_event(&parsed, &enriched)))
+                    .prepare(outbound(parsed, enriched))
                     .await
                 {
                     Ok(p) => p,
@@ -357,26 +358,6 @@ fn resource_id(id: &str) -> Result<&str, FetchError> {
     }
 }
 
-/// The outbound event as an event to publish: `front.<type>` (an unparseable type becomes
-/// `front.unknown`) with its `data`.
-#[must_use]
-pub fn outbound_new_event(mut outbound: Value) -> NewEvent {
-    let action = outbound["action"]
-        .as_str()
-        .and_then(|a| Action::parse(a).ok())
-        .unwrap_or_else(|| Action::parse("front.unknown").expect("a valid action"));
-    let data = match outbound["data"].take() {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    NewEvent {
-        action,
-        data,
-        idempotency_key: None,
-        only: None,
-    }
-}
-
 /// The publish step, SQL only: stores the prepared outbound event of an inbound one and returns
 /// its id. A replayed inbound event is published again, as a new event.
 ///
@@ -520,29 +501,45 @@ fn target(parsed: &ParsedEvent, enriched: &Enriched) -> Value {
     }
 }
 
-/// The outbound event for an inbound Front event: `{action, data}`.
+/// The outbound event for an inbound Front event: `front.<type>` with `data` — the actor and
+/// target derived, and the event, message, conversation and history moved (not copied) into
+/// `metadata`. An unparseable type becomes `front.unknown`.
 #[must_use]
-pub fn outbound_event(parsed: &ParsedEvent, enriched: &Enriched) -> Value {
-    json!({
-        "action": format!("front.{}", parsed.event_type),
-        "data": {
-            "actor": actor(parsed, enriched.message.as_ref()),
-            "target": target(parsed, enriched),
-            "org_id": parsed.company_id,
-            "source": "front",
-            "metadata": {
-                "event": parsed.event,
-                "message": enriched.message,
-                "conversation": enriched.conversation,
-                "history": enriched.history,
-            },
-        },
-    })
+pub fn outbound(parsed: ParsedEvent, enriched: Enriched) -> NewEvent {
+    let actor = actor(&parsed, enriched.message.as_ref());
+    let target = target(&parsed, &enriched);
+    let action = Action::parse(&format!("front.{}", parsed.event_type))
+        .unwrap_or_else(|_| Action::parse("front.unknown").expect("a valid action"));
+    let mut metadata = Map::new();
+    metadata.insert("event".into(), parsed.event);
+    metadata.insert("message".into(), enriched.message.unwrap_or(Value::Null));
+    metadata.insert("conversation".into(), enriched.conversation.unwrap_or(Value::Null));
+    metadata.insert("history".into(), Value::Array(enriched.history));
+    let mut data = Map::new();
+    data.insert("actor".into(), actor);
+    data.insert("target".into(), target);
+    data.insert(
+        "org_id".into(),
+        parsed.company_id.map_or(Value::Null, Value::String),
+    );
+    data.insert("source".into(), json!("front"));
+    data.insert("metadata".into(), Value::Object(metadata));
+    NewEvent {
+        action,
+        data,
+        idempotency_key: None,
+        only: None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The outbound event as `{action, data}`, as receivers see those parts.
+    fn as_json(e: NewEvent) -> Value {
+        json!({"action": e.action.as_str(), "data": Value::Object(e.data)})
+    }
 
     fn parsed(event: Value, event_type: &str) -> ParsedEvent {
         ParsedEvent {
@@ -574,7 +571,7 @@ mod tests {
             message: Some(msg),
             ..Enriched::default()
         };
-        let out = outbound_event(&p, &e);
+        let out = as_json(outbound(p, e));
         assert_eq!(out["action"], "front.inbound_received");
         assert_eq!(
             out["data"]["actor"],
@@ -597,7 +594,7 @@ mod tests {
             }),
             "tag_added",
         );
-        let out = outbound_event(&p, &Enriched::default());
+        let out = as_json(outbound(p, Enriched::default()));
         assert_eq!(
             out["data"]["actor"],
             json!({"id": "tea_1", "type": "teammate", "name": "Ann Lee", "email": "ann@acme.test"})
@@ -616,7 +613,7 @@ mod tests {
             "inbound_received",
         );
         assert_eq!(p.target_id(), Some("msg_2"));
-        let out = outbound_event(&p, &Enriched::default());
+        let out = as_json(outbound(p, Enriched::default()));
         assert_eq!(
             out["data"]["actor"],
             json!({"id": "inb_3srbb", "type": "inbox", "name": "Support"})

@@ -384,7 +384,7 @@ fn write_page(
             raw_body: e.raw,
             headers: headers.clone(),
         };
-        match inbound::store::store(tx, &event, super::PROCESSING)? {
+        match inbound::store::store(tx, &event, super::PROCESSING, None)? {
             Some(inbound_id) => out.ingested.push((event.external_id, inbound_id)),
             None => out.already_stored += 1,
         }

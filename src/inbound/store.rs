@@ -18,14 +18,16 @@ pub fn store(
     tx: &WriteTx<'_>,
     event: &NewInbound,
     processing: Processing,
+    handoff: Option<&jobs::Handoff>,
 ) -> rusqlite::Result<Option<String>> {
     let now = clock::now_ms();
     if !remember_key(tx, event.source, &event.external_id, now)? {
         return Ok(None);
     }
     let id = ids::new_id(ids::INBOUND);
-    let job = jobs::enqueue(
+    let job = jobs::handoff::enqueue(
         tx,
+        handoff,
         &NewJob::new(processing.kind, json!({"inbound_id": id}))
             .max_attempts(processing.max_attempts),
     )?;

@@ -14,6 +14,7 @@
 //! attempt number of the claim).
 
 pub mod backoff;
+pub mod handoff;
 pub mod noop;
 pub mod queue;
 pub mod routes;
@@ -28,6 +29,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use handoff::Handoff;
 pub use queue::{
     PARKED_RUN_AT, cancel, enqueue, get, list, next_due, oldest_due_wait, parked, requeue, unpark,
 };

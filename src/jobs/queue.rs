@@ -213,6 +213,44 @@ pub fn parked(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, u64)
         .collect()
 }
 
+/// Inserts `job` already claimed by `owner` until `lease_until` (its first attempt under way),
+/// for the dispatcher of this process to run at once. Returns the claim.
+///
+/// # Errors
+/// A database error.
+pub fn insert_claimed(
+    tx: &WriteTx<'_>,
+    job: &NewJob,
+    lease_until: Millis,
+    owner: &str,
+    now: Millis,
+) -> rusqlite::Result<JobRun> {
+    let id = ids::new_id(ids::JOB);
+    let max_attempts = job.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT);
+    tx.prepare_cached(
+        "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, lease_until,
+                           lease_owner, claim_seq, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'running', 1, ?4, ?5, ?6, ?7, 1, ?5, ?5)",
+    )?
+    .execute(params![
+        id,
+        job.kind,
+        job.payload.to_string(),
+        max_attempts,
+        now,
+        lease_until,
+        owner
+    ])?;
+    Ok(JobRun {
+        id,
+        kind: job.kind.clone(),
+        payload: job.payload.clone(),
+        attempt: 1,
+        max_attempts,
+        claim: 1,
+    })
+}
+
 /// Records a claimed job's success. Returns whether the claim was still held.
 ///
 /// # Errors

@@ -76,6 +76,18 @@ pub struct Dispatcher {
     /// Written to `lease_owner`, so an operator can tell which process holds a job.
     instance: String,
     health: Arc<WorkerHealth>,
+    /// Jobs this process enqueued already claimed for it.
+    handoff: Option<super::handoff::Receiver>,
+}
+
+/// Places kept free for jobs claimed from the database, whatever is handed off, so jobs
+/// enqueued elsewhere (retries coming due, other processes') are never starved.
+const CLAIM_RESERVE: usize = 16;
+
+/// A `lease_owner` for a new dispatcher: the process id and a random part.
+#[must_use]
+pub fn new_instance() -> String {
+    format!("{}:{}", std::process::id(), ulid::Ulid::generate())
 }
 
 /// The claims this dispatcher holds: `(job id, claim_seq)`.
@@ -98,9 +110,19 @@ impl Dispatcher {
             workers,
             lease,
             wake,
-            instance: format!("{}:{}", std::process::id(), ulid::Ulid::generate()),
+            instance: new_instance(),
             health: Arc::new(WorkerHealth::default()),
+            handoff: None,
         }
+    }
+
+    /// Takes the jobs this process hands off (see [`super::Handoff`]); claims are then leased
+    /// to the hand-off's owner.
+    #[must_use]
+    pub fn with_handoff(mut self, receiver: super::handoff::Receiver) -> Self {
+        self.instance = receiver.handoff.owner().to_string();
+        self.handoff = Some(receiver);
+        self
     }
 
     /// The health this dispatcher reports.
@@ -110,8 +132,9 @@ impl Dispatcher {
     }
 
     /// Runs until `stop` is cancelled, then finishes or releases running jobs within `grace`.
-    pub async fn run(self, stop: CancellationToken, grace: Duration) {
+    pub async fn run(mut self, stop: CancellationToken, grace: Duration) {
         self.health.running.store(true, Ordering::SeqCst);
+        let mut handoff = self.handoff.take();
         if self.workers == 0 {
             // Ingest only: claim nothing, stay alive for /readyz until stopped.
             self.health.off.store(true, Ordering::SeqCst);
@@ -178,6 +201,11 @@ impl Dispatcher {
             let running = self.workers - slots.available_permits();
             let ahead = self.workers.max(2 * CLAIM_BATCH);
             let room = (self.workers + ahead).saturating_sub(running + ready.len());
+            if let Some(h) = &handoff {
+                let claim_due = if claiming.is_some() { want } else { 0 };
+                h.handoff
+                    .set_budget(room.saturating_sub(claim_due + CLAIM_RESERVE));
+            }
             if claiming.is_none()
                 && maybe_due
                 && claim_blocked_until.is_none()
@@ -221,6 +249,21 @@ impl Dispatcher {
                     }
                 }
                 () = self.wake.notified() => maybe_due = true,
+                Some(job) = async { handoff.as_mut().expect("guarded").rx.recv().await }, if handoff.is_some() => {
+                    if let Ok(mut c) = claims.lock() {
+                        c.insert((job.id.clone(), job.claim));
+                    }
+                    ready.push_back(job);
+                    // Take what else arrived in the same commit.
+                    if let Some(h) = handoff.as_mut() {
+                        while let Ok(more) = h.rx.try_recv() {
+                            if let Ok(mut c) = claims.lock() {
+                                c.insert((more.id.clone(), more.claim));
+                            }
+                            ready.push_back(more);
+                        }
+                    }
+                }
                 () = slot_freed.notified() => {}
                 () = tokio::time::sleep(wait), if claiming.is_none() => maybe_due = true,
                 _ = extend.tick() => extend_leases(&self.store, &claims, self.lease).await,
@@ -232,6 +275,16 @@ impl Dispatcher {
             && let Ok(mut c) = claims.lock()
         {
             c.extend(jobs.iter().map(|j| (j.id.clone(), j.claim)));
+        }
+        // Jobs handed off but not yet taken are ours too: released with the rest. (One committed
+        // after this is taken back at the next start, like any job left running.)
+        if let Some(mut h) = handoff.take() {
+            h.handoff.set_budget(0);
+            if let Ok(mut c) = claims.lock() {
+                while let Ok(job) = h.rx.try_recv() {
+                    c.insert((job.id, job.claim));
+                }
+            }
         }
         // Jobs claimed but never started are released with the unfinished ones.
         drop(ready);

@@ -33,6 +33,8 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const PAGE_SIZE: u32 = 8192;
 /// WAL file size kept after a checkpoint.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// The write connection's page cache, in KiB (as `PRAGMA cache_size` takes it, negative).
+const WRITER_CACHE_KIB: i64 = -65_536;
 /// How long a reader waits for a pooled connection.
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -258,6 +260,10 @@ pub fn open_write_connection(path: &Path, sync: Synchronous) -> anyhow::Result<C
     let conn = Connection::open(path)
         .with_context(|| format!("opening the database {}", path.display()))?;
     configure(&conn, sync)
+        .with_context(|| format!("configuring the database {}", path.display()))?;
+    // The writer touches the same hot index pages batch after batch: keep them in memory
+    // rather than re-reading them from the OS.
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
         .with_context(|| format!("configuring the database {}", path.display()))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
