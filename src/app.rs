@@ -18,17 +18,50 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, Secret};
-use crate::cron::{self, Cron, tasks::Tasks};
+use crate::cron::{self, Cron};
 use crate::delivery::{self, secrets::Keyring};
 use crate::error;
 use crate::events;
 use crate::front;
 use crate::jobs::Registry;
+use crate::jobs::periodic::Periodic;
+use crate::jobs::reaper::{self, Reaper};
 use crate::jobs::worker::{self, Dispatcher, Sweep};
 use crate::store::Store;
 use crate::web::health::Readiness;
 use crate::web::limits::{self, BodyTimeout};
 use crate::web::openapi;
+
+/// Every periodic task this binary has, as its owners declare them: what `[cron]` may name.
+/// `Application::build` checks the tasks it registers against this list.
+#[must_use]
+pub fn cron_specs() -> Vec<crate::jobs::periodic::TaskSpec> {
+    vec![
+        crate::ops::retention::SPEC,
+        crate::jobs::reaper::SPEC,
+        crate::delivery::health::SPEC,
+        crate::front::sync::SPEC,
+        crate::ops::MAINTENANCE,
+        crate::ops::BACKUP,
+    ]
+}
+
+/// Every cron schedule in force for `config`: each task's `[cron]` entry, else its default.
+///
+/// # Errors
+/// A `cron.<name>` naming no task.
+pub fn cron_schedules(
+    config: &Config,
+) -> Result<std::collections::BTreeMap<String, crate::config::Schedule>, String> {
+    let mut periodic = Periodic::default();
+    for spec in cron_specs() {
+        periodic.register(
+            spec,
+            Arc::new(|| Box::pin(async { Ok(Default::default()) })),
+        );
+    }
+    cron::schedules(&config.cron.schedules, &periodic)
+}
 
 /// The running service. Build it with [`Application::build`], then [`Application::run_until_stopped`].
 pub struct Application {
@@ -100,8 +133,21 @@ impl Application {
         // Jobs enqueued on the hot paths go straight to this process's dispatcher.
         let (handoff, handoff_rx) =
             crate::jobs::Handoff::new(config.jobs.lease, worker::new_instance());
+        let mut periodic = Periodic::default();
+        let reaper = Arc::new(Reaper::new(store.clone()));
+        {
+            let r = Arc::clone(&reaper);
+            periodic.register(
+                reaper::SPEC,
+                Arc::new(move || {
+                    let r = Arc::clone(&r);
+                    Box::pin(async move { r.run().await })
+                }),
+            );
+        }
         let delivery = delivery::register(
             &mut registry,
+            &mut periodic,
             &config,
             store.clone(),
             Arc::clone(&keyring),
@@ -109,26 +155,33 @@ impl Application {
         )?;
         let publisher = delivery.publisher.clone();
         let mut processors = crate::inbound::Processors::default();
-        let front_client = front::register(
+        front::register(
             &mut registry,
+            &mut periodic,
             &mut processors,
             &config,
             store.clone(),
             publisher.clone(),
         )?;
-        let tasks = Arc::new(Tasks::new(
-            store.clone(),
-            config.clone(),
-            front_client,
-            publisher.clone(),
-        ));
-        cron::register(&mut registry, &tasks);
+        crate::ops::register(&mut periodic, &store, &config);
+        let mut registered: Vec<&str> = periodic.specs().map(|s| s.name).collect();
+        let mut declared: Vec<&str> = cron_specs().iter().map(|s| s.name).collect();
+        registered.sort_unstable();
+        declared.sort_unstable();
+        anyhow::ensure!(
+            registered == declared,
+            "internal: the registered cron tasks {registered:?} are not those app::cron_specs lists {declared:?}"
+        );
+        let schedules =
+            cron::schedules(&config.cron.schedules, &periodic).map_err(|m| anyhow::anyhow!(m))?;
+        let periodic = Arc::new(periodic);
+        cron::register(&mut registry, &store, &periodic);
         registry.on_any_dead(events::dead_job_hook(
             publisher.clone(),
             delivery::store::KIND,
         ));
         let registry = Arc::new(registry);
-        tasks.set_registry(Arc::clone(&registry));
+        reaper.set_registry(Arc::clone(&registry));
         let requeued = worker::requeue_expired(&store, Arc::clone(&registry), Sweep::AllRunning)
             .await
             .context("requeueing jobs left running by the previous process")?;
@@ -153,7 +206,7 @@ impl Application {
         let dispatcher = jobs_runtime
             .handle()
             .spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
-        tokio::spawn(Arc::clone(&tasks).lease_safety_net(config.jobs.lease, stop.child_token()));
+        tokio::spawn(Arc::clone(&reaper).safety_net(config.jobs.lease, stop.child_token()));
         if config.jobs.workers > 0 {
             jobs_runtime.handle().spawn(delivery::send::sweep_parked(
                 store.clone(),
@@ -161,7 +214,7 @@ impl Application {
                 stop.child_token(),
             ));
         }
-        let cron = Arc::new(Cron::new(store.clone(), config.cron.schedules.clone()));
+        let cron = Arc::new(Cron::new(store.clone(), schedules, &periodic));
         cron.start().await.context("starting cron")?;
         crate::counters::install();
         tokio::spawn(crate::counters::upkeep_loop(stop.child_token()));
@@ -460,6 +513,45 @@ pub fn lock_database(db: &Path) -> anyhow::Result<File> {
         ),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(anyhow::Error::from(e).context(format!("locking {}", path.display())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_defaults_match_the_spec() {
+        let c = crate::config::from_toml_str("").expect("defaults are valid");
+        let schedules = cron_schedules(&c).expect("defaults");
+        assert_eq!(schedules["backup"].as_str(), "off");
+        assert_eq!(schedules["lease_reaper"].as_str(), "*/15 * * * * *");
+        assert_eq!(schedules["retention"].as_str(), "0 17 * * * *");
+        assert_eq!(schedules["endpoint_health"].as_str(), "0 */5 * * * *");
+        assert_eq!(schedules["front_sync"].as_str(), "0 */10 * * * *");
+        assert_eq!(schedules["db_maintenance"].as_str(), "0 0 3 * * *");
+        assert_eq!(schedules.len(), 6);
+        let bad = crate::config::from_toml_str("[cron]\nretentoin = \"off\"").expect("parses");
+        let e = cron_schedules(&bad).expect_err("an unknown task");
+        assert!(
+            e.contains("cron.retentoin") && e.contains("retention"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_config_documents_every_cron_task() {
+        let shipped = include_str!("../config.toml");
+        for spec in cron_specs() {
+            assert!(
+                shipped
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{} =", spec.name))
+                        || l.trim_start().starts_with(&format!("# {} =", spec.name))),
+                "config.toml does not document cron.{}",
+                spec.name
+            );
         }
     }
 }

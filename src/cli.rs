@@ -360,7 +360,12 @@ fn human_bytes(n: u64) -> String {
 }
 
 fn check_config(cfg: &Config, path: Option<&Path>) -> anyhow::Result<()> {
-    let toml = cfg.redacted_toml().context("printing the configuration")?;
+    // The cron section as it will run: every task, configured or on its default.
+    let mut effective = cfg.clone();
+    effective.cron.schedules = crate::app::cron_schedules(cfg).map_err(|m| anyhow::anyhow!(m))?;
+    let toml = effective
+        .redacted_toml()
+        .context("printing the configuration")?;
     match path {
         Some(p) => println!("# configuration is valid: {} + environment", p.display()),
         None => println!("# configuration is valid: built-in defaults + environment"),

@@ -14,24 +14,23 @@
 //! more than two periods: `/readyz` fails and `hookrelay_cron_overdue` rises.
 
 pub mod routes;
-pub mod tasks;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone as _, Utc};
-use rusqlite::params;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::clock::{self, Millis};
 use crate::config::Schedule;
+use crate::jobs::periodic::{Periodic, TaskReport};
 use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, JobState, NewJob, Registry};
 use crate::store::audit;
 use crate::store::{Store, StoreError, WriteTx};
-use tasks::{TaskReport, Tasks};
+use store::{Run, last_ticks, latest_runs, recent_runs};
 
 /// Prefix of the job kinds that run cron tasks: `cron.retention`, …
 pub const KIND_PREFIX: &str = "cron.";
@@ -88,18 +87,25 @@ pub struct Cron {
 struct Inner {
     store: Store,
     schedules: BTreeMap<String, Schedule>,
+    /// What each schedule's task does, for the admin views.
+    descriptions: BTreeMap<String, &'static str>,
     /// Last tick seen per name (any outcome), or the time the ticker started.
     last_tick: Mutex<HashMap<String, Millis>>,
 }
 
 impl Cron {
-    /// The built-in schedules of `config`.
+    /// The schedules of the registered tasks (see [`schedules`]).
     #[must_use]
-    pub fn new(store: Store, schedules: BTreeMap<String, Schedule>) -> Self {
+    pub fn new(store: Store, schedules: BTreeMap<String, Schedule>, periodic: &Periodic) -> Self {
+        let descriptions = periodic
+            .specs()
+            .map(|s| (s.name.to_string(), s.describe))
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 store,
                 schedules,
+                descriptions,
                 last_tick: Mutex::default(),
             }),
             scheduler: tokio::sync::Mutex::new(None),
@@ -313,7 +319,7 @@ impl Cron {
             "name": name,
             "schedule": schedule.as_str(),
             "enabled": !matches!(schedule, Schedule::Off),
-            "description": tasks::describe(name),
+            "description": self.inner.descriptions.get(name).copied().unwrap_or_default(),
             "last_run": last,
             "next_run_at": next_run.map(clock::to_rfc3339),
             "overdue": overdue_since.is_some(),
@@ -376,30 +382,20 @@ impl Inner {
 /// The tick transaction.
 fn tick(tx: &WriteTx<'_>, name: &str, at: Millis, trigger: Trigger) -> Result<Ticked, StoreError> {
     let now = clock::now_ms();
-    if trigger != Trigger::Manual {
-        let taken: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM cron_runs WHERE name = ?1 AND scheduled_at = ?2 AND trigger != 'manual')",
-            )?
-            .query_row(params![name, at], |r| r.get(0))?;
-        if taken {
-            return Ok(Ticked::Duplicate);
-        }
+    if trigger != Trigger::Manual && store::tick_taken(tx, name, at)? {
+        return Ok(Ticked::Duplicate);
     }
     if let Some(running_job) = active_job(tx, name)? {
-        tx.prepare_cached(
-            "INSERT INTO cron_runs (name, scheduled_at, trigger, state, error, created_at, finished_at)
-             VALUES (?1, ?2, ?3, 'skipped', ?4, ?5, ?5)",
-        )?
-        .execute(params![
+        let run_id = store::insert_skipped(
+            tx,
             name,
             at,
             trigger.as_str(),
-            format!("skipped: the previous run (job {running_job}) is still queued or running"),
-            now
-        ])?;
+            &format!("skipped: the previous run (job {running_job}) is still queued or running"),
+            now,
+        )?;
         return Ok(Ticked::Skipped {
-            run_id: tx.last_insert_rowid(),
+            run_id,
             running_job,
         });
     }
@@ -417,13 +413,9 @@ fn tick(tx: &WriteTx<'_>, name: &str, at: Millis, trigger: Trigger) -> Result<Ti
     if !enqueued.created {
         return Ok(Ticked::Duplicate);
     }
-    tx.prepare_cached(
-        "INSERT INTO cron_runs (name, scheduled_at, trigger, state, job_id, created_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
-    )?
-    .execute(params![name, at, trigger.as_str(), enqueued.id, now])?;
+    let run_id = store::insert_queued(tx, name, at, trigger.as_str(), &enqueued.id, now)?;
     Ok(Ticked::Enqueued {
-        run_id: tx.last_insert_rowid(),
+        run_id,
         job_id: enqueued.id,
     })
 }
@@ -431,13 +423,7 @@ fn tick(tx: &WriteTx<'_>, name: &str, at: Millis, trigger: Trigger) -> Result<Ti
 /// The job of a queued or running run of `name`, if its job is still live. A run whose job
 /// ended without recording (cancelled by an operator) is closed here.
 fn active_job(tx: &WriteTx<'_>, name: &str) -> rusqlite::Result<Option<String>> {
-    let open: Vec<(i64, String)> = tx
-        .prepare_cached(
-            "SELECT id, job_id FROM cron_runs INDEXED BY cron_runs_active
-             WHERE name = ?1 AND state IN ('queued', 'running') AND job_id IS NOT NULL",
-        )?
-        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let open = store::open_runs(tx, name)?;
     let mut live = None;
     for (run_id, job_id) in open {
         let state = jobs::queue::state_of(tx, &job_id)?;
@@ -449,89 +435,11 @@ fn active_job(tx: &WriteTx<'_>, name: &str) -> rusqlite::Result<Option<String>> 
                     None => "the job no longer exists",
                     Some(_) => "the job ended without recording the run",
                 };
-                let now = clock::now_ms();
-                tx.prepare_cached(
-                    "UPDATE cron_runs SET state = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![run_id, why, now])?;
+                store::fail_run(tx, run_id, why, clock::now_ms())?;
             }
         }
     }
     Ok(live)
-}
-
-/// A recorded run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    pub id: i64,
-    pub name: String,
-    pub scheduled_at: String,
-    pub trigger: String,
-    pub state: String,
-    pub job_id: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub rows_affected: Option<i64>,
-    pub detail: Option<Value>,
-    pub error: Option<String>,
-}
-
-const RUN_COLUMNS: &str = "id, name, scheduled_at, trigger, state, job_id, started_at, finished_at, rows_affected, detail, error";
-
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
-    let started: Option<Millis> = r.get(6)?;
-    let finished: Option<Millis> = r.get(7)?;
-    Ok(Run {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        scheduled_at: clock::to_rfc3339(r.get(2)?),
-        trigger: r.get(3)?,
-        state: r.get(4)?,
-        job_id: r.get(5)?,
-        started_at: started.map(clock::to_rfc3339),
-        finished_at: finished.map(clock::to_rfc3339),
-        duration_ms: started.zip(finished).map(|(s, f)| f - s),
-        rows_affected: r.get(8)?,
-        detail: r
-            .get::<_, Option<String>>(9)?
-            .and_then(|d| serde_json::from_str(&d).ok()),
-        error: r.get(10)?,
-    })
-}
-
-/// The latest run of every name.
-fn latest_runs(c: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, Run>> {
-    let mut out = HashMap::new();
-    let names: Vec<String> = c
-        .prepare_cached("SELECT DISTINCT name FROM cron_runs")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for name in names {
-        if let Some(run) = recent_runs(c, &name, 1)?.into_iter().next() {
-            out.insert(name, run);
-        }
-    }
-    Ok(out)
-}
-
-/// The latest `n` runs of `name`, newest first.
-fn recent_runs(c: &rusqlite::Connection, name: &str, n: usize) -> rusqlite::Result<Vec<Run>> {
-    c.prepare_cached(&format!(
-        "SELECT {RUN_COLUMNS} FROM cron_runs INDEXED BY cron_runs_tick WHERE name = ?1
-         ORDER BY scheduled_at DESC, id DESC LIMIT ?2"
-    ))?
-    .query_map(params![name, i64::try_from(n).unwrap_or(i64::MAX)], run_row)?
-    .collect()
-}
-
-/// The latest tick recorded for every name (manual runs are not ticks).
-fn last_ticks(c: &rusqlite::Connection) -> rusqlite::Result<HashMap<String, Millis>> {
-    c.prepare_cached(
-        "SELECT name, MAX(scheduled_at) FROM cron_runs WHERE trigger != 'manual' GROUP BY name",
-    )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-    .collect()
 }
 
 /// `ms` as a time, in whole seconds (croner keeps sub-seconds; ticks are on whole seconds).
@@ -557,15 +465,44 @@ fn next(cron: &croner::Cron, at: Millis) -> Option<Millis> {
 // The jobs that run the tasks
 // ---------------------------------------------------------------------------------------------
 
-/// Registers one job kind per built-in task, run by `tasks`.
-pub fn register(registry: &mut Registry, tasks: &Arc<Tasks>) {
-    for name in tasks::NAMES {
-        let t = Arc::clone(tasks);
+/// Every registered task's schedule: what `[cron]` configures, else the task's default.
+///
+/// # Errors
+/// A `cron.<name>` that names no registered task (with the list of tasks), or a default that
+/// does not parse (a programming error).
+pub fn schedules(
+    configured: &BTreeMap<String, Schedule>,
+    periodic: &Periodic,
+) -> Result<BTreeMap<String, Schedule>, String> {
+    if let Some(unknown) = configured.keys().find(|n| periodic.spec(n).is_none()) {
+        let known: Vec<&str> = periodic.specs().map(|s| s.name).collect();
+        return Err(format!(
+            "`cron.{unknown}` is not a cron task; the tasks are {}",
+            known.join(", ")
+        ));
+    }
+    periodic
+        .specs()
+        .map(|spec| {
+            let schedule = match configured.get(spec.name) {
+                Some(s) => s.clone(),
+                None => crate::config::parse_schedule(spec.default_schedule)
+                    .map_err(|e| format!("the default schedule of {}: {e}", spec.name))?,
+            };
+            Ok((spec.name.to_string(), schedule))
+        })
+        .collect()
+}
+
+/// Registers one job kind per registered task (`cron.<name>`), run by `periodic`.
+pub fn register(registry: &mut Registry, store: &Store, periodic: &Arc<Periodic>) {
+    for spec in periodic.specs() {
+        let (p, store, name) = (Arc::clone(periodic), store.clone(), spec.name);
         registry.register(JobKind {
-            name: tasks::kind_name(name),
+            name: spec.kind,
             handler: Arc::new(move |job| {
-                let t = Arc::clone(&t);
-                Box::pin(async move { run_job(&t, name, job).await })
+                let (p, store) = (Arc::clone(&p), store.clone());
+                Box::pin(async move { run_job(&store, &p, name, job).await })
             }),
             max_attempts: MAX_ATTEMPTS,
             operator_enqueueable: None,
@@ -575,26 +512,19 @@ pub fn register(registry: &mut Registry, tasks: &Arc<Tasks>) {
     }
 }
 
-async fn run_job(tasks: &Tasks, name: &'static str, job: JobRun) -> JobResult {
+async fn run_job(store: &Store, periodic: &Periodic, name: &'static str, job: JobRun) -> JobResult {
     let started = clock::now_ms();
     let job_id = job.id.clone();
-    let marked = tasks
-        .store()
+    let marked = store
         .writer()
-        .write_wait(move |tx| {
-            tx.prepare_cached(
-                "UPDATE cron_runs SET state = 'running', started_at = ?2 WHERE job_id = ?1 AND state IN ('queued', 'running')",
-            )?
-            .execute(params![job_id, started])?;
-            Ok::<_, StoreError>(())
-        })
+        .write_wait(move |tx| Ok::<_, StoreError>(store::mark_running(tx, &job_id, started)?))
         .await;
     if let Err(e) = marked {
         return JobResult::retry(format!(
             "recording the start of cron run {name} failed: {e}"
         ));
     }
-    let result = match tokio::time::timeout(TASK_TIMEOUT, tasks.run(name)).await {
+    let result = match tokio::time::timeout(TASK_TIMEOUT, periodic.run(name)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "the run did not finish within {}",
@@ -629,9 +559,7 @@ async fn run_job(tasks: &Tasks, name: &'static str, job: JobRun) -> JobResult {
             tracing::warn!(cron = name, %error, "cron run failed; retrying");
             let recorded = error.clone();
             JobResult::retry(error).with_write(Box::new(move |tx| {
-                tx.prepare_cached("UPDATE cron_runs SET error = ?2 WHERE job_id = ?1")?
-                    .execute(params![job_id, recorded])?;
-                Ok(())
+                store::note_error(tx, &job_id, &recorded)
             }))
         }
     }
@@ -643,29 +571,20 @@ fn finish_run(
     result: Result<&TaskReport, &String>,
 ) -> rusqlite::Result<()> {
     let now = clock::now_ms();
-    let (state, rows, detail, error) = match result {
-        Ok(r) => (
-            "succeeded",
+    match result {
+        Ok(r) => store::finish(
+            tx,
+            job_id,
             Some(r.rows_affected),
-            Some(r.detail.to_string()),
+            Some(&r.detail),
             None,
+            now,
         ),
-        Err(e) => ("failed", None, None, Some(e.as_str())),
-    };
-    tx.prepare_cached(
-        "UPDATE cron_runs SET state = ?2, finished_at = ?3, rows_affected = ?4, detail = ?5, error = ?6
-         WHERE job_id = ?1",
-    )?
-    .execute(params![job_id, state, now, rows.and_then(|r| i64::try_from(r).ok()), detail, error])?;
-    Ok(())
+        Err(e) => store::finish(tx, job_id, None, None, Some(e.as_str()), now),
+    }
 }
 
 /// A cron job died without recording its run (its lease ran out on the last attempt): close it.
 fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE cron_runs SET state = 'failed', error = ?2, finished_at = ?3
-         WHERE job_id = ?1 AND state IN ('queued', 'running')",
-    )?
-    .execute(params![dead.id, dead.error, clock::now_ms()])?;
-    Ok(())
+    store::close_dead(tx, &dead.id, &dead.error, clock::now_ms())
 }

@@ -28,10 +28,10 @@ async fn list(_admin: Admin, cron: web::Data<Cron>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(json!({"cron": entries, "next_cursor": null})))
 }
 
-fn unknown(name: &str) -> ApiError {
+fn unknown(name: &str, cron: &Cron) -> ApiError {
     ApiError::not_found(format!(
         "cron task `{name}` (known: {})",
-        super::tasks::NAMES.join(", ")
+        cron.names().cloned().collect::<Vec<_>>().join(", ")
     ))
 }
 
@@ -40,7 +40,10 @@ async fn detail(
     cron: web::Data<Cron>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = cron.get(&name).await?.ok_or_else(|| unknown(&name))?;
+    let entry = cron
+        .get(&name)
+        .await?
+        .ok_or_else(|| unknown(&name, &cron))?;
     Ok(HttpResponse::Ok().json(json!({"cron": entry})))
 }
 
@@ -51,7 +54,7 @@ async fn run(
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
     match cron.run_now(&name, &caller.identity).await? {
-        None => Err(unknown(&name)),
+        None => Err(unknown(&name, &cron)),
         Some(Ticked::Skipped { running_job, .. }) => Err(ApiError::conflict(
             "cron_running",
             format!(
@@ -63,7 +66,10 @@ async fn run(
             format!("{name} was just asked to run; try again in a moment"),
         )),
         Some(Ticked::Enqueued { run_id, job_id }) => {
-            let entry = cron.get(&name).await?.ok_or_else(|| unknown(&name))?;
+            let entry = cron
+                .get(&name)
+                .await?
+                .ok_or_else(|| unknown(&name, &cron))?;
             Ok(HttpResponse::build(StatusCode::ACCEPTED).json(json!({
                 "run": {"id": run_id, "name": name, "job_id": job_id, "state": "queued", "trigger": "manual"},
                 "cron": entry,

@@ -7,6 +7,7 @@ pub mod client;
 pub mod deliveries;
 pub mod gate;
 pub mod headers;
+pub mod health;
 pub mod secrets;
 pub mod send;
 pub mod sign;
@@ -44,6 +45,7 @@ pub struct Delivery {
 /// When the HTTP client cannot be built.
 pub fn register(
     registry: &mut Registry,
+    periodic: &mut crate::jobs::periodic::Periodic,
     config: &Config,
     store: Store,
     keyring: Arc<secrets::Keyring>,
@@ -53,6 +55,7 @@ pub fn register(
         config.delivery.timeout,
         config.delivery.allow_private_networks,
     )?;
+    let store_for_health = store.clone();
     let webhooks = Arc::new(cache::Webhooks::new(
         store.clone(),
         keyring,
@@ -69,6 +72,18 @@ pub fn register(
         default_schedule: config.delivery.retry_schedule.clone(),
         gate: Arc::clone(&gate),
     })));
+    let (s, p, after) = (
+        store_for_health,
+        publisher.clone(),
+        config.delivery.auto_disable_after,
+    );
+    periodic.register(
+        health::SPEC,
+        Arc::new(move || {
+            let (s, p) = (s.clone(), p.clone());
+            Box::pin(async move { health::run(&s, &p, after).await.map_err(|e| e.to_string()) })
+        }),
+    );
     Ok(Delivery {
         webhooks,
         publisher,

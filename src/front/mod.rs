@@ -70,32 +70,47 @@ fn front_event_schema() -> serde_json::Value {
     serde_json::json!({"type": "object", "description": "the event exactly as Front sends it"})
 }
 
-/// Registers the `front.process` job kind. Returns the Front API client it built (`None` without
-/// `front.api_token`), for [`sync::run`] to share its request budget.
+/// Registers the `front.process` job kind and the `front_sync` task, which share one Front API
+/// client (`None` without `front.api_token`) and so one request budget.
 ///
 /// # Errors
 /// When the Front API client cannot be built.
 pub fn register(
     registry: &mut Registry,
+    periodic: &mut crate::jobs::periodic::Periodic,
     processors: &mut crate::inbound::Processors,
     config: &Config,
     store: Store,
     publisher: crate::events::Publisher,
-) -> anyhow::Result<Option<Arc<client::FrontClient>>> {
+) -> anyhow::Result<()> {
     let client = client::FrontClient::new(&config.front)?.map(Arc::new);
     if client.is_none() {
         tracing::info!(
             "front.api_token is not set: events that arrive as previews cannot be completed"
         );
     }
+    let (s, c, window) = (store.clone(), client.clone(), config.retention.succeeded);
+    periodic.register(
+        sync::SPEC,
+        Arc::new(move || {
+            let (s, c) = (s.clone(), c.clone());
+            Box::pin(async move {
+                let report = sync::run(&s, c.as_deref(), window).await?;
+                Ok(crate::jobs::periodic::TaskReport {
+                    rows_affected: report.rows_affected(),
+                    detail: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+                })
+            })
+        }),
+    );
     registry.register(process::kind(Arc::new(process::Processor {
         store,
-        client: client.clone(),
+        client,
         fetch_history: config.front.fetch_history,
         publisher,
     })));
     processors.register(SOURCE, PROCESSING);
-    Ok(client)
+    Ok(())
 }
 
 /// The webhook type for a Front API event type (rule webhooks carry the API type), per the

@@ -86,7 +86,12 @@ impl ParsedEvent {
                 .and_then(Value::as_str)
                 .map(String::from)
                 .or_else(|| stored.company_id.clone());
-            (body.get_mut("payload").map(Value::take).unwrap_or(Value::Null), company)
+            (
+                body.get_mut("payload")
+                    .map(Value::take)
+                    .unwrap_or(Value::Null),
+                company,
+            )
         } else {
             (body, stored.company_id.clone())
         };
@@ -207,11 +212,7 @@ impl Processor {
                 // what was fetched; the write only stores them.
                 let fetched = enriched.fetched_json().to_string();
                 let fetched_count = enriched.fetched_urls.len();
-                let prepared = match self
-                    .publisher
-                    .prepare(outbound(parsed, enriched))
-                    .await
-                {
+                let prepared = match self.publisher.prepare(outbound(parsed, enriched)).await {
                     Ok(p) => p,
                     Err(e) => {
                         return JobResult::retry(format!("preparing the outbound event: {e}"));
@@ -513,7 +514,10 @@ pub fn outbound(parsed: ParsedEvent, enriched: Enriched) -> NewEvent {
     let mut metadata = Map::new();
     metadata.insert("event".into(), parsed.event);
     metadata.insert("message".into(), enriched.message.unwrap_or(Value::Null));
-    metadata.insert("conversation".into(), enriched.conversation.unwrap_or(Value::Null));
+    metadata.insert(
+        "conversation".into(),
+        enriched.conversation.unwrap_or(Value::Null),
+    );
     metadata.insert("history".into(), Value::Array(enriched.history));
     let mut data = Map::new();
     data.insert("actor".into(), actor);

@@ -35,6 +35,14 @@ use crate::inbound::{self, Channel, NewInbound};
 use crate::store::kv;
 use crate::store::{Store, StoreError, WriteTx};
 
+/// The periodic task.
+pub const SPEC: crate::jobs::periodic::TaskSpec = crate::jobs::periodic::TaskSpec {
+    name: "front_sync",
+    kind: "cron.front_sync",
+    default_schedule: "0 */10 * * * *",
+    describe: "list Front events since the last seen one and ingest any that were missed",
+};
+
 /// kv key of the cursor: UNIX ms, every event emitted before it has been listed.
 pub const CURSOR_KEY: &str = "front_sync.cursor";
 /// kv key of the company id given to synced events.

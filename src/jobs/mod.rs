@@ -16,7 +16,9 @@
 pub mod backoff;
 pub mod handoff;
 pub mod noop;
+pub mod periodic;
 pub mod queue;
+pub mod reaper;
 pub mod routes;
 pub mod worker;
 

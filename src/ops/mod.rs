@@ -4,11 +4,85 @@
 pub mod audit;
 pub mod backup;
 pub mod maintenance;
+pub mod retention;
 pub mod stats;
+
+use std::sync::Arc;
 
 use actix_web::http::Method;
 
+use crate::config::Config;
 use crate::http::{Endpoint, PAGE, Reply};
+use crate::jobs::periodic::{Periodic, TaskReport, TaskSpec};
+use crate::store::Store;
+
+/// `db_maintenance`.
+pub const MAINTENANCE: TaskSpec = TaskSpec {
+    name: "db_maintenance",
+    kind: "cron.db_maintenance",
+    default_schedule: "0 0 3 * * *",
+    describe: "PRAGMA optimize and a WAL checkpoint",
+};
+
+/// `backup`.
+pub const BACKUP: TaskSpec = TaskSpec {
+    name: "backup",
+    kind: "cron.backup",
+    default_schedule: "off",
+    describe: "snapshot the database into backup.dir, keeping backup.keep files",
+};
+
+/// Registers the operations' periodic tasks: retention, database maintenance, backups.
+pub fn register(periodic: &mut Periodic, store: &Store, config: &Config) {
+    let (s, retention) = (store.clone(), config.retention.clone());
+    periodic.register(
+        retention::SPEC,
+        Arc::new(move || {
+            let (s, r) = (s.clone(), retention.clone());
+            Box::pin(async move { retention::run(&s, &r).await.map_err(|e| e.to_string()) })
+        }),
+    );
+    let s = store.clone();
+    periodic.register(
+        MAINTENANCE,
+        Arc::new(move || {
+            let s = s.clone();
+            Box::pin(async move {
+                let report = maintenance::run(&s).await.map_err(|e| e.to_string())?;
+                Ok(TaskReport {
+                    rows_affected: 0,
+                    detail: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+                })
+            })
+        }),
+    );
+    let (db, dir, keep) = (
+        store.path().to_path_buf(),
+        config.backup.dir.clone(),
+        config.backup.keep,
+    );
+    periodic.register(
+        BACKUP,
+        Arc::new(move || {
+            let (db, dir) = (db.clone(), dir.clone());
+            Box::pin(async move {
+                // A snapshot into `backup.dir` (relative to the working directory, like
+                // `database.path`), keeping the newest `backup.keep`; the copy runs on a
+                // blocking thread with its own read-only connection, so writes go on meanwhile.
+                let report =
+                    tokio::task::spawn_blocking(move || backup::scheduled(&db, &dir, keep))
+                        .await
+                        .map_err(|e| format!("the backup task failed: {e}"))?
+                        .map_err(|e| crate::error::chain(&e))?;
+                tracing::info!(path = %report.path.display(), bytes = report.bytes, removed = report.removed.len(), "backup written");
+                Ok(TaskReport {
+                    rows_affected: report.rows_affected(),
+                    detail: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+                })
+            })
+        }),
+    );
+}
 
 /// The operations routes under `/v1beta1/admin`.
 #[must_use]

@@ -47,8 +47,10 @@ pub fn test_config(dir: &Path) -> Config {
     c.auth.publish_tokens = vec![Secret::new(PUBLISH_TOKEN)];
     // No cron ticks in the middle of a test (their jobs would show up in job lists); a test
     // that needs a schedule sets it, and run-now works regardless.
-    for schedule in c.cron.schedules.values_mut() {
-        *schedule = config::Schedule::Off;
+    for spec in hookrelay::app::cron_specs() {
+        c.cron
+            .schedules
+            .insert(spec.name.to_string(), config::Schedule::Off);
     }
     c
 }
