@@ -47,7 +47,7 @@ fn open(sync: Synchronous) -> Bench {
         pool_size: 4,
     };
     let wake = Arc::new(Notify::new());
-    let store = Store::open(&cfg, Arc::clone(&wake)).expect("store");
+    let store = hookrelay::app::open_store(&cfg, Arc::clone(&wake)).expect("store");
     Bench {
         _dir: dir,
         store,

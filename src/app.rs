@@ -32,6 +32,37 @@ use crate::web::health::Readiness;
 use crate::web::limits::{self, BodyTimeout};
 use crate::web::openapi;
 
+/// The schema: every owner's migrations, lowest layer first.
+#[must_use]
+pub fn schema() -> Vec<&'static [crate::store::Migration]> {
+    vec![
+        crate::store::MIGRATIONS,
+        crate::jobs::MIGRATIONS,
+        crate::events::MIGRATIONS,
+        crate::delivery::MIGRATIONS,
+        crate::inbound::MIGRATIONS,
+        crate::cron::MIGRATIONS,
+    ]
+}
+
+/// Opens the store with the whole schema (see [`Store::open`]).
+///
+/// # Errors
+/// As [`Store::open`].
+pub fn open_store(cfg: &crate::config::DatabaseConfig, wake: Arc<Notify>) -> anyhow::Result<Store> {
+    Store::open(cfg, wake, &schema())
+}
+
+/// Applies the whole schema to the database of `cfg` (`hookrelay migrate`).
+///
+/// # Errors
+/// As [`crate::store::migrate_file`].
+pub fn migrate_file(
+    cfg: &crate::config::DatabaseConfig,
+) -> anyhow::Result<crate::store::MigrationReport> {
+    crate::store::migrate_file(cfg, &schema())
+}
+
 /// Every periodic task this binary has, as its owners declare them: what `[cron]` may name.
 /// `Application::build` checks the tasks it registers against this list.
 #[must_use]
@@ -110,7 +141,7 @@ impl Application {
         let store = {
             let db = config.database.clone();
             let wake = Arc::clone(&wake);
-            tokio::task::spawn_blocking(move || Store::open(&db, wake))
+            tokio::task::spawn_blocking(move || open_store(&db, wake))
                 .await
                 .context("opening the database")??
         };

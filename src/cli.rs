@@ -301,7 +301,7 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
     let _lock = crate::app::lock_database(&cfg.database.path)
         .context("stop hookrelay serve first: it must not sign with secrets being re-encrypted")?;
     let mut conn = store::open_write_connection(&cfg.database.path, cfg.database.synchronous)?;
-    store::migrate(&mut conn)?;
+    store::migrate(&mut conn, &crate::app::schema())?;
     // Unknown key ids are reported row by row below; only a missing generated key file is
     // refused up front (it must not be replaced by a new key).
     let stored = crate::delivery::secrets::SealedInventory {
@@ -378,7 +378,7 @@ fn migrate(cfg: &Config) -> anyhow::Result<()> {
     let _lock = crate::app::lock_database(&cfg.database.path).context(
         "migrate needs the database to itself (serve applies migrations at start anyway)",
     )?;
-    let report = store::migrate_file(&cfg.database)?;
+    let report = crate::app::migrate_file(&cfg.database)?;
     if report.from == report.to {
         println!(
             "{}: schema is up to date (version {})",

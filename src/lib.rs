@@ -48,6 +48,7 @@ pub mod http;
 pub mod ids;
 pub mod inbound;
 pub mod jobs;
+pub mod layers;
 pub mod ops;
 pub mod pagination;
 pub mod redact;

@@ -588,3 +588,9 @@ fn finish_run(
 fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
     store::close_dead(tx, &dead.id, &dead.error, clock::now_ms())
 }
+
+/// The schema steps of this module's tables.
+pub const MIGRATIONS: &[crate::store::Migration] = &[crate::store::Migration {
+    version: 4,
+    sql: include_str!("migrations/0004_cron_runs.sql"),
+}];

@@ -90,3 +90,19 @@ pub fn register(
         gate,
     })
 }
+
+/// The schema steps of this module's tables.
+pub const MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration {
+        version: 3,
+        sql: include_str!("migrations/0003_delivery.sql"),
+    },
+    crate::store::Migration {
+        version: 4,
+        sql: include_str!("migrations/0004_endpoint_health.sql"),
+    },
+    crate::store::Migration {
+        version: 5,
+        sql: include_str!("migrations/0005_headers_truncated.sql"),
+    },
+];

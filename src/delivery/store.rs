@@ -308,7 +308,7 @@ pub fn set_headers(
 ///
 /// # Errors
 /// A database error.
-pub fn webhook_counts(conn: &Connection) -> rusqlite::Result<(Vec<(String, u64)>, u64)> {
+pub fn webhook_counts(conn: &Connection) -> rusqlite::Result<(StateCounts, u64)> {
     let by_state = count_by(
         conn,
         "SELECT state, COUNT(*) FROM webhooks GROUP BY state",
@@ -326,7 +326,7 @@ fn count_by(
     conn: &Connection,
     sql: &str,
     p: impl rusqlite::Params,
-) -> rusqlite::Result<Vec<(String, u64)>> {
+) -> rusqlite::Result<StateCounts> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(p, |r| {
         Ok((
@@ -904,6 +904,9 @@ pub fn attempts(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec<Va
     rows.collect()
 }
 
+/// Counts per state.
+pub type StateCounts = Vec<(String, u64)>;
+
 /// Deliveries per state; created since `since` per state; failed since `since` (stats).
 ///
 /// # Errors
@@ -911,7 +914,7 @@ pub fn attempts(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec<Va
 pub fn delivery_counts(
     conn: &Connection,
     since: Millis,
-) -> rusqlite::Result<(Vec<(String, u64)>, Vec<(String, u64)>, u64)> {
+) -> rusqlite::Result<(StateCounts, StateCounts, u64)> {
     let by_state = count_by(
         conn,
         "SELECT state, COUNT(*) FROM deliveries GROUP BY state",

@@ -426,6 +426,18 @@ pub fn dead_job_hook(publisher: Publisher, delivery_kind: &'static str) -> crate
     })
 }
 
+/// The schema steps of this module's tables.
+pub const MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration {
+        version: 3,
+        sql: include_str!("migrations/0003_events.sql"),
+    },
+    crate::store::Migration {
+        version: 5,
+        sql: include_str!("migrations/0005_publisher.sql"),
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,3 +103,15 @@ pub struct Summary {
     pub received_at: String,
     pub processed_at: Option<String>,
 }
+
+/// The schema steps of this module's tables.
+pub const MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration {
+        version: 2,
+        sql: include_str!("migrations/0002_inbound_events.sql"),
+    },
+    crate::store::Migration {
+        version: 5,
+        sql: include_str!("migrations/0005_inbound_keys.sql"),
+    },
+];

@@ -421,3 +421,15 @@ fn run_dead_hooks(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> rusql
     }
     Ok(())
 }
+
+/// The schema steps of this module's tables.
+pub const MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration {
+        version: 1,
+        sql: include_str!("migrations/0001_jobs.sql"),
+    },
+    crate::store::Migration {
+        version: 5,
+        sql: include_str!("migrations/0005_parked.sql"),
+    },
+];

@@ -4,16 +4,16 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Admin;
 use crate::clock::{self, Millis};
 use crate::cron::Cron;
 use crate::error::ApiError;
-use crate::ids;
-use crate::jobs;
+use crate::jobs::{self, JobState};
 use crate::store::Store;
+use crate::{delivery, inbound};
 
 /// The window of the "last hour" figures.
 pub const WINDOW: Duration = Duration::from_secs(3600);
@@ -36,90 +36,39 @@ pub async fn route(
     Ok(HttpResponse::Ok().json(stats))
 }
 
-fn by_state(c: &Connection, sql: &str, states: &[&str]) -> rusqlite::Result<Map<String, Value>> {
+/// `{state: n}` with every state in `states` present (zero when absent).
+fn by_state(counts: Vec<(String, u64)>, states: &[&str]) -> Map<String, Value> {
     let mut out: Map<String, Value> = states
         .iter()
         .map(|s| ((*s).to_string(), json!(0)))
         .collect();
-    let mut stmt = c.prepare_cached(sql)?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (state, n) = row?;
+    for (state, n) in counts {
         out.insert(state, json!(n));
     }
-    Ok(out)
-}
-
-fn count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<i64> {
-    c.prepare_cached(sql)?.query_row(p, |r| r.get(0))
+    out
 }
 
 fn read(c: &Connection, now: Millis) -> rusqlite::Result<Value> {
     let hour_ago = now - i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX);
     let jobs = by_state(
-        c,
-        "SELECT state, COUNT(*) FROM jobs GROUP BY state",
-        &[
-            "queued",
-            "running",
-            "retrying",
-            "succeeded",
-            "dead",
-            "cancelled",
-        ],
-    )?;
-    let depth = count(
-        c,
-        "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')",
-        [],
-    )?;
-    let due = count(
-        c,
-        "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying') AND run_at <= ?1",
-        [now],
-    )?;
+        jobs::queue::count_by_state(c)?
+            .into_iter()
+            .map(|(s, n)| (s.as_str().to_string(), n))
+            .collect(),
+        &JobState::ALL.map(JobState::as_str),
+    );
+    let (depth, due) = jobs::queue::depth(c, now)?;
     let oldest = jobs::oldest_due_wait(c, now)?;
-    let deliveries = by_state(
-        c,
-        "SELECT state, COUNT(*) FROM deliveries GROUP BY state",
-        &["pending", "succeeded", "failed", "cancelled"],
-    )?;
-    // Deliveries created in the last hour (ids sort by creation time), by state now.
-    let recent = {
-        let mut stmt = c.prepare_cached(
-            "SELECT state, COUNT(*) FROM deliveries WHERE id >= ?1 GROUP BY state",
-        )?;
-        let mut m: Map<String, Value> = ["pending", "succeeded", "failed", "cancelled"]
-            .iter()
-            .map(|s| ((*s).to_string(), json!(0)))
-            .collect();
-        for row in stmt.query_map([ids::time_bound(ids::DELIVERY, hour_ago)], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (state, n) = row?;
-            m.insert(state, json!(n));
-        }
-        m
-    };
-    let failed_last_hour = count(
-        c,
-        "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_state WHERE state = 'failed' AND finished_at >= ?1",
-        params![hour_ago],
-    )?;
+    const DELIVERY_STATES: [&str; 4] = ["pending", "succeeded", "failed", "cancelled"];
+    let (deliveries, recent, failed_last_hour) = delivery::store::delivery_counts(c, hour_ago)?;
+    let deliveries = by_state(deliveries, &DELIVERY_STATES);
+    let recent = by_state(recent, &DELIVERY_STATES);
     let inbound = by_state(
-        c,
-        "SELECT state, COUNT(*) FROM inbound_events GROUP BY state",
+        inbound::store::counts(c)?,
         &["pending", "processed", "failed"],
-    )?;
-    let webhooks = by_state(
-        c,
-        "SELECT state, COUNT(*) FROM webhooks GROUP BY state",
-        &["enabled", "disabled"],
-    )?;
-    let failing = count(
-        c,
-        "SELECT COUNT(*) FROM webhooks WHERE state = 'enabled' AND failing_since IS NOT NULL",
-        [],
-    )?;
+    );
+    let (webhooks, failing) = delivery::store::webhook_counts(c)?;
+    let webhooks = by_state(webhooks, &["enabled", "disabled"]);
     let dead = jobs.get("dead").cloned().unwrap_or(json!(0));
     Ok(json!({
         "generated_at": clock::to_rfc3339(now),

@@ -38,14 +38,41 @@ const WRITER_CACHE_KIB: i64 = -65_536;
 /// How long a reader waits for a pooled connection.
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The schema, one migration per file, applied in order and tracked in `PRAGMA user_version`.
-const MIGRATIONS: &[M<'static>] = &[
-    M::up(include_str!("migrations/0001_foundation.sql")),
-    M::up(include_str!("migrations/0002_front.sql")),
-    M::up(include_str!("migrations/0003_delivery.sql")),
-    M::up(include_str!("migrations/0004_operations.sql")),
-    M::up(include_str!("migrations/0005_hardening.sql")),
-];
+/// One step of the schema, owned by the module whose tables it creates or changes. Steps of
+/// the same version from several owners are applied together, in the order the schema lists
+/// the owners (lowest layer first), as one migration tracked in `PRAGMA user_version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: usize,
+    pub sql: &'static str,
+}
+
+/// Every owner's migrations, lowest layer first (assembled by the app).
+pub type Schema<'a> = &'a [&'static [Migration]];
+
+/// The store's own tables: the audit log and kv.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("migrations/0001_audit_kv.sql"),
+}];
+
+/// Each version's SQL: the owners' steps of that version, in schema order.
+fn versions(schema: Schema<'_>) -> Vec<String> {
+    let latest = schema
+        .iter()
+        .flat_map(|m| m.iter().map(|s| s.version))
+        .max()
+        .unwrap_or(0);
+    (1..=latest)
+        .map(|v| {
+            schema
+                .iter()
+                .flat_map(|owner| owner.iter().filter(|m| m.version == v).map(|m| m.sql))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -155,9 +182,13 @@ impl Store {
     /// # Errors
     /// When the folder cannot be created, the file cannot be opened, or migrations fail (including
     /// a database newer than this binary).
-    pub fn open(cfg: &DatabaseConfig, wake: Arc<Notify>) -> anyhow::Result<Self> {
+    pub fn open(
+        cfg: &DatabaseConfig,
+        wake: Arc<Notify>,
+        schema: Schema<'_>,
+    ) -> anyhow::Result<Self> {
         let mut conn = open_write_connection(&cfg.path, cfg.synchronous)?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, schema)?;
         let writer = Writer::start(conn, wake).context("starting the writer thread")?;
         let pool = read_pool(&cfg.path, cfg.synchronous, cfg.pool_size)?;
         Ok(Self {
@@ -312,10 +343,11 @@ pub struct MigrationReport {
 ///
 /// # Errors
 /// When a migration fails or the database is newer than this binary knows.
-pub fn migrate(conn: &mut Connection) -> anyhow::Result<MigrationReport> {
-    let migrations = Migrations::from_slice(MIGRATIONS);
+pub fn migrate(conn: &mut Connection, schema: Schema<'_>) -> anyhow::Result<MigrationReport> {
+    let sqls = versions(schema);
+    let migrations = Migrations::new(sqls.iter().map(|s| M::up(s)).collect());
     let from = user_version(conn)?;
-    let latest = MIGRATIONS.len();
+    let latest = sqls.len();
     if from > latest {
         anyhow::bail!(
             "the database schema is version {from}, newer than this hookrelay binary knows \
@@ -346,17 +378,17 @@ pub fn user_version(conn: &Connection) -> anyhow::Result<usize> {
 
 /// The schema version this binary migrates to.
 #[must_use]
-pub fn latest_version() -> usize {
-    MIGRATIONS.len()
+pub fn latest_version(schema: Schema<'_>) -> usize {
+    versions(schema).len()
 }
 
 /// Opens the database at `cfg.path`, applies migrations and closes it (`hookrelay migrate`).
 ///
 /// # Errors
 /// As [`migrate`] and [`open_write_connection`].
-pub fn migrate_file(cfg: &DatabaseConfig) -> anyhow::Result<MigrationReport> {
+pub fn migrate_file(cfg: &DatabaseConfig, schema: Schema<'_>) -> anyhow::Result<MigrationReport> {
     let mut conn = open_write_connection(&cfg.path, cfg.synchronous)?;
-    migrate(&mut conn)
+    migrate(&mut conn, schema)
 }
 
 #[cfg(test)]
@@ -365,9 +397,14 @@ mod tests {
 
     #[test]
     fn migrations_are_valid() {
-        Migrations::from_slice(MIGRATIONS)
+        let schema = crate::app::schema();
+        let sqls = versions(&schema);
+        Migrations::new(sqls.iter().map(|s| M::up(s)).collect())
             .validate()
             .expect("migrations validate");
+        for (i, sql) in sqls.iter().enumerate() {
+            assert!(!sql.trim().is_empty(), "version {} has no migration", i + 1);
+        }
     }
 
     #[test]
@@ -375,12 +412,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/dir/db.sqlite");
         let mut conn = open_write_connection(&path, Synchronous::Full).expect("open");
-        let report = migrate(&mut conn).expect("migrate");
+        let report = migrate(&mut conn, &crate::app::schema()).expect("migrate");
         assert_eq!(
             report,
             MigrationReport {
                 from: 0,
-                to: latest_version()
+                to: latest_version(&crate::app::schema())
             }
         );
         let page: i64 = conn
@@ -391,8 +428,8 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .expect("mode");
         assert_eq!(mode, "wal");
-        let again = migrate(&mut conn).expect("idempotent");
-        assert_eq!(again.from, latest_version());
+        let again = migrate(&mut conn, &crate::app::schema()).expect("idempotent");
+        assert_eq!(again.from, latest_version(&crate::app::schema()));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -417,9 +454,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db.sqlite");
         let mut conn = open_write_connection(&path, Synchronous::Normal).expect("open");
-        migrate(&mut conn).expect("migrate");
+        migrate(&mut conn, &crate::app::schema()).expect("migrate");
         conn.pragma_update(None, "user_version", 999).expect("bump");
-        let err = migrate(&mut conn).expect_err("refused").to_string();
+        let err = migrate(&mut conn, &crate::app::schema())
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("newer than this hookrelay binary"), "{err}");
     }
 }

@@ -62,7 +62,10 @@ fn open_snapshot(path: &Path) -> rusqlite::Connection {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, hookrelay::store::latest_version() as i64);
+    assert_eq!(
+        version,
+        hookrelay::store::latest_version(&hookrelay::app::schema()) as i64
+    );
     conn
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hookrelay::store::{Store, StoreError, writer::QUEUE_CAPACITY};
+use hookrelay::store::{StoreError, writer::QUEUE_CAPACITY};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -155,8 +155,9 @@ async fn readyz_fails_at_once_when_ingress_answers_storage_unavailable() {
 #[tokio::test]
 async fn a_full_queue_is_not_a_failed_write() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&test_config(dir.path()).database, Arc::new(Notify::new()))
-        .expect("store opens");
+    let store =
+        hookrelay::app::open_store(&test_config(dir.path()).database, Arc::new(Notify::new()))
+            .expect("store opens");
     // Hold the writer thread inside one command while the queue overflows.
     let gate = Arc::new(std::sync::Barrier::new(2));
     let held = Arc::clone(&gate);

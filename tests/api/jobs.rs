@@ -400,7 +400,7 @@ async fn long_jobs_keep_their_lease() {
 async fn jobs_left_running_by_a_dead_process_are_requeued_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = test_config(dir.path());
-    hookrelay::store::migrate_file(&cfg.database).expect("migrate");
+    hookrelay::app::migrate_file(&cfg.database).expect("migrate");
     let id = "job_01JLEFTRUNNING000000000000";
     insert_stale_running(&cfg.database.path, id, clock::now_ms() + 3_600_000);
     let app = spawn_app_in(dir, cfg).await;

@@ -176,7 +176,7 @@ async fn a_tick_missed_while_stopped_runs_once_at_start() {
     };
     let minute = (last_hour / 60_000) % 60;
     set_cron(&mut cfg, "db_maintenance", &format!("0 {minute} * * * *"));
-    hookrelay::store::migrate_file(&cfg.database).expect("migrate");
+    hookrelay::app::migrate_file(&cfg.database).expect("migrate");
     // It last ticked three hours ago: the process was down for the two ticks since.
     open(&cfg.database.path)
         .execute(

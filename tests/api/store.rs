@@ -14,7 +14,7 @@ use crate::helpers::*;
 fn open_store(dir: &std::path::Path) -> Store {
     let mut cfg = test_config(dir).database;
     cfg.synchronous = Synchronous::Full;
-    Store::open(&cfg, Arc::new(Notify::new())).expect("store opens")
+    hookrelay::app::open_store(&cfg, Arc::new(Notify::new())).expect("store opens")
 }
 
 async fn insert_kv(store: &Store, key: String) -> Result<(), StoreError> {

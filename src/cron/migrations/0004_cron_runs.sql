@@ -1,4 +1,4 @@
--- hookrelay schema v4: cron runs and endpoint health.
+-- hookrelay schema v4, cron: cron runs.
 
 -- One row per cron tick (or manual run): what was scheduled, when it ran and how it went.
 CREATE TABLE cron_runs (
@@ -18,8 +18,3 @@ CREATE TABLE cron_runs (
 CREATE INDEX cron_runs_tick ON cron_runs (name, scheduled_at);
 CREATE INDEX cron_runs_job ON cron_runs (job_id) WHERE job_id IS NOT NULL;
 CREATE INDEX cron_runs_active ON cron_runs (name) WHERE state IN ('queued', 'running');
-
--- Since when every delivery attempt to this webhook failed (NULL after a success), and the
--- latest failed attempt: auto-disable needs failures spanning delivery.auto_disable_after.
-ALTER TABLE webhooks ADD COLUMN failing_since INTEGER;
-ALTER TABLE webhooks ADD COLUMN last_failure_at INTEGER;

@@ -1,4 +1,4 @@
--- hookrelay schema v1: the durable job queue, the audit log and a small key-value table.
+-- hookrelay schema v1, jobs: the durable job queue.
 -- Times are UNIX milliseconds (INTEGER). Ids are `<prefix>_<ULID>` and sort by creation time.
 
 CREATE TABLE jobs (
@@ -29,20 +29,3 @@ CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('queued', 'retrying');
 CREATE INDEX jobs_leased ON jobs (lease_until) WHERE state = 'running';
 -- Admin lists and stats by state (newest first).
 CREATE INDEX jobs_state ON jobs (state, id);
-
-CREATE TABLE audit_log (
-    id          TEXT    NOT NULL PRIMARY KEY,
-    at          INTEGER NOT NULL,
-    actor       TEXT    NOT NULL,
-    action      TEXT    NOT NULL,
-    target_type TEXT,
-    target_id   TEXT,
-    detail      TEXT    NOT NULL DEFAULT '{}'
-) STRICT;
-CREATE INDEX audit_log_action ON audit_log (action, id);
-
-CREATE TABLE kv (
-    key        TEXT    NOT NULL PRIMARY KEY,
-    value      TEXT    NOT NULL,
-    updated_at INTEGER NOT NULL
-) STRICT;
