@@ -143,9 +143,9 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn front_id(value: &str, prefix: &str) -> ExitCode {
-    match crate::front::ids::convert(value, prefix) {
-        Ok(crate::front::ids::Converted::ApiId(id)) => println!("{id}"),
-        Ok(crate::front::ids::Converted::Decimal(n)) => println!("{n}"),
+    match crate::front::front_id::convert(value, prefix) {
+        Ok(crate::front::front_id::Converted::ApiId(id)) => println!("{id}"),
+        Ok(crate::front::front_id::Converted::Decimal(n)) => println!("{n}"),
         Err(e) => {
             eprintln!("hookrelay: {e}");
             return ExitCode::FAILURE;

@@ -42,14 +42,6 @@ pub fn time_bound(prefix: &str, at: i64) -> String {
     format!("{prefix}_{}", Ulid::from_parts(ms, 0))
 }
 
-/// Whether `id` has the form `<prefix>_<ULID>`; used to answer 404 early for malformed ids.
-#[must_use]
-pub fn is_valid(prefix: &str, id: &str) -> bool {
-    id.strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('_'))
-        .is_some_and(|ulid| Ulid::from_string(ulid).is_ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,9 +67,6 @@ mod tests {
             ids.windows(2).all(|w| w[0] < w[1]),
             "monotonic within a millisecond"
         );
-        assert!(is_valid(JOB, &a));
-        assert!(!is_valid(JOB, "job_nope"));
-        assert!(!is_valid("evt", &a));
         assert!(time_bound(JOB, now - 1) < a, "made before: below the bound");
         assert!(
             time_bound(JOB, now + 1000) > a,

@@ -68,11 +68,7 @@ async fn list(
     let q = q.into_inner();
     let limit = q.page.limit()?;
     let nonempty = |o: Option<String>| o.filter(|s| !s.is_empty());
-    let state = pagination::one_of(
-        "state",
-        q.state,
-        &["pending", "succeeded", "failed", "cancelled"],
-    )?;
+    let state = pagination::one_of("state", q.state, &store::DeliveryState::names())?;
     let since = nonempty(q.since)
         .as_deref()
         .map(clock::parse_rfc3339)

@@ -21,7 +21,7 @@ use super::client::{Answer, DeliveryClient, Failure};
 use super::gate::{Entry, Gate, Wake};
 use super::secrets::SigningSecret;
 use super::sign::{self, Algorithm};
-use super::store::{self, AttemptRow, Next};
+use super::store::{self, AttemptRow, DeliveryState, Next};
 use super::webhooks;
 use crate::clock::{self, Millis};
 use crate::events::{self, Publisher};
@@ -133,7 +133,7 @@ fn read(
     let Some(d) = store::to_send(conn, id)? else {
         return Ok(None);
     };
-    let body = if d.state == "pending" {
+    let body = if d.state == DeliveryState::Pending.as_str() {
         events::store::body(conn, &d.event_id)?.unwrap_or_default()
     } else {
         Vec::new()
@@ -172,7 +172,7 @@ impl Sender {
             Ok(None) => return JobResult::fail(format!("delivery {delivery_id} no longer exists")),
             Err(e) => return JobResult::retry(format!("reading delivery {delivery_id}: {e}")),
         };
-        if delivery.state != "pending" {
+        if delivery.state != DeliveryState::Pending.as_str() {
             return JobResult::succeeded();
         }
         let target = match self.webhooks.target_of(&delivery.webhook_id).await {
@@ -255,7 +255,7 @@ impl Sender {
             }
         };
         if !matches!(next, Next::RetryAt(_)) {
-            crate::counters::delivery_finished(next.state());
+            crate::counters::delivery_finished(next.state().as_str());
         }
         result.with_write(Box::new(move |tx| {
             record(tx, &delivery_id, &webhook_id, &attempt, next, wake)
@@ -284,7 +284,7 @@ impl Sender {
             Err(e) => return JobResult::retry(format!("reading webhook {webhook_id}: {e}")),
         };
         JobResult::succeeded().with_write(Box::new(move |tx| {
-            store::settle(tx, &delivery_id, "cancelled", reason)
+            store::settle(tx, &delivery_id, DeliveryState::Cancelled, reason)
         }))
     }
 
@@ -297,7 +297,7 @@ impl Sender {
         let publisher = self.publisher.clone();
         JobResult::fail(message).with_write(Box::new(move |tx| {
             webhooks::disable(tx, &publisher, &webhook_id, &reason)?;
-            store::settle(tx, &delivery_id, "failed", &write_message)
+            store::settle(tx, &delivery_id, DeliveryState::Failed, &write_message)
         }))
     }
 }

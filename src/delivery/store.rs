@@ -26,6 +26,43 @@ pub const KIND: &str = "delivery.send";
 /// re-queues those as well as failed ones.
 pub const WEBHOOK_DISABLED: &str = "webhook_disabled: the webhook was disabled";
 
+/// Where a delivery is in its life: `pending` (attempts remain) → `succeeded`, `failed` (out of
+/// attempts, 410, an unusable webhook), or `cancelled` (webhook deleted or disabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Pending,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl DeliveryState {
+    /// Every state, in life order.
+    pub const ALL: [Self; 4] = [
+        Self::Pending,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The name stored and shown.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Every state's name (for the list filter).
+    #[must_use]
+    pub fn names() -> [&'static str; 4] {
+        Self::ALL.map(Self::as_str)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cache generation
 // ---------------------------------------------------------------------------------------------
@@ -763,7 +800,7 @@ pub fn to_send(conn: &Connection, id: &str) -> rusqlite::Result<Option<ToSend>> 
 pub fn settle(
     tx: &WriteTx<'_>,
     delivery_id: &str,
-    state: &str,
+    state: DeliveryState,
     reason: &str,
 ) -> rusqlite::Result<()> {
     let now = clock::now_ms();
@@ -771,7 +808,7 @@ pub fn settle(
         "UPDATE deliveries SET state = ?2, last_error = ?3, next_attempt_at = NULL, finished_at = ?4, updated_at = ?4
          WHERE id = ?1 AND state = 'pending'",
     )?
-    .execute(params![delivery_id, state, reason, now])?;
+    .execute(params![delivery_id, state.as_str(), reason, now])?;
     Ok(())
 }
 
@@ -825,11 +862,11 @@ pub enum Next {
 impl Next {
     /// The delivery state it leaves.
     #[must_use]
-    pub fn state(self) -> &'static str {
+    pub fn state(self) -> DeliveryState {
         match self {
-            Self::Succeeded => "succeeded",
-            Self::RetryAt(_) => "pending",
-            Self::Failed => "failed",
+            Self::Succeeded => DeliveryState::Succeeded,
+            Self::RetryAt(_) => DeliveryState::Pending,
+            Self::Failed => DeliveryState::Failed,
         }
     }
 }
@@ -871,7 +908,16 @@ pub fn record_attempt(
                 finished_at = ?7, updated_at = ?8
          WHERE id = ?1",
     )?
-    .execute(params![delivery_id, a.number, a.status, a.error, next.state(), next_at, finished, now])?;
+    .execute(params![
+        delivery_id,
+        a.number,
+        a.status,
+        a.error,
+        next.state().as_str(),
+        next_at,
+        finished,
+        now
+    ])?;
     Ok(())
 }
 
@@ -941,7 +987,7 @@ pub fn delivery_counts(
 /// A database error.
 pub fn prune(
     tx: &WriteTx<'_>,
-    state: &str,
+    state: DeliveryState,
     cutoff: Millis,
     batch: usize,
 ) -> rusqlite::Result<usize> {
@@ -951,7 +997,7 @@ pub fn prune(
              ORDER BY id LIMIT ?4)",
     )?
     .execute(params![
-        state,
+        state.as_str(),
         ids::time_bound(ids::DELIVERY, cutoff),
         cutoff,
         i64::try_from(batch).unwrap_or(i64::MAX)

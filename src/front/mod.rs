@@ -1,14 +1,14 @@
 //! Front ingress: verified webhooks in, stored raw with their processing job in one
 //! transaction ([`ingress`]); the `front.process` job fetches what previews lack through the
-//! rate-limited API client and publishes `front.<type>` ([`process`], [`client`]); the inbound
-//! admin API ([`inbound`]); the `front_sync` run that ingests events no webhook delivered
-//! ([`sync`]); Front id conversion ([`ids`]).
+//! rate-limited API client and publishes `front.<type>` ([`process`], [`client`]); the
+//! `front_sync` task that ingests events no webhook delivered ([`sync`]); Front id conversion
+//! ([`front_id`]). The stored events and the inbound admin API are `crate::inbound`'s.
 //!
 //! The way of one Front message: `ingress` (verify, store + enqueue, 200) → jobs worker →
 //! `process` (fetch what is missing) → publish → delivery.
 
 pub mod client;
-pub mod ids;
+pub mod front_id;
 pub mod ingress;
 pub mod process;
 pub mod signature;

@@ -93,7 +93,10 @@ pub struct Summary {
     pub id: String,
     pub source: String,
     pub channel: String,
-    pub event_id: String,
+    /// The sender's own id of the event (Front's `evt_…`): shown as `event_id`, not to be
+    /// confused with the id of the event published for it (`published_event_id`).
+    #[serde(rename = "event_id")]
+    pub external_id: String,
     #[serde(rename = "type")]
     pub event_type: String,
     pub company_id: Option<String>,

@@ -155,7 +155,7 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<Summary> {
         id: r.get(0)?,
         source: r.get(1)?,
         channel: r.get(2)?,
-        event_id: r.get(3)?,
+        external_id: r.get(3)?,
         event_type: r.get(4)?,
         company_id: r.get(5)?,
         state: r.get(6)?,

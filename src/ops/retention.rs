@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::{self, Millis};
 use crate::config::RetentionConfig;
+use crate::delivery::store::DeliveryState;
 use crate::jobs::JobState;
 use crate::jobs::periodic::{TaskReport, TaskSpec};
 use crate::store::{Store, StoreError, WriteTx};
@@ -77,12 +78,16 @@ pub async fn run(store: &Store, retention: &RetentionConfig) -> Result<TaskRepor
         .await?;
         note("jobs", state.as_str(), n, b, &mut detail);
     }
-    for (state, cutoff) in [("succeeded", ok), ("cancelled", ok), ("failed", bad)] {
+    for (state, cutoff) in [
+        (DeliveryState::Succeeded, ok),
+        (DeliveryState::Cancelled, ok),
+        (DeliveryState::Failed, bad),
+    ] {
         let (n, b) = in_batches(store, move |tx| {
             delivery::store::prune(tx, state, cutoff, BATCH)
         })
         .await?;
-        note("deliveries", state, n, b, &mut detail);
+        note("deliveries", state.as_str(), n, b, &mut detail);
     }
     for (state, cutoff) in [("processed", ok), ("failed", bad)] {
         let (n, b) = in_batches(store, move |tx| {

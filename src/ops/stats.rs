@@ -59,10 +59,10 @@ fn read(c: &Connection, now: Millis) -> rusqlite::Result<Value> {
     );
     let (depth, due) = jobs::queue::depth(c, now)?;
     let oldest = jobs::oldest_due_wait(c, now)?;
-    const DELIVERY_STATES: [&str; 4] = ["pending", "succeeded", "failed", "cancelled"];
+    let delivery_states = delivery::store::DeliveryState::names();
     let (deliveries, recent, failed_last_hour) = delivery::store::delivery_counts(c, hour_ago)?;
-    let deliveries = by_state(deliveries, &DELIVERY_STATES);
-    let recent = by_state(recent, &DELIVERY_STATES);
+    let deliveries = by_state(deliveries, &delivery_states);
+    let recent = by_state(recent, &delivery_states);
     let inbound = by_state(
         inbound::store::counts(c)?,
         &["pending", "processed", "failed"],

@@ -2,8 +2,9 @@
 //!
 //! Every write of the process goes through [`Writer`] (one thread, one connection, group commit);
 //! reads use the r2d2 pool, whose connections are `query_only`. Both run off the async threads.
-//! The store knows nothing about jobs, events or webhooks: those modules own their SQL and pass
-//! closures in.
+//! The store knows no table but its own (the audit log, kv): every other table belongs to the
+//! module that uses it, which holds all SQL on it and its migrations ([`Migration`]); the store
+//! runs what they hand it.
 
 pub mod audit;
 pub mod kv;

@@ -114,8 +114,6 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Commands applied in committed transactions.
     pub commands: AtomicU64,
-    /// Sum of commit durations (BEGIN to COMMIT returned), in microseconds.
-    pub commit_micros: AtomicU64,
     /// Transactions that failed to begin or commit.
     pub failures: AtomicU64,
     /// When the writes began to fail (ms since the epoch): the first failed transaction after
@@ -315,12 +313,6 @@ impl Writer {
     #[must_use]
     pub fn is_alive(&self) -> bool {
         self.stats.alive.load(Ordering::SeqCst)
-    }
-
-    /// Commands waiting in the queue right now.
-    #[must_use]
-    pub fn queue_len(&self) -> usize {
-        QUEUE_CAPACITY - self.tx.capacity()
     }
 
     /// The writer's counters.
@@ -532,8 +524,6 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             stats
                 .commands
                 .fetch_add(replies.len() as u64, Ordering::Relaxed);
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
             crate::counters::writer_commit(replies.len(), started.elapsed());
             for f in after_commit {
                 f();

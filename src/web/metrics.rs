@@ -155,14 +155,9 @@ async fn metrics(
         };
         gauge!("hookrelay_cron_overdue", "name" => name.clone()).set(v);
     }
-    let path = store.path().to_path_buf();
-    let size = |suffix: &str| {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-    };
-    gauge!("hookrelay_database_bytes").set(size("") as f64);
-    gauge!("hookrelay_wal_bytes").set(size("-wal") as f64);
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    gauge!("hookrelay_database_bytes").set(size(store.path()) as f64);
+    gauge!("hookrelay_wal_bytes").set(size(&crate::store::wal_path(store.path())) as f64);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle.render()))
