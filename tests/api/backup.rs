@@ -278,7 +278,7 @@ fn backup_refuses_existing_files_the_database_itself_and_a_missing_database() {
 async fn scheduled_backups_keep_the_newest_and_leave_other_files_alone() {
     let app = spawn_app().await;
     for n in 0..20 {
-        crate::delivery::publish(&app, event(n, 100)).await;
+        publish(&app, event(n, 100)).await;
     }
     let backups = tempfile::tempdir().expect("tempdir");
     let dir = backups.path().join("backups");
@@ -337,7 +337,7 @@ async fn scheduled_backups_keep_the_newest_and_leave_other_files_alone() {
 async fn maintenance_checkpoints_the_wal_and_reports_a_blocked_checkpoint_as_busy() {
     let app = spawn_app().await;
     for n in 0..200 {
-        crate::delivery::publish(&app, event(n, 500)).await;
+        publish(&app, event(n, 500)).await;
     }
     let m = maintenance::run(&app.app_store).await.expect("maintenance");
     assert!(m.db_bytes_before > 0 && m.wal_bytes_before > 0, "{m:?}");
@@ -360,7 +360,7 @@ async fn maintenance_checkpoints_the_wal_and_reports_a_blocked_checkpoint_as_bus
         .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
         .expect("read");
     for n in 200..220 {
-        crate::delivery::publish(&app, event(n, 500)).await;
+        publish(&app, event(n, 500)).await;
     }
     let m = maintenance::run(&app.app_store).await.expect("maintenance");
     assert!(m.checkpoint.busy, "{m:?}");
@@ -369,7 +369,7 @@ async fn maintenance_checkpoints_the_wal_and_reports_a_blocked_checkpoint_as_bus
     drop(reader);
 
     // The writer works on, and the next run catches up.
-    crate::delivery::publish(&app, event(999, 10)).await;
+    publish(&app, event(999, 10)).await;
     let m = maintenance::run(&app.app_store).await.expect("maintenance");
     assert!(!m.checkpoint.busy && m.wal_bytes_after == 0, "{m:?}");
     let json = serde_json::to_value(&m).expect("serialize");

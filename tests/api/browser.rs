@@ -24,7 +24,6 @@ use tempfile::TempDir;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::delivery::{TestReceiver, create_webhook, local_delivery, publish};
 use crate::front::{front_config, post_front};
 use crate::helpers::*;
 

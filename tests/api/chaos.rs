@@ -13,7 +13,6 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::delivery::TestReceiver;
 use crate::helpers::*;
 
 /// What an event is known by at the receiver: `pub:<evt id>` for published ones (the publish
@@ -201,7 +200,7 @@ async fn broken_receivers_do_not_slow_delivery_to_healthy_ones() {
     let _heavy = heavy().await;
     use wiremock::ResponseTemplate;
     let app = spawn_app_with(|c| {
-        crate::delivery::local_delivery(c);
+        local_delivery(c);
         c.delivery.timeout = Duration::from_secs(2);
     })
     .await;
@@ -217,7 +216,7 @@ async fn broken_receivers_do_not_slow_delivery_to_healthy_ones() {
     .await;
     let trickle = raw_receiver(true).await;
     let hangup = raw_receiver(false).await;
-    crate::delivery::create_webhook(
+    create_webhook(
         &app,
         json!({"url": good.url("/hook"), "retry_schedule": ["1s", "1s"]}),
     )
@@ -232,8 +231,7 @@ async fn broken_receivers_do_not_slow_delivery_to_healthy_ones() {
         trickle,
         hangup,
     ] {
-        crate::delivery::create_webhook(&app, json!({"url": url, "retry_schedule": ["1s", "1s"]}))
-            .await;
+        create_webhook(&app, json!({"url": url, "retry_schedule": ["1s", "1s"]})).await;
     }
     let beside_broken = publish_and_time(&app, &good, events, events, 2 * events).await;
     println!(

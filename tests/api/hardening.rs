@@ -16,7 +16,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use wiremock::{Request, ResponseTemplate};
 
-use crate::delivery::{TestReceiver, create_webhook, local_delivery, publish};
 use crate::front::{RULE_SECRET, front_config, now_ms_string, sign};
 use crate::helpers::*;
 

@@ -13,7 +13,6 @@ use rand::{RngExt as _, SeedableRng as _};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::delivery::{create_webhook, delivery_app, publish};
 use crate::helpers::*;
 
 /// Whether `node` can run (build.rs saw it, but it may be gone since, or the test was run with

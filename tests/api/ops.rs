@@ -9,7 +9,6 @@ use rusqlite::params;
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
-use crate::delivery::{TestReceiver, create_webhook, local_delivery, publish};
 use crate::helpers::*;
 
 const HOUR: i64 = 3_600_000;

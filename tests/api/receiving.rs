@@ -20,7 +20,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::delivery::{TestReceiver, create_webhook, delivery_app, local_delivery, publish};
 use crate::helpers::*;
 
 #[path = "../receivers/rust_receiver.rs"]

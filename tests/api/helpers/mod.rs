@@ -2,6 +2,10 @@
 //! process for crash and signal tests), an HTTP client that speaks to it, and waiting on
 //! conditions instead of sleeping.
 
+mod receiver;
+
+pub use receiver::{TestReceiver, create_webhook, delivery_app, local_delivery, publish};
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
