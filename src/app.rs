@@ -120,6 +120,8 @@ struct Shared {
     publisher: web::Data<events::Publisher>,
     processors: web::Data<crate::inbound::Processors>,
     handoff: web::Data<crate::jobs::Handoff>,
+    sources: web::Data<crate::sources::Sources>,
+    ingress: web::Data<crate::inbound::ingress::Ingress>,
 }
 
 impl Application {
@@ -194,6 +196,14 @@ impl Application {
             store.clone(),
             publisher.clone(),
         )?;
+        let sources = crate::sources::Sources::from_config(&config)?;
+        crate::sources::register(
+            &mut registry,
+            &mut processors,
+            &sources,
+            store.clone(),
+            publisher.clone(),
+        );
         crate::ops::register(&mut periodic, &store, &config);
         let mut registered: Vec<&str> = periodic.specs().map(|s| s.name).collect();
         let mut declared: Vec<&str> = cron_specs().iter().map(|s| s.name).collect();
@@ -269,6 +279,8 @@ impl Application {
             publisher: web::Data::new(publisher),
             processors: web::Data::new(processors),
             handoff: web::Data::new(handoff),
+            sources: web::Data::new(sources),
+            ingress: web::Data::new(crate::inbound::ingress::Ingress::new(store.clone())),
         };
         let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;
@@ -295,6 +307,8 @@ impl Application {
                 .app_data(shared.publisher.clone())
                 .app_data(shared.processors.clone())
                 .app_data(shared.handoff.clone())
+                .app_data(shared.sources.clone())
+                .app_data(shared.ingress.clone())
                 .app_data(body_timeout.clone())
                 .app_data(error::json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))

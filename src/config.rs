@@ -21,6 +21,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Source};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod sources;
+pub use sources::{Locator, SourceConfig};
+
 /// Env var naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "HOOKRELAY_CONFIG";
 /// Prefix of the env vars that override config keys (`HOOKRELAY_SERVER__BIND`).
@@ -160,6 +163,7 @@ pub struct RawConfig {
     cron: RawCron,
     backup: RawBackup,
     log: RawLog,
+    sources: BTreeMap<String, sources::RawSource>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -312,6 +316,7 @@ impl Default for RawJobs {
 struct RawRetention {
     succeeded: String,
     failed: String,
+    rejected: String,
 }
 
 impl Default for RawRetention {
@@ -319,6 +324,7 @@ impl Default for RawRetention {
         Self {
             succeeded: "7d".into(),
             failed: "30d".into(),
+            rejected: "7d".into(),
         }
     }
 }
@@ -376,6 +382,8 @@ pub struct Config {
     pub cron: CronConfig,
     pub backup: BackupConfig,
     pub log: LogConfig,
+    /// Inbound webhook sources by name.
+    pub sources: BTreeMap<String, SourceConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -470,6 +478,9 @@ pub struct RetentionConfig {
     pub succeeded: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub failed: Duration,
+    /// How long rejected inbound requests are kept.
+    #[serde(serialize_with = "ser_duration")]
+    pub rejected: Duration,
 }
 
 /// One cron entry: off, or a parsed 6-field expression.
@@ -1266,6 +1277,7 @@ impl Validator<'_> {
         let retention = RetentionConfig {
             succeeded: self.positive_duration("retention.succeeded", &raw.retention.succeeded)?,
             failed: self.positive_duration("retention.failed", &raw.retention.failed)?,
+            rejected: self.positive_duration("retention.rejected", &raw.retention.rejected)?,
         };
 
         let mut schedules = BTreeMap::new();
@@ -1308,6 +1320,7 @@ impl Validator<'_> {
             cron: CronConfig { schedules },
             backup,
             log,
+            sources: self.sources(raw.sources)?,
         })
     }
 

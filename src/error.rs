@@ -98,6 +98,18 @@ impl ApiError {
     pub fn code(&self) -> &str {
         &self.code
     }
+
+    /// The message shown to the client.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
 }
 
 impl fmt::Display for ApiError {

@@ -23,6 +23,8 @@ pub enum Auth {
     /// A Front signature over the body (`x-front-signature`, …).
     FrontApp,
     FrontRule,
+    /// Signed as the inbound source's preset requires (a provider's own signature headers).
+    Source,
 }
 
 /// What an endpoint answers on success.

@@ -22,6 +22,8 @@ pub const WEBHOOK: &str = "wh";
 pub const DELIVERY: &str = "dlv";
 /// Id prefix of audit records.
 pub const AUDIT: &str = "aud";
+/// Id prefix of rejected inbound requests.
+pub const REJECTED: &str = "rej";
 
 /// A new id `<prefix>_<ULID>`.
 #[must_use]

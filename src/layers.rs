@@ -9,14 +9,14 @@
 //! | primitives | `clock`, `ids`, `redact`, `config`, `error`, `counters`, `pagination`, `http`, `auth` (in that order) |
 //! | store | `store` (pool, writer, migrations, the audit record, kv) |
 //! | jobs | `jobs` (queue SQL, registry, worker, periodic tasks) |
-//! | capabilities | `events` → `delivery` → `inbound` → `front` |
+//! | capabilities | `events` → `delivery` → `inbound` → `front` → `sources` |
 //! | cron and ops | `cron` → `ops` |
 //! | web | `web` (route table and OpenAPI, `/metrics`, health, assets) |
 //! | top | `app` → `cli` |
 //!
 //! Where a lower module must reach up, the higher one hands down a hook at start: fan-out
 //! (`events::FanOut`, implemented by delivery), periodic tasks (`jobs::periodic`, registered by
-//! each capability), inbound processing (`inbound::Processors`, registered by front).
+//! each capability), inbound processing (`inbound::Processors`, registered by front and sources).
 
 /// Every module of the crate, lowest first; a module may use only those before it.
 pub const ORDER: &[&str] = &[
@@ -35,6 +35,7 @@ pub const ORDER: &[&str] = &[
     "delivery",
     "inbound",
     "front",
+    "sources",
     "cron",
     "ops",
     "web",
@@ -55,6 +56,7 @@ pub const OWNERS: &[(&str, &str)] = &[
     ("delivery_attempts", "delivery/store.rs"),
     ("inbound_events", "inbound/store.rs"),
     ("inbound_keys", "inbound/store.rs"),
+    ("inbound_rejected", "inbound/store.rs"),
     ("cron_runs", "cron/store.rs"),
 ];
 

@@ -52,6 +52,7 @@ pub mod layers;
 pub mod ops;
 pub mod pagination;
 pub mod redact;
+pub mod sources;
 pub mod store;
 pub mod web;
 

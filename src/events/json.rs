@@ -183,9 +183,101 @@ pub fn find_unsafe_integer(value: &Value, root: &str) -> Option<String> {
     Some(out)
 }
 
+/// `text` with every integer literal beyond ±2^53 (outside strings) turned into a string of its
+/// digits, so parsing it loses no digit: how bodies received from other systems keep their big
+/// ids (a JavaScript receiver could not hold them as numbers). One pass; borrowed when nothing
+/// changes. Not a validator: malformed JSON stays malformed.
+#[must_use]
+pub fn quote_big_integers(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let is_big = |digits: &[u8]| {
+        digits.len() > 16
+            || (digits.len() == 16
+                && std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<u64>().ok())
+                    .is_some_and(|n| n > MAX_SAFE_INTEGER))
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    let mut in_string = false;
+    while i < text.len() {
+        let b = text[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                let digits_from = if b == b'-' { i + 1 } else { i };
+                let mut end = digits_from;
+                while end < text.len() && text[end].is_ascii_digit() {
+                    end += 1;
+                }
+                let fraction = end < text.len() && matches!(text[end], b'.' | b'e' | b'E');
+                let mut token_end = end;
+                while token_end < text.len()
+                    && matches!(
+                        text[token_end],
+                        b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'
+                    )
+                {
+                    token_end += 1;
+                }
+                if !fraction && is_big(&text[digits_from..end]) {
+                    let buf = out.get_or_insert_with(|| Vec::with_capacity(text.len() + 16));
+                    buf.extend_from_slice(&text[copied..start]);
+                    buf.push(b'"');
+                    buf.extend_from_slice(&text[start..end]);
+                    buf.push(b'"');
+                    copied = end;
+                }
+                i = token_end;
+            }
+            _ => i += 1,
+        }
+    }
+    match out {
+        Some(mut buf) => {
+            buf.extend_from_slice(&text[copied..]);
+            std::borrow::Cow::Owned(buf)
+        }
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn big_integers_become_strings_of_their_digits() {
+        let q = |t: &str| {
+            String::from_utf8(quote_big_integers(t.as_bytes()).into_owned()).expect("utf8")
+        };
+        assert_eq!(
+            q(r#"{"id":12345678901234567890123,"n":9007199254740991,"m":-9007199254740993}"#),
+            r#"{"id":"12345678901234567890123","n":9007199254740991,"m":"-9007199254740993"}"#
+        );
+        assert_eq!(
+            q(r#"{"s":"12345678901234567890 \"9007199254740993\"","f":1.2345678901234567890e3}"#),
+            r#"{"s":"12345678901234567890 \"9007199254740993\"","f":1.2345678901234567890e3}"#
+        );
+        assert!(matches!(
+            quote_big_integers(b"[1,2,3]"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     fn js(text: &str) -> String {
         let v: Value = serde_json::from_str(text).expect("json");

@@ -116,12 +116,14 @@ async fn publish_route(
     AdminOrPublisher(caller): AdminOrPublisher,
     store: web::Data<Store>,
     publisher: web::Data<Publisher>,
+    config: web::Data<crate::config::Config>,
     body: web::Json<PublishBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let action = Action::parse(&b.action).map_err(invalid)?;
     let data = check_data(b.data)?;
-    check_not_reserved(&action, &data, &[])?;
+    let sources: Vec<&str> = config.sources.keys().map(String::as_str).collect();
+    check_not_reserved(&action, &data, &sources)?;
     let idempotency_key = match b.id {
         Some(id) if id.is_empty() || id.len() > MAX_IDEMPOTENCY_KEY => {
             return Err(invalid(format!(

@@ -15,9 +15,10 @@ use super::signature::{self, SignatureError};
 use crate::clock;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::inbound::{self, Channel, NewInbound};
+use crate::inbound::ingress::{self, Ingress};
+use crate::inbound::{Channel, NewInbound};
 use crate::jobs::Handoff;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Headers kept with each stored event.
 const KEPT_HEADERS: [&str; 5] = [
@@ -43,7 +44,6 @@ fn kept_headers(headers: &HeaderMap) -> Value {
 }
 
 fn not_configured(what: &str) -> ApiError {
-    crate::counters::ingress("front", "not_configured");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "front_not_configured",
@@ -52,7 +52,7 @@ fn not_configured(what: &str) -> ApiError {
 }
 
 fn refused(e: SignatureError) -> ApiError {
-    let error = match e {
+    match e {
         SignatureError::Invalid => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
@@ -63,14 +63,50 @@ fn refused(e: SignatureError) -> ApiError {
             "timestamp_out_of_range",
             "x-front-request-timestamp is missing or outside front.timestamp_tolerance",
         ),
-    };
-    crate::counters::ingress("front", error.code());
-    error
+    }
 }
 
 fn invalid_payload(message: impl Into<String>) -> ApiError {
-    crate::counters::ingress("front", "invalid_payload");
     ApiError::bad_request("invalid_payload", message)
+}
+
+/// The headers whose values a refused request's record keeps.
+const SIGNATURE_HEADERS: &[&str] = &["x-front-signature", "x-front-request-timestamp"];
+
+/// What a verified request comes to: an answer of its own (a challenge) or an event to store.
+enum Verified {
+    Answer(HttpResponse),
+    Store(NewInbound),
+}
+
+/// Runs `check` on a request's body and stores what it verified; a refusal at any step (the
+/// body itself included) is recorded with the rejected requests.
+async fn receive(
+    req: &HttpRequest,
+    body: Result<crate::http::Body, ApiError>,
+    store: &Store,
+    handoff: &web::Data<Handoff>,
+    ingress: &Ingress,
+    check: impl FnOnce(&[u8]) -> Result<Verified, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let refuse = |e: ApiError, body: &[u8]| {
+        ingress::refused(
+            ingress,
+            req,
+            super::SOURCE,
+            true,
+            e,
+            SIGNATURE_HEADERS,
+            body,
+        )
+    };
+    let body = body.map_err(|e| refuse(e, b""))?;
+    match check(&body).map_err(|e| refuse(e, &body))? {
+        Verified::Answer(answer) => Ok(answer),
+        Verified::Store(event) => {
+            ingress::accept(store, handoff, ingress, event, super::PROCESSING).await
+        }
+    }
 }
 
 /// The only fields the hot path reads; serde skips everything else without building it.
@@ -94,39 +130,6 @@ struct EventRef {
     kind: Option<String>,
 }
 
-async fn store_event(
-    store: &Store,
-    handoff: &web::Data<Handoff>,
-    event: NewInbound,
-) -> Result<HttpResponse, ApiError> {
-    let external_id = event.external_id.clone();
-    let handoff = handoff.clone();
-    let stored = store
-        .writer()
-        .write(move |tx| {
-            inbound::store::store(tx, &event, super::PROCESSING, Some(handoff.get_ref()))
-                .map_err(StoreError::from)
-        })
-        .await
-        .map_err(|e| {
-            let error = ApiError::from(e);
-            crate::counters::ingress("front", error.code());
-            error
-        })?;
-    Ok(match stored {
-        Some(id) => {
-            crate::counters::ingress("front", "accepted");
-            tracing::info!(inbound_id = %id, front_event_id = %external_id, "front event stored");
-            HttpResponse::Ok().json(json!({"received": true}))
-        }
-        None => {
-            crate::counters::ingress("front", "duplicate");
-            tracing::info!(front_event_id = %external_id, "front event already stored; duplicate ignored");
-            HttpResponse::Ok().json(json!({"received": true, "duplicate": true}))
-        }
-    })
-}
-
 /// `POST /webhooks/front` — application webhooks.
 ///
 /// # Errors
@@ -135,11 +138,23 @@ async fn store_event(
 #[tracing::instrument(skip_all)]
 pub async fn app_webhook(
     req: HttpRequest,
-    body: crate::http::Body,
+    body: Result<crate::http::Body, ApiError>,
     config: web::Data<Config>,
     store: web::Data<Store>,
     handoff: web::Data<Handoff>,
+    ingress: web::Data<Ingress>,
 ) -> Result<HttpResponse, ApiError> {
+    receive(&req, body, &store, &handoff, &ingress, |body| {
+        verify_app_webhook(&req, body, &config)
+    })
+    .await
+}
+
+fn verify_app_webhook(
+    req: &HttpRequest,
+    body: &[u8],
+    config: &Config,
+) -> Result<Verified, ApiError> {
     let secret = config
         .front
         .webhook_secret
@@ -150,16 +165,18 @@ pub async fn app_webhook(
         secret.expose(),
         header(headers, "x-front-signature"),
         header(headers, "x-front-request-timestamp"),
-        &body,
+        body,
         clock::now_ms(),
         config.front.timestamp_tolerance,
     )
     .map_err(refused)?;
     if let Some(challenge) = header(headers, "x-front-challenge") {
         crate::counters::ingress("front", "challenge");
-        return Ok(HttpResponse::Ok().json(json!({"challenge": challenge})));
+        return Ok(Verified::Answer(
+            HttpResponse::Ok().json(json!({"challenge": challenge})),
+        ));
     }
-    let envelope: Envelope = serde_json::from_slice(&body)
+    let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| invalid_payload(format!("the body is not a Front webhook envelope: {e}")))?;
     let event_id = envelope
         .payload
@@ -175,7 +192,7 @@ pub async fn app_webhook(
         raw_body: body.to_vec(),
         headers: kept_headers(headers),
     };
-    store_event(&store, &handoff, event).await
+    Ok(Verified::Store(event))
 }
 
 /// `POST /webhooks/front/rules` — legacy rule webhooks: the body is the event itself.
@@ -185,20 +202,32 @@ pub async fn app_webhook(
 #[tracing::instrument(skip_all)]
 pub async fn rule_webhook(
     req: HttpRequest,
-    body: crate::http::Body,
+    body: Result<crate::http::Body, ApiError>,
     config: web::Data<Config>,
     store: web::Data<Store>,
     handoff: web::Data<Handoff>,
+    ingress: web::Data<Ingress>,
 ) -> Result<HttpResponse, ApiError> {
+    receive(&req, body, &store, &handoff, &ingress, |body| {
+        verify_rule_webhook(&req, body, &config)
+    })
+    .await
+}
+
+fn verify_rule_webhook(
+    req: &HttpRequest,
+    body: &[u8],
+    config: &Config,
+) -> Result<Verified, ApiError> {
     let secret = config
         .front
         .rule_webhook_secret
         .as_ref()
         .ok_or_else(|| not_configured("front.rule_webhook_secret"))?;
     let headers = req.headers();
-    signature::verify_rule(secret.expose(), header(headers, "x-front-signature"), &body)
+    signature::verify_rule(secret.expose(), header(headers, "x-front-signature"), body)
         .map_err(refused)?;
-    let event: EventRef = serde_json::from_slice(&body)
+    let event: EventRef = serde_json::from_slice(body)
         .map_err(|e| invalid_payload(format!("the body is not a Front event: {e}")))?;
     let event_id = event
         .id
@@ -213,5 +242,5 @@ pub async fn rule_webhook(
         raw_body: body.to_vec(),
         headers: kept_headers(headers),
     };
-    store_event(&store, &handoff, event).await
+    Ok(Verified::Store(event))
 }

@@ -5,9 +5,12 @@
 //! States: `pending` (stored, processing queued or running) → `processed`, or `failed` with the
 //! reason when the processing job ends without success.
 //!
-//! Owns `inbound_events` and `inbound_keys`. Which job processes a sender's events is told at
+//! Refused requests of every sender are kept too ([`ingress`]).
+//!
+//! Owns `inbound_events`, `inbound_keys` and `inbound_rejected`. Which job processes a sender's events is told at
 //! start ([`Processors`]), so this module knows no sender.
 
+pub mod ingress;
 pub mod routes;
 pub mod store;
 
@@ -50,6 +53,8 @@ pub enum Channel {
     /// The `front_sync` cron: an event Front's List Events API showed and no webhook
     /// delivered; the body is the event as listed.
     Sync,
+    /// `POST /webhooks/in/<name>`: an inbound source's request, the body as sent.
+    Source,
 }
 
 impl Channel {
@@ -60,6 +65,7 @@ impl Channel {
             Self::App => "app",
             Self::Rule => "rule",
             Self::Sync => "sync",
+            Self::Source => "source",
         }
     }
 }
@@ -85,6 +91,52 @@ pub struct Stored {
     pub event_type: String,
     pub company_id: Option<String>,
     pub raw_body: Vec<u8>,
+    pub source: String,
+    pub external_id: String,
+    /// The headers kept, JSON.
+    pub headers: String,
+    pub received_at: crate::clock::Millis,
+}
+
+/// A refused ingress request, as recorded.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub source: String,
+    /// `invalid_signature`, `timestamp_out_of_range`, `source_not_found`, `payload_too_large`,
+    /// `invalid_payload`, `not_configured`.
+    pub cause: String,
+    pub message: String,
+    pub at: crate::clock::Millis,
+    pub peer: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    pub user_agent: Option<String>,
+    /// The scheme's signature and timestamp header values.
+    pub signature: Value,
+    /// The first [`ingress::BODY_HEAD`] bytes of the body.
+    pub body_head: Vec<u8>,
+}
+
+/// A refused request in a list.
+#[derive(Debug, Serialize)]
+pub struct RejectedRow {
+    pub id: String,
+    pub source: String,
+    pub cause: String,
+    pub message: String,
+    pub at: String,
+    pub peer: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    pub user_agent: Option<String>,
+    pub signature: Value,
+    /// The first bytes of the body as text (invalid UTF-8 replaced).
+    pub body_head: String,
+    pub body_head_bytes: usize,
 }
 
 /// An inbound event in a list.
@@ -116,5 +168,9 @@ pub const MIGRATIONS: &[crate::store::Migration] = &[
     crate::store::Migration {
         version: 5,
         sql: include_str!("migrations/0005_inbound_keys.sql"),
+    },
+    crate::store::Migration {
+        version: 6,
+        sql: include_str!("migrations/0006_sources.sql"),
     },
 ];

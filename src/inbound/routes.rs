@@ -19,7 +19,7 @@ use crate::store::audit;
 #[must_use]
 pub fn endpoints() -> Vec<Endpoint> {
     const LIST: &[(&str, &str)] = &[
-        ("source", "`front`"),
+        ("source", "`front` or a source's name"),
         ("state", "pending, processed or failed"),
         PAGE[0],
         PAGE[1],
@@ -32,7 +32,85 @@ pub fn endpoints() -> Vec<Endpoint> {
             .reply(Reply::Json("`{inbound: {...}}`")).keys(&["inbound"]),
         Endpoint::new(Method::POST, "/v1beta1/admin/inbound/{id}/replay", "inbound", "process it again (fetch and publish anew); 409 `already_pending` while it is being processed", |r| r.to(replay_route))
             .reply(Reply::Json("`{inbound: {...}}`, back to pending")).keys(&["inbound"]),
+        Endpoint::new(Method::GET, "/v1beta1/admin/rejected", "inbound", "requests ingress refused (Front and every source), newest first: cause, time, peer, the signature headers and the first 512 bytes of the body", |r| r.to(rejected_route))
+            .query(REJECTED)
+            .reply(Reply::Json("`{rejected: [...], next_cursor}`")).keys(&["rejected", "next_cursor"]),
     ]
+}
+
+const REJECTED: &[(&str, &str)] = &[
+    ("source", "`front` or a source's name"),
+    (
+        "cause",
+        "invalid_signature, timestamp_out_of_range, source_not_found, payload_too_large, invalid_payload or not_configured",
+    ),
+    (
+        "since",
+        "RFC 3339 time: only requests refused at or after it",
+    ),
+    PAGE[0],
+    PAGE[1],
+];
+
+/// The causes a refused request is recorded with.
+pub const CAUSES: &[&str] = &[
+    "invalid_signature",
+    "timestamp_out_of_range",
+    "source_not_found",
+    "payload_too_large",
+    "invalid_payload",
+    "not_configured",
+];
+
+#[derive(Debug, Deserialize)]
+struct RejectedQuery {
+    source: Option<String>,
+    cause: Option<String>,
+    since: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+async fn rejected_route(
+    _admin: Admin,
+    store: web::Data<Store>,
+    q: web::Query<RejectedQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limit = q.page.limit()?;
+    let cause = pagination::one_of("cause", q.cause, CAUSES)?;
+    let source = q.source.filter(|s| !s.is_empty());
+    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
+        Some(text) => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!(
+                            "since must be an RFC 3339 time like 2026-01-02T03:04:05Z; not `{text}`"
+                        ),
+                    )
+                })?
+                .timestamp_millis(),
+        ),
+        None => None,
+    };
+    let before = q.page.cursor();
+    let items = store
+        .read(move |c| {
+            store::list_rejected(
+                c,
+                source.as_deref(),
+                cause.as_deref(),
+                since,
+                before.as_deref(),
+                limit + 1,
+            )
+            .map_err(ApiError::from)
+        })
+        .await?;
+    let (items, next) = pagination::finish(items, limit, |i| &i.id);
+    Ok(HttpResponse::Ok().json(json!({"rejected": items, "next_cursor": next})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,9 +1,9 @@
-//! The `inbound_events` and `inbound_keys` tables — every statement on them.
+//! The `inbound_events`, `inbound_keys` and `inbound_rejected` tables — every statement on them.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
-use super::{NewInbound, Processing, Stored, Summary};
+use super::{NewInbound, Processing, RejectedRow, Rejection, Stored, Summary};
 use crate::clock::{self, Millis};
 use crate::ids;
 use crate::jobs::{self, NewJob};
@@ -92,7 +92,8 @@ pub fn forget_keys(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlite::
 /// A database error.
 pub fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Stored>> {
     conn.prepare_cached(
-        "SELECT id, channel, event_type, company_id, raw_body FROM inbound_events WHERE id = ?1",
+        "SELECT id, channel, event_type, company_id, raw_body, source, external_id, headers, received_at
+         FROM inbound_events WHERE id = ?1",
     )?
     .query_row([id], |r| {
         Ok(Stored {
@@ -101,6 +102,10 @@ pub fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Stored>> {
             event_type: r.get(2)?,
             company_id: r.get(3)?,
             raw_body: r.get(4)?,
+            source: r.get(5)?,
+            external_id: r.get(6)?,
+            headers: r.get(7)?,
+            received_at: r.get(8)?,
         })
     })
     .optional()
@@ -314,6 +319,120 @@ pub fn prune(
         state,
         ids::time_bound(ids::INBOUND, cutoff),
         cutoff,
+        i64::try_from(batch).unwrap_or(i64::MAX)
+    ])
+}
+
+/// Stores one refused request.
+///
+/// # Errors
+/// A database error.
+pub fn insert_rejected(tx: &WriteTx<'_>, r: &Rejection) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO inbound_rejected (id, source, cause, message, at, peer, method, path, content_type,
+                                       content_length, user_agent, signature, body_head)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        ids::new_id(ids::REJECTED),
+        r.source,
+        r.cause,
+        r.message,
+        r.at,
+        r.peer,
+        r.method,
+        r.path,
+        r.content_type,
+        r.content_length.and_then(|n| i64::try_from(n).ok()),
+        r.user_agent,
+        r.signature.to_string(),
+        r.body_head
+    ])?;
+    Ok(())
+}
+
+/// Refused requests newest first, filtered by source, cause and time.
+///
+/// # Errors
+/// A database error.
+pub fn list_rejected(
+    conn: &Connection,
+    source: Option<&str>,
+    cause: Option<&str>,
+    since: Option<Millis>,
+    before: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<RejectedRow>> {
+    let (source, cause, before) = (
+        source.map(str::to_string),
+        cause.map(str::to_string),
+        before.map(str::to_string),
+    );
+    let since = since.map(|t| ids::time_bound(ids::REJECTED, t));
+    crate::pagination::ListQuery::new()
+        .filter("source = ?", &source)
+        .filter("cause = ?", &cause)
+        .filter("id >= ?", &since)
+        .filter("id < ?", &before)
+        .run(
+            conn,
+            "id, source, cause, message, at, peer, method, path, content_type, content_length, user_agent, signature, body_head",
+            "inbound_rejected",
+            limit,
+            |r| {
+                let head: Vec<u8> = r.get(12)?;
+                Ok(RejectedRow {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    cause: r.get(2)?,
+                    message: r.get(3)?,
+                    at: clock::to_rfc3339(r.get(4)?),
+                    peer: r.get(5)?,
+                    method: r.get(6)?,
+                    path: r.get(7)?,
+                    content_type: r.get(8)?,
+                    content_length: r.get::<_, Option<i64>>(9)?.and_then(|n| u64::try_from(n).ok()),
+                    user_agent: r.get(10)?,
+                    signature: json_or_text(Some(r.get(11)?)),
+                    body_head: String::from_utf8_lossy(&head).into_owned(),
+                    body_head_bytes: head.len(),
+                })
+            },
+        )
+}
+
+/// The time of `source`'s latest refused request.
+///
+/// # Errors
+/// A database error.
+pub fn last_rejected(conn: &Connection, source: &str) -> rusqlite::Result<Option<Millis>> {
+    conn.prepare_cached(
+        "SELECT at FROM inbound_rejected WHERE source = ?1 ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([source], |r| r.get(0))
+    .optional()
+}
+
+/// The time `source`'s latest stored event was received.
+///
+/// # Errors
+/// A database error.
+pub fn last_received(conn: &Connection, source: &str) -> rusqlite::Result<Option<Millis>> {
+    conn.prepare_cached("SELECT MAX(received_at) FROM inbound_events WHERE source = ?1")?
+        .query_row([source], |r| r.get(0))
+}
+
+/// Deletes up to `batch` refused requests older than `cutoff` (retention). Returns how many.
+///
+/// # Errors
+/// A database error.
+pub fn prune_rejected(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "DELETE FROM inbound_rejected WHERE id IN (
+             SELECT id FROM inbound_rejected WHERE id < ?1 ORDER BY id LIMIT ?2)",
+    )?
+    .execute(params![
+        ids::time_bound(ids::REJECTED, cutoff),
         i64::try_from(batch).unwrap_or(i64::MAX)
     ])
 }

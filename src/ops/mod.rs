@@ -35,11 +35,22 @@ pub const BACKUP: TaskSpec = TaskSpec {
 /// Registers the operations' periodic tasks: retention, database maintenance, backups.
 pub fn register(periodic: &mut Periodic, store: &Store, config: &Config) {
     let (s, retention) = (store.clone(), config.retention.clone());
+    // Dedupe keys are kept as long as the longest idempotency window of any source, at least.
+    let longest_window = config
+        .sources
+        .values()
+        .map(|s| s.idempotency_window)
+        .max()
+        .unwrap_or_default();
     periodic.register(
         retention::SPEC,
         Arc::new(move || {
             let (s, r) = (s.clone(), retention.clone());
-            Box::pin(async move { retention::run(&s, &r).await.map_err(|e| e.to_string()) })
+            Box::pin(async move {
+                retention::run(&s, &r, longest_window)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
         }),
     );
     let s = store.clone();

@@ -20,7 +20,7 @@ pub const SPEC: TaskSpec = TaskSpec {
     name: "retention",
     kind: "cron.retention",
     default_schedule: "0 17 * * * *",
-    describe: "delete finished jobs, deliveries, events and inbound events past retention.*",
+    describe: "delete finished jobs, deliveries, events, inbound events and rejected requests past retention.*",
 };
 
 /// Rows deleted per transaction: small enough that other writes wait at most a few
@@ -55,7 +55,11 @@ where
 ///
 /// # Errors
 /// A storage error.
-pub async fn run(store: &Store, retention: &RetentionConfig) -> Result<TaskReport, StoreError> {
+pub async fn run(
+    store: &Store,
+    retention: &RetentionConfig,
+    longest_window: std::time::Duration,
+) -> Result<TaskReport, StoreError> {
     let now = clock::now_ms();
     let ok = now - millis(retention.succeeded);
     let bad = now - millis(retention.failed);
@@ -96,12 +100,14 @@ pub async fn run(store: &Store, retention: &RetentionConfig) -> Result<TaskRepor
         .await?;
         note("inbound_events", state, n, b, &mut detail);
     }
-    // Dedupe keys outlive the inbound rows: at least 30 days, or the longest retention.
+    // Dedupe keys outlive the inbound rows: at least 30 days, or the longest retention or
+    // idempotency window.
     let keys_cutoff = now
         - millis(
             inbound::store::KEY_MEMORY
                 .max(retention.succeeded)
-                .max(retention.failed),
+                .max(retention.failed)
+                .max(longest_window),
         );
     let (keys, b) = in_batches(store, move |tx| {
         inbound::store::forget_keys(tx, keys_cutoff, BATCH)
@@ -110,6 +116,14 @@ pub async fn run(store: &Store, retention: &RetentionConfig) -> Result<TaskRepor
     total += keys;
     batches += b;
     detail.insert("inbound_keys".into(), json!(keys));
+    let rejected_cutoff = now - millis(retention.rejected);
+    let (rejected, b) = in_batches(store, move |tx| {
+        inbound::store::prune_rejected(tx, rejected_cutoff, BATCH)
+    })
+    .await?;
+    total += rejected;
+    batches += b;
+    detail.insert("inbound_rejected".into(), json!(rejected));
     let (n, b) = delete_events(store, ok).await?;
     total += n;
     batches += b;

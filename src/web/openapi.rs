@@ -34,6 +34,7 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     all.extend(crate::web::endpoints());
     all.extend(crate::front::endpoints(config));
     all.extend(crate::inbound::routes::endpoints());
+    all.extend(crate::sources::endpoints());
     all.extend(crate::events::routes::endpoints());
     all.extend(crate::delivery::endpoints());
     all.extend(crate::jobs::routes::endpoints());
@@ -374,7 +375,7 @@ fn operation(e: &Endpoint, path: &str) -> utoipa::openapi::path::Operation {
             "x-front-signature",
             "base64 HMAC-SHA1(front.rule_webhook_secret, body)",
         )),
-        Auth::Public | Auth::Admin | Auth::Publish => {}
+        Auth::Public | Auth::Admin | Auth::Publish | Auth::Source => {}
     }
 
     let success = match e.reply {
@@ -497,7 +498,7 @@ fn operation(e: &Endpoint, path: &str) -> utoipa::openapi::path::Operation {
                     Vec::<String>::new(),
                 ));
         }
-        Auth::Public | Auth::FrontApp | Auth::FrontRule => {}
+        Auth::Public | Auth::FrontApp | Auth::FrontRule | Auth::Source => {}
     }
     op.build()
 }
