@@ -4,20 +4,22 @@
 //! `#[cfg_attr(missing_go, ignore = "needs Go: …")]`.
 //!
 //! Under `CI` (any value) nothing is ever declared missing: there every test runs, and one whose
-//! tool is absent fails. The probes are `PATH` look-ups and three `--version` runs, and they only
-//! run again when `CI`, `PATH` or `SCHEMATHESIS` change or something is installed into (or removed
-//! from) a `PATH` directory or `tests/receivers`, so installing a tool turns its tests back on
-//! without `cargo clean`.
+//! tool is absent fails. The probes are `PATH` look-ups, three `--version` runs and looks into
+//! `tests/receivers/node_modules` and the test venv, and they only run again when `CI`, `PATH` or
+//! `SCHEMATHESIS` change or something is installed into (or removed from) a `PATH` directory,
+//! `tests/receivers` or the venv, so installing a tool turns its tests back on without
+//! `cargo clean`.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Every cfg this script may set.
-const CFGS: [&str; 7] = [
+const CFGS: [&str; 8] = [
     "missing_node",
     "missing_node_packages",
     "missing_python3",
+    "missing_python_packages",
     "missing_go",
     "missing_schemathesis",
     "missing_chromium",
@@ -43,13 +45,35 @@ fn main() {
     }
     let receivers = root.join("tests/receivers");
     let express = receivers.join("node_modules/express");
-    // `npm ci --prefix tests/receivers` creates node_modules/ in there.
+    // `npm ci --prefix tests/receivers` creates node_modules/ in there, and npm rewrites
+    // node_modules/.package-lock.json on every install.
     if let Some(dir) = [&express, &receivers].into_iter().find(|dir| dir.is_dir()) {
         println!("cargo::rerun-if-changed={}", dir.display());
     }
-    let venv_st = root.join("target/schemathesis-venv/bin/st");
+    for file in ["package.json", "node_modules/.package-lock.json"] {
+        let file = receivers.join(file);
+        if file.is_file() {
+            println!("cargo::rerun-if-changed={}", file.display());
+        }
+    }
+    let venv = root.join("target/schemathesis-venv");
+    let venv_st = venv.join("bin/st");
     if let Some(bin) = venv_st.parent().filter(|bin| bin.is_dir()) {
         println!("cargo::rerun-if-changed={}", bin.display());
+    }
+    // The PyPI packages tests/api/provider_libs.rs signs with, which .ci/run installs into the
+    // same venv: watched where they are, else where they would be installed.
+    let site_packages = site_packages(&venv);
+    let python_packages = site_packages
+        .as_ref()
+        .map(|dir| PYTHON_PACKAGES.map(|p| dir.join(p)))
+        .filter(|dirs| dirs.iter().all(|dir| dir.is_dir()));
+    if let Some(dirs) = &python_packages {
+        for dir in dirs {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
+    } else if let Some(dir) = &site_packages {
+        println!("cargo::rerun-if-changed={}", dir.display());
     }
 
     if env::var_os("CI").is_some() {
@@ -68,8 +92,17 @@ fn main() {
     if !node {
         missing("missing_node");
     }
-    if !express.is_dir() {
+    // Every dependency package.json names, so a node_modules/ from before one was added counts
+    // as missing too.
+    if !express.is_dir()
+        || !npm_dependencies(&receivers)
+            .iter()
+            .all(|p| receivers.join("node_modules").join(p).is_dir())
+    {
         missing("missing_node_packages");
+    }
+    if python_packages.is_none() {
+        missing("missing_python_packages");
     }
     if !python3 {
         missing("missing_python3");
@@ -95,6 +128,35 @@ fn main() {
     if which(Path::new("chromedriver")).is_none() {
         missing("missing_chromedriver");
     }
+}
+
+/// The PyPI packages (as imported) the test venv must hold for tests/api/provider_libs.rs.
+const PYTHON_PACKAGES: [&str; 2] = ["slack_sdk", "standardwebhooks"];
+
+/// The venv's `lib/python3.*/site-packages`, if it has one.
+fn site_packages(venv: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(venv.join("lib"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("site-packages"))
+        .find(|dir| dir.is_dir())
+}
+
+/// The names under `"dependencies"` in `dir/package.json` (a file this repository writes, read
+/// without a JSON parser: every `"name": "version"` pair inside that object).
+fn npm_dependencies(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("package.json")).unwrap_or_default();
+    let deps = text
+        .split_once("\"dependencies\"")
+        .and_then(|(_, rest)| rest.split_once('{'))
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(deps, _)| deps.to_string())
+        .unwrap_or_default();
+    deps.split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .map(|(name, _)| name.trim().trim_matches('"').to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 /// The absolute, existing directories on `PATH`, each once.

@@ -1,7 +1,8 @@
-//! Front ingress benchmark: `cargo bench --bench ingress`.
+//! Ingress benchmark, Front and an inbound source side by side: `cargo bench --bench ingress`.
 //!
-//! Starts the real `hookrelay serve` (optimized build) with `synchronous = full`, then posts
-//! pre-signed, realistic `inbound_received` webhooks over loopback:
+//! Starts the real `hookrelay serve` (optimized build) with `synchronous = full` and a `stripe`
+//! source beside Front, then posts pre-signed, realistic webhooks over loopback — Front's
+//! `inbound_received` and Stripe's `invoice.paid`, each through both phases:
 //! 1. at a steady 1,000 events/s (the job workers keep up meanwhile) — latency percentiles;
 //! 2. as fast as possible with 64 concurrent connections — verified and committed events/s and
 //!    latency percentiles — driven by `wrk` when it is installed (it needs far less CPU than a
@@ -10,6 +11,7 @@
 //! Every event is unique, so each 200 is a stored event plus its processing job (the job
 //! workers process them meanwhile, as in production). Signing happens before the clock starts.
 //! `BENCH_EVENTS` sets the number of distinct events of the max-rate phase (default 200,000).
+//! The last line is the source's max rate as a share of Front's, measured in the same run.
 
 use std::process::Command;
 
@@ -22,12 +24,93 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 
 const SECRET: &str = "bench-front-secret";
+const STRIPE_SECRET: &str = "whsec_bench_stripe_secret";
 const CONCURRENCY: usize = 64;
 
+/// Which ingress a request goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Front,
+    Stripe,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Front => "/webhooks/front",
+            Self::Stripe => "/webhooks/in/stripe",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Self::Front => "Front",
+            Self::Stripe => "stripe source",
+        }
+    }
+}
+
+/// A pre-signed request: two headers and the body.
 struct Signed {
-    timestamp: String,
-    signature: String,
+    headers: [(&'static str, String); 2],
     body: Vec<u8>,
+}
+
+/// A Stripe `invoice.paid` event of about the Front event's size.
+fn stripe_event(i: usize) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": format!("evt_bench_{i}"),
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": 1_700_000_000,
+        "type": "invoice.paid",
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "data": {"object": {
+            "id": format!("in_{i}"), "object": "invoice", "amount_due": 2000, "amount_paid": 2000,
+            "currency": "usd", "customer": "cus_bench", "customer_email": "jane@example.com",
+            "hosted_invoice_url": "https://invoice.stripe.com/i/acct_1/test_bench",
+            "lines": {"object": "list", "data": [{"id": "il_1", "amount": 2000, "description": "1 × Pro plan (at $20.00 / month)",
+                      "period": {"start": 1_700_000_000, "end": 1_702_592_000}, "quantity": 1}],
+                      "has_more": false, "total_count": 1},
+            "status": "paid", "subscription": "sub_bench", "total": 2000
+        }}
+    }))
+    .expect("json")
+}
+
+fn sign_stripe(range: std::ops::Range<usize>) -> Vec<Signed> {
+    let t = chrono::Utc::now().timestamp().to_string();
+    range
+        .map(|i| {
+            let body = stripe_event(i);
+            let mut mac =
+                Hmac::<sha2::Sha256>::new_from_slice(STRIPE_SECRET.as_bytes()).expect("key");
+            mac.update(t.as_bytes());
+            mac.update(b".");
+            mac.update(&body);
+            Signed {
+                headers: [
+                    (
+                        "stripe-signature",
+                        format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes())),
+                    ),
+                    (
+                        "user-agent",
+                        "Stripe/1.0 (+https://stripe.com/docs/webhooks)".into(),
+                    ),
+                ],
+                body,
+            }
+        })
+        .collect()
+}
+
+fn sign(kind: Kind, range: std::ops::Range<usize>) -> Vec<Signed> {
+    match kind {
+        Kind::Front => sign_all(range),
+        Kind::Stripe => sign_stripe(range),
+    }
 }
 
 fn event(i: usize) -> Vec<u8> {
@@ -66,9 +149,14 @@ fn sign_all(range: std::ops::Range<usize>) -> Vec<Signed> {
             mac.update(b":");
             mac.update(&body);
             Signed {
-                timestamp: timestamp.clone(),
-                signature: base64::engine::general_purpose::STANDARD
-                    .encode(mac.finalize().into_bytes()),
+                headers: [
+                    ("x-front-request-timestamp", timestamp.clone()),
+                    (
+                        "x-front-signature",
+                        base64::engine::general_purpose::STANDARD
+                            .encode(mac.finalize().into_bytes()),
+                    ),
+                ],
                 body,
             }
         })
@@ -80,8 +168,8 @@ async fn post(client: &reqwest::Client, url: &str, s: &Signed) -> Duration {
     let res = client
         .post(url)
         .header("content-type", "application/json")
-        .header("x-front-request-timestamp", &s.timestamp)
-        .header("x-front-signature", &s.signature)
+        .header(s.headers[0].0, &s.headers[0].1)
+        .header(s.headers[1].0, &s.headers[1].1)
         .body(s.body.clone())
         .send()
         .await
@@ -102,15 +190,23 @@ fn which_wrk() -> Option<std::path::PathBuf> {
 
 /// Phase 1 with wrk (C, light on CPU): 64 connections, 2 threads, 10 s, replaying pre-signed
 /// unique events from a file through a Lua script that counts non-200 answers.
-fn max_rate_wrk(wrk: &std::path::Path, address: &str, n: usize, dir: &std::path::Path) {
+fn max_rate_wrk(
+    wrk: &std::path::Path,
+    kind: Kind,
+    address: &str,
+    n: usize,
+    dir: &std::path::Path,
+) -> f64 {
     use std::io::Write as _;
     let file = dir.join("requests.tsv");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("requests file"));
-    for s in sign_all(0..n) {
-        out.write_all(s.timestamp.as_bytes()).expect("write");
-        out.write_all(b"\t").expect("write");
-        out.write_all(s.signature.as_bytes()).expect("write");
-        out.write_all(b"\t").expect("write");
+    for s in sign(kind, 0..n) {
+        for (name, value) in &s.headers {
+            out.write_all(name.as_bytes()).expect("write");
+            out.write_all(b"\t").expect("write");
+            out.write_all(value.as_bytes()).expect("write");
+            out.write_all(b"\t").expect("write");
+        }
         out.write_all(&s.body).expect("write");
         out.write_all(b"\n").expect("write");
     }
@@ -118,7 +214,9 @@ fn max_rate_wrk(wrk: &std::path::Path, address: &str, n: usize, dir: &std::path:
     let script = dir.join("post.lua");
     std::fs::write(
         &script,
-        WRK_SCRIPT.replace("REQUESTS_FILE", file.to_str().expect("path")),
+        WRK_SCRIPT
+            .replace("REQUESTS_FILE", file.to_str().expect("path"))
+            .replace("REQUEST_PATH", kind.path()),
     )
     .expect("script");
     let output = Command::new(wrk)
@@ -141,11 +239,13 @@ fn max_rate_wrk(wrk: &std::path::Path, address: &str, n: usize, dir: &std::path:
         .unwrap_or("non-200: ?")
         .to_string();
     println!(
-        "max rate (wrk, 64 connections, 10 s): {} verified and committed events/s; p50 {}  p99 {}; {errors}",
+        "{}: max rate (wrk, 64 connections, 10 s): {} verified and committed events/s; p50 {}  p99 {}; {errors}",
+        kind.name(),
         field("Requests/sec:"),
         field("50%"),
         field("99%")
     );
+    field("Requests/sec:").parse().unwrap_or(0.0)
 }
 
 /// Each wrk thread replays its share of the pre-signed requests, each once.
@@ -160,9 +260,9 @@ function init(args)
   local n = 0
   for line in io.lines("REQUESTS_FILE") do
     if n % 2 == tid then
-      local ts, sig, body = line:match("([^\t]*)\t([^\t]*)\t(.*)")
-      table.insert(reqs, wrk.format("POST", "/webhooks/front", {["Content-Type"]="application/json",
-        ["x-front-request-timestamp"]=ts, ["x-front-signature"]=sig}, body))
+      local h1, v1, h2, v2, body = line:match("([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)")
+      table.insert(reqs, wrk.format("POST", "REQUEST_PATH", {["Content-Type"]="application/json",
+        [h1]=v1, [h2]=v2}, body))
     end
     n = n + 1
   end
@@ -185,9 +285,30 @@ function done(summary, latency, requests)
 end
 "#;
 
+/// Waits (up to two minutes) until no job is queued: the processing of earlier phases is done.
+async fn drain(client: &reqwest::Client, address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let stats: serde_json::Value = client
+            .get(format!("{address}/v1beta1/admin/stats"))
+            .bearer_auth("bench")
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json");
+        if stats["jobs"]["queue_depth"].as_u64() == Some(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("(the job queue did not drain within 2 minutes)");
+}
+
 /// Phase 1 with the built-in generator (reqwest, 64 tasks).
-async fn max_rate_builtin(client: &reqwest::Client, url: &str, n: usize) {
-    let signed = Arc::new(sign_all(0..n));
+async fn max_rate_builtin(client: &reqwest::Client, kind: Kind, url: &str, n: usize) -> f64 {
+    let signed = Arc::new(sign(kind, 0..n));
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENCY)
         .map(|t| {
@@ -207,11 +328,13 @@ async fn max_rate_builtin(client: &reqwest::Client, url: &str, n: usize) {
     }
     let elapsed = started.elapsed();
     println!(
-        "max rate (built-in, {CONCURRENCY} connections): {n} events in {:.2} s = {:.0} verified and committed events/s; {}",
+        "{}: max rate (built-in, {CONCURRENCY} connections): {n} events in {:.2} s = {:.0} verified and committed events/s; {}",
+        kind.name(),
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
         common::percentiles(lat)
     );
+    n as f64 / elapsed.as_secs_f64()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -221,9 +344,10 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let dir = tempfile::tempdir_in("target").expect("tempdir");
-    let server = common::Server::start(&format!("[front]\nwebhook_secret = \"{SECRET}\"\n"));
+    let server = common::Server::start(&format!(
+        "[front]\nwebhook_secret = \"{SECRET}\"\n[sources.stripe]\npreset = \"stripe\"\nsecret = \"{STRIPE_SECRET}\"\n"
+    ));
     let address = server.address.clone();
-    let url = format!("{address}/webhooks/front");
     hookrelay::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
@@ -231,44 +355,56 @@ async fn main() {
         .expect("client");
 
     println!(
-        "hookrelay Front ingress benchmark: synchronous = full, {CONCURRENCY} connections, 2 cores shared with the load generator"
+        "hookrelay ingress benchmark (Front and a stripe source): synchronous = full, {CONCURRENCY} connections, 2 cores shared with the load generator"
     );
-    // Warm up connections and the database.
-    for s in &sign_all(n..n + 500) {
-        post(&client, &url, s).await;
+    let wrk = which_wrk();
+    if wrk.is_none() {
+        println!(
+            "(wrk not found: using the built-in load generator, which needs more CPU; `apt-get install wrk` for the lighter one)"
+        );
     }
-
-    let rate = 1000usize;
-    let secs = 10;
-    let signed = Arc::new(sign_all(n + 1000..n + 1000 + rate * secs));
-    let interval = Duration::from_micros(1_000_000 / rate as u64);
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(rate * secs);
-    for i in 0..rate * secs {
-        tokio::time::sleep_until(start + interval * u32::try_from(i).unwrap_or(u32::MAX)).await;
-        let (client, url, signed) = (client.clone(), url.clone(), Arc::clone(&signed));
-        tasks.push(tokio::spawn(async move {
-            post(&client, &url, &signed[i]).await
-        }));
-    }
-    let mut lat = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        lat.push(t.await.expect("task"));
+    let mut rates = Vec::new();
+    for kind in [Kind::Front, Kind::Stripe] {
+        let url = format!("{address}{}", kind.path());
+        drain(&client, &address).await;
+        // Warm up connections and the database.
+        for s in &sign(kind, n..n + 500) {
+            post(&client, &url, s).await;
+        }
+        let rate = 1000usize;
+        let secs = 10;
+        let signed = Arc::new(sign(kind, n + 1000..n + 1000 + rate * secs));
+        let interval = Duration::from_micros(1_000_000 / rate as u64);
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::with_capacity(rate * secs);
+        for i in 0..rate * secs {
+            tokio::time::sleep_until(start + interval * u32::try_from(i).unwrap_or(u32::MAX)).await;
+            let (client, url, signed) = (client.clone(), url.clone(), Arc::clone(&signed));
+            tasks.push(tokio::spawn(async move {
+                post(&client, &url, &signed[i]).await
+            }));
+        }
+        let mut lat = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            lat.push(t.await.expect("task"));
+        }
+        println!(
+            "{}: steady {rate} events/s for {secs} s; {}",
+            kind.name(),
+            common::percentiles(lat)
+        );
+        // The job workers drain what came before, so each max-rate phase has the cores as the
+        // other had them.
+        drain(&client, &address).await;
+        rates.push(match &wrk {
+            Some(wrk) => max_rate_wrk(wrk, kind, &address, n, dir.path()),
+            None => max_rate_builtin(&client, kind, &url, n).await,
+        });
     }
     println!(
-        "steady:     {rate} events/s for {secs} s; {}",
-        common::percentiles(lat)
+        "stripe source / Front max rate: {:.2} (target: within 10 %, ≥ 0.90)",
+        rates[1] / rates[0].max(1.0)
     );
-
-    match which_wrk() {
-        Some(wrk) => max_rate_wrk(&wrk, &address, n, dir.path()),
-        None => {
-            println!(
-                "(wrk not found: using the built-in load generator, which needs more CPU; `apt-get install wrk` for the lighter one)"
-            );
-            max_rate_builtin(&client, &url, n).await;
-        }
-    }
 
     drop(server);
 }

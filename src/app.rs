@@ -260,6 +260,11 @@ impl Application {
         crate::counters::install();
         tokio::spawn(crate::counters::upkeep_loop(stop.child_token()));
 
+        let ingress = crate::inbound::ingress::Ingress::new(store.clone());
+        ingress
+            .load()
+            .await
+            .context("reading the last day's ingress counts")?;
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("binding server.bind = {}", config.server.bind))?;
         let addr = listener.local_addr().context("reading the bound address")?;
@@ -280,7 +285,7 @@ impl Application {
             processors: web::Data::new(processors),
             handoff: web::Data::new(handoff),
             sources: web::Data::new(sources),
-            ingress: web::Data::new(crate::inbound::ingress::Ingress::new(store.clone())),
+            ingress: web::Data::new(ingress),
         };
         let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;

@@ -16,22 +16,27 @@
 //! ```
 //!
 //! # Modules
-//! - [`config`]: figment layers into one validated, typed [`config::Config`].
-//! - [`store`]: SQLite pool for reads, the single group-commit [`store::Writer`], migrations.
-//! - [`jobs`]: the durable queue: enqueue inside the caller's transaction, claim with a lease,
-//!   backoff, dead-letter handling, the job-kind registry and the admin jobs API.
-//! - [`front`]: Front ingress — signature checks, the hot path, the `front.process` job and its
-//!   rate-limited API client, the `front_sync` run that ingests events no webhook delivered, the
-//!   inbound admin API, id conversion.
-//! - [`events`]: the envelope (JavaScript-stable JSON), publishing and fan-out, the events API.
-//! - [`delivery`]: the webhook registry, encrypted secrets, signing, the SSRF-safe client, the
-//!   delivery job and the deliveries API.
-//! - [`ops`]: audit log, stats, online backups, database maintenance.
-//! - [`cron`]: schedules that tick into durable jobs, their run records and the built-in tasks.
-//! - [`metrics`]: `/metrics` (Prometheus) and the counters recorded where things happen.
-//! - [`openapi`]: the route table — every route mounted and documented from one list.
-//! - [`web`]: health and readiness probes, the embedded admin page.
-//! - [`app`]: builds everything, binds the listener, runs until a signal, shuts down gracefully.
+//! Layered bottom up (see [`layers`] and `docs/architecture.md`): a module uses only those
+//! below it.
+//! - primitives: [`clock`], [`ids`], [`redact`], [`config`] (figment layers into one validated
+//!   [`config::Config`]), [`error`], [`counters`] (the metrics recorded where things happen),
+//!   [`pagination`], [`http`] (the route-declaration type and the raw-body extractor), [`auth`].
+//! - [`store`]: SQLite pool for reads, the single group-commit [`store::Writer`], migrations,
+//!   the audit record and the kv table.
+//! - [`jobs`]: the durable queue: enqueue inside the caller's transaction, hand-off to this
+//!   process's dispatcher, claim with a lease, backoff, dead-letter handling, the job-kind and
+//!   periodic-task registries and the admin jobs API.
+//! - capabilities: [`events`] (the envelope, publishing, fan-out through a hook, the events
+//!   API); [`delivery`] (the webhook registry and its cache, encrypted secrets, signing, the
+//!   SSRF-safe client, the delivery job and API); [`inbound`] (received events of every sender,
+//!   refused requests, the inbound API); [`front`] (Front ingress, the `front.process` job and
+//!   its API client, `front_sync`, id conversion); [`sources`] (inbound sources of any
+//!   provider: schemes as data, ingress, `source.process`).
+//! - [`cron`] (schedules that tick registered tasks into durable jobs) and [`ops`] (retention,
+//!   stats, online backups, database maintenance).
+//! - [`web`]: the route table and OpenAPI, `/metrics`, health and readiness, the admin page.
+//! - [`app`]: builds everything, binds the listener, runs until a signal, shuts down
+//!   gracefully; [`cli`]: the verbs.
 
 pub mod app;
 pub mod auth;

@@ -152,12 +152,13 @@ function dl(pairs) {
   return list;
 }
 
-function table(headers, rows, empty) {
+/** A table of `rows` (arrays of cells); `rowProps(i)` gives the properties of row `i`'s `<tr>`. */
+function table(headers, rows, empty, rowProps) {
   if (!rows.length) return h("p", { class: "empty muted" }, empty || "Nothing here.");
   return h("div", { class: "table-wrap" },
     h("table", {},
       h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c)))))));
+      h("tbody", {}, rows.map((cells, i) => h("tr", rowProps ? rowProps(i) : {}, cells.map((c) => h("td", {}, c)))))));
 }
 
 function section(title, ...children) {
@@ -367,6 +368,8 @@ const VIEWS = {
   deliveries: (id, p, gen) => (id ? deliveryView(id, gen) : deliveriesView(p)),
   events: (id, p, gen) => (id ? eventView(id, gen) : eventsView(p)),
   inbound: (id, p, gen) => (id ? inboundView(id, gen) : inboundListView(p)),
+  sources: () => sourcesView(),
+  rejected: (_id, p) => rejectedView(p),
   jobs: (id, p, gen) => (id ? jobView(id, gen) : jobsView(p)),
   cron: (id, _p, gen) => (id ? cronRunsView(id, gen) : cronView(gen)),
   audit: (_id, p) => auditView(p),
@@ -986,28 +989,44 @@ async function eventView(id, gen) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Inbound (Front)
+// Inbound (Front and the sources)
 // ---------------------------------------------------------------------------------------------
 
+/** `front` and every configured source's name, for the source filters. */
+async function senderNames(current) {
+  const data = await api("GET", `${API}/sources`);
+  const names = ["front", ...data.sources.map((s) => s.name)];
+  // A linked filter for a sender no longer configured still shows as chosen.
+  if (current && !names.includes(current)) names.push(current);
+  return names;
+}
+
 async function inboundListView(params) {
-  const data = await api("GET", `${API}/inbound${query({ source: params.get("source"), state: params.get("state"), cursor: params.get("cursor"), limit: PAGE_SIZE })}`);
+  const [data, senders] = await Promise.all([
+    api("GET", `${API}/inbound${query({ source: params.get("source"), state: params.get("state"), cursor: params.get("cursor"), limit: PAGE_SIZE })}`),
+    senderNames(params.get("source")),
+  ]);
   const rows = data.inbound.map((x) => [
-    link(["inbound", x.id], x.id), x.type, h("code", {}, x.event_id), x.channel, badge(x.state),
+    link(["inbound", x.id], x.id), x.source, x.type, h("code", {}, x.event_id), x.channel, badge(x.state),
     h("span", { class: "clip" }, x.error || ""), when(x.received_at),
   ]);
-  return h("div", { "data-title": "Inbound" },
-    pageTitle("Inbound events"),
+  const source = params.get("source");
+  return h("div", { "data-title": source ? `Inbound from ${source}` : "Inbound" },
+    pageTitle(source ? `Inbound events from ${source}` : "Inbound events"),
     filterForm(["inbound"], params, [
+      { name: "source", label: "Source", options: [["", "any"], ...senders.map((n) => [n, n])] },
       { name: "state", label: "State", options: [["", "any"], ["pending", "pending"], ["processed", "processed"], ["failed", "failed"]] },
     ]),
-    table(["inbound", "type", "Front event", "channel", "state", "error", "received"], rows, "No inbound events yet."),
+    source ? h("p", { class: "hint" }, "Requests refused at the door are not here: see ", link(["rejected"], `rejected requests from ${source}`, { source }), ".") : null,
+    table(["inbound", "source", "type", "sender's id", "channel", "state", "error", "received"], rows, "No inbound events match."),
     pager(["inbound"], params, data.next_cursor));
 }
 
 async function inboundView(id, gen) {
   const { inbound: x } = await api("GET", `${API}/inbound/${encodeURIComponent(id)}`);
+  const front = x.source === "front";
   const replay = actionButton("Replay", async () => {
-    const ok = await confirmDialog("Process this event again?", "It is fetched and published anew, as a new event, to every subscribed webhook. To resend what was already published, retry its delivery instead.", "Replay");
+    const ok = await confirmDialog("Process this event again?", `It is ${front ? "fetched and " : ""}published anew, as a new event, to every subscribed webhook. To resend what was already published, retry its delivery instead.`, "Replay");
     if (!ok) return;
     await api("POST", `${API}/inbound/${encodeURIComponent(x.id)}/replay`, {});
     flashAfterRender("Queued for processing again.");
@@ -1023,10 +1042,10 @@ async function inboundView(id, gen) {
     x.error ? h("p", { class: "error", role: "note" }, h("strong", {}, "Error: "), x.error) : null,
     h("div", { class: "columns" },
       section("Summary", dl([
-        ["source", `${x.source} (${x.channel})`],
+        ["source", front ? `${x.source} (${x.channel})` : h("span", {}, link(["sources"], x.source), ` (${x.channel})`)],
         ["type", x.type],
-        ["Front event id", h("code", {}, x.event_id)],
-        ["company", x.company_id],
+        [front ? "Front event id" : "sender's id", h("code", {}, x.event_id)],
+        ["company", front ? x.company_id : undefined],
         ["received", when(x.received_at)],
         ["processed", x.processed_at ? when(x.processed_at) : null],
         ["published as", x.published_event_id ? link(["events", x.published_event_id], x.published_event_id) : null],
@@ -1035,8 +1054,125 @@ async function inboundView(id, gen) {
       ])),
       section("Headers", jsonBlock(x.headers, "headers"))),
     section("Raw event (as received)", jsonBlock(x.raw, "raw event")),
-    section("Fetched from Front", x.fetched === null ? h("p", { class: "muted" }, "Nothing was fetched: the event carried everything.") : jsonBlock(x.fetched, "fetched")),
+    front || x.fetched !== null
+      ? section("Fetched from Front", x.fetched === null ? h("p", { class: "muted" }, "Nothing was fetched: the event carried everything.") : jsonBlock(x.fetched, "fetched"))
+      : null,
     section("Published envelope", x.outbound === null ? h("p", { class: "muted" }, "Not published yet.") : jsonBlock(x.outbound, "published envelope")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources: providers sending webhooks to /webhooks/in/<name>
+// ---------------------------------------------------------------------------------------------
+
+function countsTable(s) {
+  const rejected = (n) => (n ? h("span", { class: "warn-text" }, String(n)) : "0");
+  const row = (label, key, c) => [
+    label,
+    h("span", { "data-count": `${key}-received` }, String(c.received)),
+    h("span", { "data-count": `${key}-duplicate` }, String(c.duplicate)),
+    h("span", { "data-count": `${key}-rejected` }, rejected(c.rejected)),
+  ];
+  return table(["period", "received", "duplicate", "rejected"], [
+    row("last hour", "hour", s.last_hour),
+    row("last 24 h", "day", s.last_24h),
+  ]);
+}
+
+function sourceCard(s) {
+  // The page is served by the same hookrelay that receives: its origin is the one to give out.
+  const url = `${location.origin}${s.path}`;
+  const key = `source-${s.name}`;
+  return h("section", { class: "panel source", "data-source": s.name, "aria-labelledby": `${key}-title` },
+    h("h2", { id: `${key}-title`, class: "inline" }, s.name, " ",
+      badge(s.enabled ? "enabled" : "disabled"), " ", h("span", { class: "badge" }, s.preset)),
+    h("div", { class: "url-row" },
+      h("label", { for: `${key}-url` }, "URL for the provider"),
+      h("input", { id: `${key}-url`, class: "source-url", type: "text", readonly: true, value: url, spellcheck: "false" }),
+      copyButton(url, "URL")),
+    s.enabled ? null : h("p", { class: "hint" }, "Disabled in the config: requests to it are answered 404 source_not_found."),
+    countsTable(s),
+    s.rejected_not_stored
+      ? h("p", { class: "hint" }, `${s.rejected_not_stored} more refused since start were counted but not stored (over 60 a minute).`)
+      : null,
+    dl([
+      ["last received", s.last_received_at ? when(s.last_received_at) : h("span", { class: "muted" }, "never")],
+      ["last rejected", s.last_rejected_at ? when(s.last_rejected_at) : h("span", { class: "muted" }, "never")],
+      ["signing secrets", String(s.secrets)],
+      ["org id", s.org_id ?? undefined],
+      ["publishes", h("code", {}, `${s.name}.*`)],
+    ]),
+    h("p", { class: "inline source-links" },
+      link(["inbound"], "Inbound events →", { source: s.name }), " ",
+      link(["rejected"], "Rejected requests →", { source: s.name })));
+}
+
+async function sourcesView() {
+  const data = await api("GET", `${API}/sources`);
+  return h("div", { "data-title": "Sources" },
+    pageTitle("Sources", link(["rejected"], "All rejected requests")),
+    h("p", { class: "muted" }, "Providers that send webhooks here, declared in the config as [sources.<name>]. ",
+      "Paste a source's URL into the provider's webhook settings; what it sends is verified, stored and published as <name>.<type> events."),
+    data.sources.length
+      ? h("div", { class: "sources" }, data.sources.map(sourceCard))
+      : h("p", { class: "empty muted" }, "No sources configured. Add a [sources.<name>] block with a preset and its secret to the config, and restart."));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rejected requests: what ingress refused, for "the provider says it sent it"
+// ---------------------------------------------------------------------------------------------
+
+const REJECT_CAUSES = ["invalid_signature", "timestamp_out_of_range", "source_not_found", "payload_too_large", "invalid_payload", "not_configured"];
+
+function bytes(n) {
+  return `${n} ${n === 1 ? "byte" : "bytes"}`;
+}
+
+/** The first bytes of a refused body, as text (never parsed: it is what the sender sent). */
+function bodyHead(r) {
+  if (!r.body_head_bytes) return h("span", { class: "muted" }, "empty body");
+  const total = r.content_length ?? null;
+  const note = total !== null && total > r.body_head_bytes ? `first ${bytes(r.body_head_bytes)} of ${bytes(total)}` : bytes(r.body_head_bytes);
+  return h("div", {},
+    h("pre", { class: "code head", tabindex: 0, "aria-label": `body of rejected request ${r.id}` }, r.body_head),
+    h("span", { class: "hint" }, note));
+}
+
+function signatureHeaders(sig) {
+  const entries = Object.entries(sig || {});
+  if (!entries.length) return h("span", { class: "muted" }, "none sent");
+  return h("div", { class: "sig" }, entries.map(([k, v]) => h("div", {}, h("span", { class: "muted" }, `${k}: `), String(v))));
+}
+
+async function rejectedView(params) {
+  const [data, senders] = await Promise.all([
+    api("GET", `${API}/rejected${query({
+      source: params.get("source"), cause: params.get("cause"), since: params.get("since"), cursor: params.get("cursor"), limit: PAGE_SIZE,
+    })}`),
+    senderNames(params.get("source")),
+  ]);
+  const rows = data.rejected.map((r) => [
+    when(r.at),
+    r.source === "front" ? r.source : link(["sources"], r.source),
+    h("div", {}, badge(r.cause, "bad"), h("div", { class: "desc" }, r.message)),
+    h("div", { class: "desc" }, h("code", { class: "request" }, `${r.method} ${r.path}`), h("div", { class: "muted" }, `from ${r.peer || "unknown peer"}`)),
+    h("div", { class: "desc" },
+      h("div", {}, r.user_agent || h("span", { class: "muted" }, "no user agent")),
+      h("div", { class: "muted" }, `${r.content_type || "no content type"}, ${r.content_length === null || r.content_length === undefined ? "no length" : bytes(r.content_length)}`)),
+    signatureHeaders(r.signature),
+    bodyHead(r),
+  ]);
+  const source = params.get("source");
+  return h("div", { "data-title": "Rejected requests" },
+    pageTitle(source ? `Rejected requests from ${source}` : "Rejected requests"),
+    h("p", { class: "muted" }, "Requests the webhook ingress refused (Front and every source), newest first: at most 60 stored per sender a minute, kept for retention.rejected."),
+    filterForm(["rejected"], params, [
+      { name: "source", label: "Source", options: [["", "any"], ...senders.map((n) => [n, n])] },
+      { name: "cause", label: "Cause", options: [["", "any"], ...REJECT_CAUSES.map((c) => [c, c])] },
+      { name: "since", label: "Refused since", type: "datetime-local" },
+    ]),
+    table(["refused", "source", "cause", "request", "client", "signature headers", "body (first bytes)"], rows,
+      "No rejected requests match.", (i) => ({ class: "rejected", "data-rejected": data.rejected[i].id })),
+    pager(["rejected"], params, data.next_cursor));
 }
 
 // ---------------------------------------------------------------------------------------------

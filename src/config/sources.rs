@@ -194,6 +194,18 @@ fn ser_hex<S: serde::Serializer>(key: &Option<[u8; 32]>, s: S) -> Result<S::Ok, 
     }
 }
 
+/// The key of a Standard Webhooks secret: the base64 after an optional `whsec_`, padded or not
+/// (the official libraries accept both).
+#[must_use]
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    base64::Engine::decode(&LENIENT, secret.strip_prefix("whsec_").unwrap_or(secret)).ok()
+}
+
 /// Whether `name` may name a source: `^[a-z][a-z0-9_]*$`, not reserved.
 #[must_use]
 pub fn is_valid_name(name: &str) -> bool {
@@ -299,10 +311,7 @@ impl Validator<'_> {
             }
             if preset == "standard_webhooks" {
                 for s in &secrets {
-                    let b64 = s.expose().strip_prefix("whsec_").unwrap_or(s.expose());
-                    if base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
-                        .is_err()
-                    {
+                    if standard_webhooks_key(s.expose()).is_none() {
                         return Err(self.invalid(
                             &key("secret"),
                             "a Standard Webhooks secret is `whsec_` followed by base64",

@@ -19,7 +19,7 @@ use crate::events::{Action, NewEvent, Prepared, Publisher};
 use crate::inbound::Stored;
 use crate::inbound::store as inbound;
 use crate::jobs::{JobKind, JobResult, JobRun, Outcome};
-use crate::store::{Store, StoreError, WriteTx};
+use crate::store::{Store, WriteTx};
 
 /// The job kind.
 pub const KIND: &str = "front.process";
@@ -51,12 +51,7 @@ pub fn kind(processor: Arc<Processor>) -> JobKind {
         max_attempts: MAX_ATTEMPTS,
         operator_enqueueable: None,
         managed_by: Some("POST /v1beta1/admin/inbound/{id}/replay"),
-        on_dead: Some(Arc::new(|tx, dead| {
-            match dead.payload.get("inbound_id").and_then(Value::as_str) {
-                Some(id) => inbound::mark_failed(tx, id, &dead.error),
-                None => Ok(()),
-            }
-        })),
+        on_dead: Some(crate::inbound::fail_on_dead()),
     }
 }
 
@@ -181,26 +176,9 @@ fn link<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
 
 impl Processor {
     async fn run(&self, job: JobRun) -> JobResult {
-        let Some(id) = job
-            .payload
-            .get("inbound_id")
-            .and_then(Value::as_str)
-            .map(String::from)
-        else {
-            return JobResult::fail("the job payload has no inbound_id");
-        };
-        // A point read by key: done on this (job) thread rather than handed to the blocking pool.
-        let loaded = self
-            .store
-            .read_quick({
-                let id = id.clone();
-                move |c| inbound::load(c, &id).map_err(StoreError::from)
-            })
-            .await;
-        let stored = match loaded {
-            Ok(Some(s)) => s,
-            Ok(None) => return JobResult::fail(format!("inbound event {id} no longer exists")),
-            Err(e) => return JobResult::retry(format!("reading inbound event {id}: {e}")),
+        let (id, stored) = match crate::inbound::load_for_job(&self.store, &job).await {
+            Ok(found) => found,
+            Err(result) => return result,
         };
         let parsed = match ParsedEvent::from_stored(&stored) {
             Ok(p) => p,

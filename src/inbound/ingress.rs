@@ -4,7 +4,9 @@
 //! requests costs a bounded number of writes), and counts of received / duplicate / rejected
 //! over the last hour and day for the sources view.
 //!
-//! The counts are this process's, since it started; the stored rows outlive restarts.
+//! The counts live in memory; at start they are filled from the stored rows of the last day
+//! (events stored and refused requests recorded), so only duplicates and refusals beyond the
+//! per-minute bound are forgotten by a restart.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -78,6 +80,15 @@ impl Ring {
         }
     }
 
+    fn add_n(&mut self, minute: i64, outcome: Outcome, n: u32) {
+        let slot =
+            &mut self.minutes[usize::try_from(minute.rem_euclid(MINUTES as i64)).unwrap_or(0)];
+        if slot.0 != minute {
+            *slot = (minute, [0; 3]);
+        }
+        slot.1[outcome as usize] += n;
+    }
+
     fn sum(&self, now: Millis, minutes: i64) -> [u64; 3] {
         let current = now.div_euclid(60_000);
         let mut out = [0u64; 3];
@@ -124,6 +135,31 @@ impl Ingress {
             store,
             rings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Fills the counts from the stored rows of the last day (at start).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        let since = clock::now_ms() - 86_400_000;
+        let rows = self
+            .store
+            .read(move |c| super::store::minutes_since(c, since).map_err(StoreError::from))
+            .await?;
+        let mut rings = self
+            .rings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (source, minute, received, rejected) in rows {
+            let ring = rings.entry(source).or_default();
+            for (outcome, n) in [(Outcome::Received, received), (Outcome::Rejected, rejected)] {
+                if n > 0 {
+                    ring.add_n(minute, outcome, u32::try_from(n).unwrap_or(u32::MAX));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Counts a stored or duplicate request of `source`.
@@ -287,13 +323,19 @@ pub fn refused(
 ) -> ApiError {
     if let Some(cause) = cause_of(&error) {
         crate::counters::ingress(if known { source } else { "(unknown)" }, cause);
-        let shown = if known {
-            source
+        // An unknown name is shown as asked, cut to a name's length.
+        let shown: String = if known {
+            source.to_string()
         } else {
-            req.match_info().get("name").unwrap_or(source)
+            req.match_info()
+                .get("name")
+                .unwrap_or(source)
+                .chars()
+                .take(64)
+                .collect()
         };
         ingress.reject(
-            describe(req, shown, cause, error.message(), signature_headers, body),
+            describe(req, &shown, cause, error.message(), signature_headers, body),
             known,
         );
     }

@@ -159,6 +159,51 @@ pub struct Summary {
     pub processed_at: Option<String>,
 }
 
+/// The stored event a processing job (`{"inbound_id": …}`) is about, read by key on the job's
+/// thread. Returns its id and the event.
+///
+/// # Errors
+/// The job's result when there is nothing to process: a payload without an id or an event
+/// gone (fail), or a read error (retry).
+pub async fn load_for_job(
+    store: &crate::store::Store,
+    job: &crate::jobs::JobRun,
+) -> Result<(String, Stored), crate::jobs::JobResult> {
+    use crate::jobs::JobResult;
+    let Some(id) = job
+        .payload
+        .get("inbound_id")
+        .and_then(Value::as_str)
+        .map(String::from)
+    else {
+        return Err(JobResult::fail("the job payload has no inbound_id"));
+    };
+    let loaded = store
+        .read_quick({
+            let id = id.clone();
+            move |c| store::load(c, &id).map_err(crate::store::StoreError::from)
+        })
+        .await;
+    match loaded {
+        Ok(Some(s)) => Ok((id, s)),
+        Ok(None) => Err(JobResult::fail(format!(
+            "inbound event {id} no longer exists"
+        ))),
+        Err(e) => Err(JobResult::retry(format!("reading inbound event {id}: {e}"))),
+    }
+}
+
+/// The dead-job hook of a processing job: its event is marked failed with the job's error.
+#[must_use]
+pub fn fail_on_dead() -> crate::jobs::DeadHookFn {
+    std::sync::Arc::new(
+        |tx, dead| match dead.payload.get("inbound_id").and_then(Value::as_str) {
+            Some(id) => store::mark_failed(tx, id, &dead.error),
+            None => Ok(()),
+        },
+    )
+}
+
 /// The schema steps of this module's tables.
 pub const MIGRATIONS: &[crate::store::Migration] = &[
     crate::store::Migration {

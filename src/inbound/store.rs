@@ -436,3 +436,43 @@ pub fn prune_rejected(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlit
         i64::try_from(batch).unwrap_or(i64::MAX)
     ])
 }
+
+/// Per sender and minute of the last day since `since`: how many events were stored
+/// (`inbound_events`) and how many refused requests recorded (`inbound_rejected`), as
+/// `(source, minute since the epoch, received, rejected)`. Reads the id ranges only.
+///
+/// # Errors
+/// A database error.
+pub fn minutes_since(
+    conn: &Connection,
+    since: Millis,
+) -> rusqlite::Result<Vec<(String, i64, u64, u64)>> {
+    let mut out = Vec::new();
+    for (sql, bound, received) in [
+        (
+            "SELECT source, received_at / 60000, COUNT(*) FROM inbound_events WHERE id >= ?1 GROUP BY 1, 2",
+            ids::time_bound(ids::INBOUND, since),
+            true,
+        ),
+        (
+            "SELECT source, at / 60000, COUNT(*) FROM inbound_rejected WHERE id >= ?1 GROUP BY 1, 2",
+            ids::time_bound(ids::REJECTED, since),
+            false,
+        ),
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map([bound], |r| {
+            let n = u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, n))
+        })?;
+        for row in rows {
+            let (source, minute, n) = row?;
+            out.push(if received {
+                (source, minute, n, 0)
+            } else {
+                (source, minute, 0, n)
+            });
+        }
+    }
+    Ok(out)
+}

@@ -19,17 +19,18 @@ use crate::inbound::{Channel, NewInbound};
 use crate::jobs::Handoff;
 use crate::store::Store;
 
-/// A header's value, with Standard Webhooks' `svix-` names standing in for `webhook-` ones.
+/// A header's value; for Standard Webhooks signed under the `svix-` names (no
+/// `webhook-signature`, a `svix-signature`), the `svix-` twin of a `webhook-` name, as the
+/// signature was checked: the id deduplicated by is always the one that was signed.
 fn header<'a>(req: &'a HttpRequest, source: &Source, name: &str) -> Option<&'a str> {
     let get = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    get(name).or_else(|| {
-        if source.scheme.svix_alias {
-            name.strip_prefix("webhook-")
-                .and_then(|rest| get(&format!("svix-{rest}")))
-        } else {
-            None
-        }
-    })
+    let svix = source.scheme.svix_alias
+        && get("webhook-signature").is_none()
+        && get("svix-signature").is_some();
+    match name.strip_prefix("webhook-") {
+        Some(rest) if svix => get(&format!("svix-{rest}")),
+        _ => get(name),
+    }
 }
 
 fn not_found(name: &str) -> ApiError {

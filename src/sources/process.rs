@@ -13,7 +13,7 @@ use crate::events::{Action, NewEvent, Publisher};
 use crate::inbound::Stored;
 use crate::inbound::store as inbound;
 use crate::jobs::{JobKind, JobResult, JobRun};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// The job kind.
 pub const KIND: &str = "source.process";
@@ -39,12 +39,7 @@ pub fn kind(processor: Arc<Processor>) -> JobKind {
         max_attempts: MAX_ATTEMPTS,
         operator_enqueueable: None,
         managed_by: Some("POST /v1beta1/admin/inbound/{id}/replay"),
-        on_dead: Some(Arc::new(|tx, dead| {
-            match dead.payload.get("inbound_id").and_then(Value::as_str) {
-                Some(id) => inbound::mark_failed(tx, id, &dead.error),
-                None => Ok(()),
-            }
-        })),
+        on_dead: Some(crate::inbound::fail_on_dead()),
     }
 }
 
@@ -142,25 +137,9 @@ pub fn outbound(source: &Source, stored: Stored) -> NewEvent {
 
 impl Processor {
     async fn run(&self, job: JobRun) -> JobResult {
-        let Some(id) = job
-            .payload
-            .get("inbound_id")
-            .and_then(Value::as_str)
-            .map(String::from)
-        else {
-            return JobResult::fail("the job payload has no inbound_id");
-        };
-        let loaded = self
-            .store
-            .read_quick({
-                let id = id.clone();
-                move |c| inbound::load(c, &id).map_err(StoreError::from)
-            })
-            .await;
-        let stored = match loaded {
-            Ok(Some(s)) => s,
-            Ok(None) => return JobResult::fail(format!("inbound event {id} no longer exists")),
-            Err(e) => return JobResult::retry(format!("reading inbound event {id}: {e}")),
+        let (id, stored) = match crate::inbound::load_for_job(&self.store, &job).await {
+            Ok(found) => found,
+            Err(result) => return result,
         };
         let Some(source) = self.sources.get(&stored.source).cloned() else {
             return JobResult::fail(format!(

@@ -644,9 +644,7 @@ fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
 fn key_bytes(form: KeyForm, secret: &str) -> Option<Vec<u8>> {
     match form {
         KeyForm::Utf8 => Some(secret.as_bytes().to_vec()),
-        KeyForm::WhsecBase64 => base64::engine::general_purpose::STANDARD
-            .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-            .ok(),
+        KeyForm::WhsecBase64 => crate::config::sources::standard_webhooks_key(secret),
     }
 }
 
@@ -1160,6 +1158,15 @@ mod tests {
                 1_614_265_330
             ),
             Ok(())
+        );
+        // Unpadded base64 is the same key (the official libraries accept it).
+        assert_eq!(
+            crate::config::sources::standard_webhooks_key(
+                "whsec_dGhpcyBpcyBub3QgdGhlIHNvdXJjZSdzIGtleQ"
+            ),
+            crate::config::sources::standard_webhooks_key(
+                "whsec_dGhpcyBpcyBub3QgdGhlIHNvdXJjZSdzIGtleQ=="
+            )
         );
         // Without the prefix the key is the same.
         assert_eq!(

@@ -949,3 +949,246 @@ async fn browser_hostile_payloads_render_as_text() {
     b.assert_no_console_errors(|_| false).await;
     b.close().await;
 }
+
+/// Stripe's scheme: hex HMAC-SHA256 keyed with the whole secret string, over `"{t}.{body}"`.
+fn stripe_signature(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A Stripe source: the Sources view gives the URL to paste into Stripe and counts what came
+/// and what was refused; the Rejected view shows a forged request, its markup as text, and
+/// filters by cause; both link to each other and to the source's inbound events.
+#[tokio::test]
+#[cfg_attr(
+    any(missing_chromium, missing_chromedriver),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn browser_sources_and_rejected_requests() {
+    let _heavy = heavy().await;
+    const SECRET: &str = "whsec_test_secret";
+    const MARKUP: &str = "<img src=x onerror=alert(1)><b>bold</b>";
+    const AGENT: &str = "Stripe/1.0 (+https://stripe.com/docs/webhooks)";
+    let Some((chromium, chromedriver)) = browser_binaries("the sources browser test") else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+    let app = spawn_app_with(|c| {
+        c.sources = hookrelay::config::from_toml_str(&format!(
+            "[sources.stripe]\npreset = \"stripe\"\nsecret = \"{SECRET}\"\n"
+        ))
+        .unwrap()
+        .sources;
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+
+    // One event signed as Stripe signs it, and one forged request carrying markup.
+    let good = br#"{"id":"evt_browser_1","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1"}}}"#;
+    let res = app
+        .client
+        .post(app.url("/webhooks/in/stripe"))
+        .header("Content-Type", "application/json")
+        .header("User-Agent", AGENT)
+        .header("Stripe-Signature", stripe_signature(SECRET, now, good))
+        .body(good.to_vec())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        assert_json(res, StatusCode::OK).await,
+        json!({"received": true})
+    );
+    let forged_sig = stripe_signature("whsec_not_the_secret", now, MARKUP.as_bytes());
+    let forged = format!("{{\"id\":\"evt_forged\",\"note\":\"{MARKUP}\"}}");
+    let res = app
+        .client
+        .post(app.url("/webhooks/in/stripe"))
+        .header("Content-Type", "text/html")
+        .header("User-Agent", AGENT)
+        .header("Stripe-Signature", &forged_sig)
+        .body(forged.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, StatusCode::UNAUTHORIZED, "invalid_signature").await;
+    let rejected = wait_until(UI_WAIT, "the forged request to be recorded", || async {
+        let v = app
+            .get_json("/v1beta1/admin/rejected?source=stripe", StatusCode::OK)
+            .await;
+        v["rejected"][0]["id"].as_str().map(str::to_string)
+    })
+    .await;
+    wait_until(UI_WAIT, "the Stripe event to be processed", || async {
+        let v = app
+            .get_json("/v1beta1/admin/inbound?source=stripe", StatusCode::OK)
+            .await;
+        (v["inbound"][0]["state"] == "processed").then_some(())
+    })
+    .await;
+
+    let b = Browser::start(&chromium, &chromedriver, "sources").await;
+    sign_in(&b, &app).await;
+
+    // Sources: the URL to paste into Stripe, and the counts.
+    b.click_link("Sources").await;
+    b.wait_text("#view h1", "Sources").await;
+    let card = "#view [data-source=stripe]";
+    let text = b.wait_text(card, "stripe").await;
+    assert!(text.contains("enabled"), "{text}");
+    let url = b
+        .find("#source-stripe-url")
+        .await
+        .prop("value")
+        .await
+        .expect("value")
+        .expect("a value");
+    assert_eq!(url, app.url("/webhooks/in/stripe"));
+    assert!(url.ends_with("/webhooks/in/stripe"), "{url}");
+    let label = b.text("label[for=source-stripe-url]").await.to_lowercase();
+    assert!(label.contains("url"), "the URL field has a label: {label}");
+    b.find_xpath("//section[@data-source='stripe']//button[normalize-space()='Copy URL']")
+        .await;
+    for (count, want) in [
+        ("hour-received", "1"),
+        ("hour-duplicate", "0"),
+        ("hour-rejected", "1"),
+        ("day-received", "1"),
+        ("day-rejected", "1"),
+    ] {
+        let got = b.text(&format!("{card} [data-count={count}]")).await;
+        assert_eq!(got, want, "{count}");
+    }
+    let nav = b.text("#nav a[aria-current=page]").await;
+    assert_eq!(nav, "Sources");
+    b.screenshot("sources").await;
+
+    // Its inbound events: the inbound view filtered by the source.
+    b.find_xpath("//section[@data-source='stripe']//a[normalize-space()='Inbound events →']")
+        .await
+        .click()
+        .await
+        .expect("click inbound events");
+    b.wait_text("#view h1", "Inbound events from stripe").await;
+    let list = b.wait_text("#view table", "evt_browser_1").await;
+    assert!(list.contains("payment_intent.succeeded"), "{list}");
+    let url = b.client.current_url().await.expect("url");
+    assert!(
+        url.fragment().unwrap_or_default().contains("source=stripe"),
+        "{url}"
+    );
+    b.screenshot("sources-inbound").await;
+
+    // Its rejected requests: the forged one, its markup as text.
+    b.client.back().await.expect("back");
+    b.find_xpath("//section[@data-source='stripe']//a[normalize-space()='Rejected requests →']")
+        .await
+        .click()
+        .await
+        .expect("click rejected requests");
+    b.wait_text("#view h1", "Rejected requests from stripe")
+        .await;
+    let row = format!("#view tr[data-rejected='{rejected}']");
+    let text = b.wait_text(&row, "invalid_signature").await;
+    for needle in [
+        "POST /webhooks/in/stripe",
+        "127.0.0.1",
+        AGENT,
+        "text/html",
+        &format!("{} bytes", forged.len()),
+        "stripe-signature",
+        forged_sig.as_str(),
+        "<b>bold</b>",
+        MARKUP,
+    ] {
+        assert!(
+            text.contains(needle),
+            "`{needle}` missing in the row: {text}"
+        );
+    }
+    let made = b
+        .eval(&format!(
+            "const row = document.querySelector(\"tr[data-rejected='{rejected}']\");\
+             return [row.querySelectorAll('img, b').length, document.querySelectorAll('#view img, #view b').length, row.querySelector('pre').textContent]"
+        ))
+        .await;
+    assert_eq!(made[0], 0, "elements made from the body: {made}");
+    assert_eq!(made[1], 0, "elements made from the body: {made}");
+    assert!(
+        made[2].as_str().unwrap_or_default().contains("<b>bold</b>"),
+        "{made}"
+    );
+    b.screenshot("rejected").await;
+
+    // The cause filter, from the unfiltered list in the navigation.
+    b.click_link("Rejected").await;
+    b.wait_text("#view h1", "Rejected requests").await;
+    b.wait_text("#view table", "invalid_signature").await;
+    b.find("#filter-cause")
+        .await
+        .select_by_value("timestamp_out_of_range")
+        .await
+        .expect("select cause");
+    b.click_button("Filter").await;
+    b.wait_text("#view", "No rejected requests match.").await;
+    let url = b.client.current_url().await.expect("url");
+    assert!(
+        url.fragment()
+            .unwrap_or_default()
+            .contains("cause=timestamp_out_of_range"),
+        "{url}"
+    );
+    assert!(
+        b.client
+            .find(Locator::Css("#view tr.rejected"))
+            .await
+            .is_err()
+    );
+    b.find("#filter-cause")
+        .await
+        .select_by_value("invalid_signature")
+        .await
+        .expect("select cause");
+    b.find("#filter-source")
+        .await
+        .select_by_value("stripe")
+        .await
+        .expect("select source");
+    b.click_button("Filter").await;
+    b.wait_text(&row, "invalid_signature").await;
+    let url = b.client.current_url().await.expect("url");
+    let fragment = url.fragment().unwrap_or_default();
+    assert!(
+        fragment.contains("cause=invalid_signature") && fragment.contains("source=stripe"),
+        "{url}"
+    );
+    b.find("#filter-source")
+        .await
+        .select_by_value("front")
+        .await
+        .expect("select source");
+    b.click_button("Filter").await;
+    b.wait_text("#view", "No rejected requests match.").await;
+
+    // A narrow window: the sources view fits.
+    b.client.set_window_size(420, 800).await.expect("resize");
+    b.hash("#/sources").await;
+    b.wait_text(card, "stripe").await;
+    let overflow = b
+        .eval("return document.documentElement.scrollWidth - window.innerWidth")
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "overflows by {overflow}px"
+    );
+    b.screenshot("sources-narrow").await;
+    b.client.set_window_size(1280, 800).await.expect("resize");
+
+    b.assert_no_console_errors(|_| false).await;
+    b.close().await;
+}
