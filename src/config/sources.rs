@@ -206,13 +206,26 @@ pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
     base64::Engine::decode(&LENIENT, secret.strip_prefix("whsec_").unwrap_or(secret)).ok()
 }
 
-/// Whether `name` may name a source: `^[a-z][a-z0-9_]*$`, not reserved.
+/// The longest source name (it starts every action of the source).
+pub const MAX_NAME: usize = 64;
+
+/// Whether `name` may name a source: `^[a-z][a-z0-9_]*$`, at most [`MAX_NAME`] long, not
+/// reserved.
 #[must_use]
 pub fn is_valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+    name.len() <= MAX_NAME
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !RESERVED_NAMES.contains(&name)
+}
+
+/// Whether `name` is an HTTP header name (letters, digits, `-`, `_`).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Checks a signed-bytes template: `{body}` once, `{timestamp}`, `{header:<Name>}`.
@@ -227,7 +240,7 @@ fn check_template(template: &str) -> Result<(), String> {
         match part {
             "body" => bodies += 1,
             "timestamp" => {}
-            p if p.strip_prefix("header:").is_some_and(|h| !h.is_empty()) => {}
+            p if p.strip_prefix("header:").is_some_and(is_header_name) => {}
             other => {
                 return Err(format!(
                     "`{{{other}}}` is not `{{body}}`, `{{timestamp}}` or `{{header:<Name>}}`"
@@ -254,7 +267,7 @@ impl Validator<'_> {
                 return Err(self.invalid(
                     &format!("sources.{name}"),
                     format!(
-                        "a source name is lowercase letters, digits and `_`, starting with a letter, and not one of {}",
+                        "a source name is lowercase letters, digits and `_`, starting with a letter, at most 64 long, and not one of {}",
                         RESERVED_NAMES.join(", ")
                     ),
                 ));
@@ -351,6 +364,14 @@ impl Validator<'_> {
                         "is missing: name the header the provider puts its signature in",
                     ));
                 };
+                for (k, v) in [
+                    ("signature_header", Some(&signature_header)),
+                    ("timestamp_header", raw.timestamp_header.as_ref()),
+                ] {
+                    if let Some(v) = v.filter(|v| !is_header_name(v)) {
+                        return Err(self.invalid(&key(k), format!("`{v}` is not a header name")));
+                    }
+                }
                 let algorithm = raw
                     .algorithm
                     .unwrap_or_else(|| "sha256".into())
@@ -405,6 +426,9 @@ impl Validator<'_> {
                 None
             };
             let token_header = match (preset.as_str(), raw.header) {
+                ("token", Some(h)) if !is_header_name(&h) => {
+                    return Err(self.invalid(&key("header"), format!("`{h}` is not a header name")));
+                }
                 ("token", h) => Some(
                     h.unwrap_or_else(|| "authorization".into())
                         .to_ascii_lowercase(),
@@ -500,6 +524,34 @@ mod tests {
             err("[sources.s]\npreset = \"standard_webhooks\"\nsecret = \"whsec_not base64!\"\n")
                 .contains("base64")
         );
+    }
+
+    #[test]
+    fn names_are_bounded_and_header_names_checked() {
+        let long = "s".repeat(65);
+        assert!(
+            err(&format!(
+                "[sources.{long}]\npreset = \"stripe\"\nsecret = \"x\"\n"
+            ))
+            .contains("at most 64")
+        );
+        assert!(
+            from_toml_str(&format!(
+                "[sources.{}]\npreset = \"stripe\"\nsecret = \"x\"\n",
+                "s".repeat(64)
+            ))
+            .is_ok()
+        );
+        assert!(
+            err("[sources.h]\npreset = \"hmac\"\nsecret = \"x\"\nsignature_header = \"X Sig\"\n")
+                .contains("not a header name")
+        );
+        assert!(err("[sources.h]\npreset = \"hmac\"\nsecret = \"x\"\nsignature_header = \"X-Sig\"\ntimestamp_header = \"X:T\"\n").contains("`sources.h.timestamp_header`"));
+        assert!(
+            err("[sources.t]\npreset = \"token\"\nsecret = \"x\"\nheader = \"X:Token\"\n")
+                .contains("`sources.t.header`")
+        );
+        assert!(err("[sources.h]\npreset = \"hmac\"\nsecret = \"x\"\nsignature_header = \"X-Sig\"\nsigned = \"{header:}{body}\"\n").contains("`sources.h.signed`"));
     }
 
     #[test]

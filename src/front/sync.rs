@@ -387,6 +387,7 @@ fn write_page(
             source: super::SOURCE,
             channel: Channel::Sync,
             external_id: e.id,
+            body_key: None,
             event_type: e.event_type,
             company_id: company_id.clone(),
             raw_body: e.raw,

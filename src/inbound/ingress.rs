@@ -26,7 +26,7 @@ pub const PER_MINUTE: u32 = 60;
 /// Bytes of a refused body kept.
 pub const BODY_HEAD: usize = 512;
 /// The sender refused requests to unknown source names are capped under, together.
-const UNKNOWN: &str = "(unknown)";
+pub const UNKNOWN: &str = "(unknown)";
 
 const MINUTES: usize = 24 * 60;
 
@@ -322,20 +322,12 @@ pub fn refused(
     body: &[u8],
 ) -> ApiError {
     if let Some(cause) = cause_of(&error) {
-        crate::counters::ingress(if known { source } else { "(unknown)" }, cause);
-        // An unknown name is shown as asked, cut to a name's length.
-        let shown: String = if known {
-            source.to_string()
-        } else {
-            req.match_info()
-                .get("name")
-                .unwrap_or(source)
-                .chars()
-                .take(64)
-                .collect()
-        };
+        crate::counters::ingress(if known { source } else { UNKNOWN }, cause);
+        // Refusals to names not configured are kept under one sender, so invented names
+        // neither lift the bound nor mix into a real sender's list; the path shows the name.
+        let shown = if known { source } else { UNKNOWN };
         ingress.reject(
-            describe(req, &shown, cause, error.message(), signature_headers, body),
+            describe(req, shown, cause, error.message(), signature_headers, body),
             known,
         );
     }

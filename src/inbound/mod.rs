@@ -77,6 +77,9 @@ pub struct NewInbound {
     pub source: &'static str,
     pub channel: Channel,
     pub external_id: String,
+    /// A second dedupe key, for senders whose id is not covered by the signature: the body's
+    /// hash, so a captured request replayed with a new id is still a duplicate.
+    pub body_key: Option<String>,
     pub event_type: String,
     pub company_id: Option<String>,
     pub raw_body: Vec<u8>,

@@ -24,6 +24,11 @@ pub fn store(
     if !remember_key(tx, event.source, &event.external_id, now)? {
         return Ok(None);
     }
+    if let Some(key) = &event.body_key
+        && !remember_key(tx, event.source, key, now)?
+    {
+        return Ok(None);
+    }
     let id = ids::new_id(ids::INBOUND);
     let job = jobs::handoff::enqueue(
         tx,
@@ -80,8 +85,13 @@ pub fn remember_key(
 /// A database error.
 pub fn forget_keys(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlite::Result<usize> {
     tx.prepare_cached(
+        // A key whose event is still stored stays: forgetting it would turn a resend into a
+        // clash with that row instead of a duplicate.
         "DELETE FROM inbound_keys WHERE (source, key) IN
-           (SELECT source, key FROM inbound_keys INDEXED BY inbound_keys_seen WHERE seen_at < ?1 LIMIT ?2)",
+           (SELECT k.source, k.key FROM inbound_keys k INDEXED BY inbound_keys_seen
+            WHERE k.seen_at < ?1
+              AND NOT EXISTS (SELECT 1 FROM inbound_events e WHERE e.source = k.source AND e.external_id = k.key)
+            LIMIT ?2)",
     )?
     .execute(params![cutoff, i64::try_from(batch).unwrap_or(i64::MAX)])
 }
@@ -418,8 +428,12 @@ pub fn last_rejected(conn: &Connection, source: &str) -> rusqlite::Result<Option
 /// # Errors
 /// A database error.
 pub fn last_received(conn: &Connection, source: &str) -> rusqlite::Result<Option<Millis>> {
-    conn.prepare_cached("SELECT MAX(received_at) FROM inbound_events WHERE source = ?1")?
-        .query_row([source], |r| r.get(0))
+    conn.prepare_cached(
+        "SELECT received_at FROM inbound_events INDEXED BY inbound_source WHERE source = ?1
+         ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([source], |r| r.get(0))
+    .optional()
 }
 
 /// Deletes up to `batch` refused requests older than `cutoff` (retention). Returns how many.

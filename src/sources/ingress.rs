@@ -94,13 +94,16 @@ pub async fn receive(
     handoff: web::Data<Handoff>,
     ingress: web::Data<Ingress>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(source) = sources.get(&name).filter(|s| s.config.enabled) else {
+    let found = sources.get(&name);
+    let Some(source) = found.filter(|s| s.config.enabled) else {
+        // A disabled source's refusals are its own; other names share one sender.
+        let (sender, known) = found.map_or((ingress::UNKNOWN, false), |s| (s.name, true));
         let body = body.as_deref().map_or(&[][..], |b| &b[..]);
         return Err(ingress::refused(
             &ingress,
             &req,
-            "(unknown)",
-            false,
+            sender,
+            known,
             not_found(&name),
             &[],
             body,
@@ -215,15 +218,12 @@ fn verify(req: &HttpRequest, source: &Source, body: &[u8]) -> Result<Verified, A
         .filter(|v| !v.is_empty())
     };
     let type_values: Vec<Option<String>> = type_locators.iter().map(|l| value_of(l)).collect();
-    let id = source
-        .scheme
-        .id
-        .iter()
-        .map(&mut value_of)
-        .collect::<Vec<_>>()
+    let ids: Vec<(&Locator, Option<String>)> =
+        source.scheme.id.iter().map(|l| (l, value_of(l))).collect();
+    let (id, id_from) = ids
         .into_iter()
-        .flatten()
-        .next();
+        .find_map(|(l, v)| v.map(|v| (Some(v), Some(l))))
+        .unwrap_or((None, None));
     let event_type = match &source.scheme.event_type {
         TypeRule::First(_) => type_values.into_iter().flatten().next().unwrap_or_default(),
         TypeRule::Joined(..) => match (&type_values[0], &type_values[1]) {
@@ -233,7 +233,20 @@ fn verify(req: &HttpRequest, source: &Source, body: &[u8]) -> Result<Verified, A
             (None, None) => String::new(),
         },
     };
-    let external_id = id.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+    let body_hash = || hex::encode(Sha256::digest(body));
+    // An id from a header the signature does not cover can be changed by whoever captured a
+    // request: the body (with its type) is remembered too, so such a replay is a duplicate.
+    let body_key = match id_from {
+        Some(Locator::Header(h)) if !source.scheme.signs_header(h) => {
+            let mut hash = Sha256::new();
+            hash.update(event_type.as_bytes());
+            hash.update(b"\n");
+            hash.update(body);
+            Some(format!("body:{}", hex::encode(hash.finalize())))
+        }
+        _ => None,
+    };
+    let external_id = id.unwrap_or_else(|| format!("sha256:{}", body_hash()));
 
     let mut kept = Map::new();
     for name in &source.kept_headers {
@@ -249,6 +262,7 @@ fn verify(req: &HttpRequest, source: &Source, body: &[u8]) -> Result<Verified, A
         source: source.name,
         channel: Channel::Source,
         external_id,
+        body_key,
         event_type,
         company_id: None,
         raw_body: body.to_vec(),

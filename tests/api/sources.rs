@@ -1685,7 +1685,7 @@ async fn invalid_payload_unknown_disabled_and_too_large() {
         .collect();
     for want in [
         ("lin", "invalid_payload"),
-        ("nope", "source_not_found"),
+        ("(unknown)", "source_not_found"),
         ("off", "source_not_found"),
         ("payments", "payload_too_large"),
     ] {
@@ -2132,7 +2132,7 @@ async fn rejected_requests_are_kept_and_sources_are_listed_without_secrets() {
         "{text}"
     );
 
-    // An unknown source is kept under the name asked for.
+    // A name not configured is kept under `(unknown)`, the path showing the name asked.
     refused(
         post_in(&app, "nope", &[], "{}").await,
         StatusCode::NOT_FOUND,
@@ -2141,7 +2141,7 @@ async fn rejected_requests_are_kept_and_sources_are_listed_without_secrets() {
     )
     .await;
     let rows = wait_rejected(&app, "cause=source_not_found", 1).await;
-    assert_eq!(rows[0]["source"], "nope");
+    assert_eq!(rows[0]["source"], "(unknown)");
     assert_eq!(rows[0]["path"], "/webhooks/in/nope");
 
     // Front's refusals too.
@@ -2570,10 +2570,11 @@ async fn invented_source_names_share_one_bound() {
         rows.len()
     );
     assert!(
-        rows.iter().all(|r| r["source"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("invented"))),
-        "kept under the names asked for"
+        rows.iter().all(|r| r["source"] == "(unknown)"
+            && r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/webhooks/in/invented"))),
+        "kept under one sender, with the names asked in the path"
     );
 }
 
@@ -2856,4 +2857,68 @@ async fn standard_webhooks_dedupes_by_the_id_that_was_signed() {
     );
     duplicate(post("stray-2").await).await;
     assert_eq!(inbound_of(&app, "recall").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_captured_github_request_replayed_with_a_new_delivery_id_is_a_duplicate() {
+    let app = app_with_sources("[sources.gh]\npreset = \"github\"\nsecret = \"gh-secret\"\n").await;
+    let body = r#"{"action":"opened","number":7}"#;
+    let sig = github_sig("gh-secret", body.as_bytes());
+    let send = |delivery: &'static str| {
+        let (app, sig) = (&app, sig.clone());
+        async move {
+            post_in(
+                app,
+                "gh",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-hub-signature-256", &sig),
+                    ("x-github-event", "pull_request"),
+                    ("x-github-delivery", delivery),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    accepted(send("d-original").await).await;
+    // X-GitHub-Delivery is not signed: the same signed body under another id is a replay.
+    duplicate(send("d-forged").await).await;
+    assert_eq!(inbound_of(&app, "gh").await.len(), 1);
+    // A different event (another body) with its own id is new.
+    let other = r#"{"action":"closed","number":7}"#;
+    let res = post_in(
+        &app,
+        "gh",
+        &[
+            ("content-type", "application/json"),
+            (
+                "x-hub-signature-256",
+                &github_sig("gh-secret", other.as_bytes()),
+            ),
+            ("x-github-event", "pull_request"),
+            ("x-github-delivery", "d-next"),
+        ],
+        other,
+    )
+    .await;
+    accepted(res).await;
+    assert_eq!(inbound_of(&app, "gh").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_disabled_sources_refusals_are_its_own() {
+    let app = app_with_sources(
+        "[sources.off]\npreset = \"stripe\"\nsecret = \"whsec_off\"\nenabled = false\n",
+    )
+    .await;
+    refused(
+        post_in(&app, "off", &[], "{}").await,
+        StatusCode::NOT_FOUND,
+        "source_not_found",
+        "disabled",
+    )
+    .await;
+    let rows = wait_rejected(&app, "source=off", 1).await;
+    assert_eq!(rows[0]["cause"], "source_not_found");
 }

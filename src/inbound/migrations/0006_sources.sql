@@ -25,6 +25,8 @@ DROP TABLE inbound_events;
 ALTER TABLE inbound_events_v6 RENAME TO inbound_events;
 CREATE UNIQUE INDEX inbound_external ON inbound_events (source, external_id);
 CREATE INDEX inbound_state ON inbound_events (state, id);
+-- One sender's events newest first (the inbound list by source, the sources view).
+CREATE INDEX inbound_source ON inbound_events (source, id);
 
 -- Requests ingress refused (Front and every source), at most 60 stored per source per minute.
 CREATE TABLE inbound_rejected (
