@@ -36,6 +36,7 @@ pub const ORDER: &[&str] = &[
     "inbound",
     "front",
     "sources",
+    "tasks",
     "cron",
     "ops",
     "web",

@@ -59,6 +59,7 @@ pub mod pagination;
 pub mod redact;
 pub mod sources;
 pub mod store;
+pub mod tasks;
 pub mod web;
 
 /// Makes `ring` the process's TLS crypto provider (reqwest is built without one). Idempotent.
