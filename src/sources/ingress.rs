@@ -109,7 +109,6 @@ pub async fn receive(
             body,
         ));
     };
-    let signature_headers = source.scheme.signature_headers();
     let refuse = |e: ApiError, body: &[u8]| {
         ingress::refused(
             &ingress,
@@ -117,7 +116,7 @@ pub async fn receive(
             source.name,
             true,
             e,
-            &signature_headers,
+            &source.scheme.signature_headers(),
             body,
         )
     };
@@ -145,26 +144,15 @@ fn verify(req: &HttpRequest, source: &Source, body: &[u8]) -> Result<Verified, A
     )
     .map_err(refusal)?;
 
-    // Every pointer the row needs, in one pass: the handshake's, the type's, the id's.
-    let mut wanted: Vec<Pointer> = Vec::new();
+    // Every pointer the row needs, in one pass: the handshake's, the type's, the id's (worked
+    // out once at start: `Source::pointers`).
     let handshake = source.scheme.handshake;
-    if handshake != Handshake::None {
-        wanted.extend([
-            Pointer::new("/type"),
-            Pointer::new("/challenge"),
-            Pointer::new("/event/type"),
-        ]);
-    }
+    let wanted = &source.pointers;
+    let first_body_pointer = source.first_body_pointer;
     let type_locators: Vec<&Locator> = match &source.scheme.event_type {
         TypeRule::First(ls) => ls.iter().collect(),
         TypeRule::Joined(a, b) => vec![a, b],
     };
-    let first_body_pointer = wanted.len();
-    for l in type_locators.iter().copied().chain(source.scheme.id.iter()) {
-        if let Locator::Pointer(p) = l {
-            wanted.push(Pointer::new(p));
-        }
-    }
     let refs: Vec<&Pointer> = wanted.iter().collect();
     let read = if wanted.is_empty() {
         Read { values: Vec::new() }

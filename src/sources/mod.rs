@@ -38,6 +38,31 @@ pub struct Source {
     pub scheme: Scheme,
     /// Headers kept with each stored event, lowercased.
     pub kept_headers: Vec<String>,
+    /// The body pointers ingress reads, in order: the handshake's (`/type`, `/challenge`,
+    /// `/event/type`) when the preset has one, then the type's and the id's.
+    pub pointers: Vec<extract::Pointer>,
+    /// Where the type's and id's pointers start in [`Self::pointers`].
+    pub first_body_pointer: usize,
+}
+
+/// The body pointers of `scheme`, and where its type's and id's start.
+fn pointers_of(scheme: &Scheme) -> (Vec<extract::Pointer>, usize) {
+    use crate::config::Locator;
+    let mut wanted = Vec::new();
+    if scheme.handshake != scheme::Handshake::None {
+        wanted.extend(["/type", "/challenge", "/event/type"].map(extract::Pointer::new));
+    }
+    let first = wanted.len();
+    let types: Vec<&Locator> = match &scheme.event_type {
+        scheme::TypeRule::First(ls) => ls.iter().collect(),
+        scheme::TypeRule::Joined(a, b) => vec![a, b],
+    };
+    for l in types.into_iter().chain(scheme.id.iter()) {
+        if let Locator::Pointer(p) = l {
+            wanted.push(extract::Pointer::new(p));
+        }
+    }
+    (wanted, first)
 }
 
 impl Source {
@@ -66,6 +91,7 @@ impl Sources {
             // Names live as long as the process: leaked once at start, a few bytes each.
             let name: &'static str = Box::leak(name.clone().into_boxed_str());
             let kept_headers = scheme.kept_headers();
+            let (pointers, first_body_pointer) = pointers_of(&scheme);
             all.insert(
                 name,
                 Arc::new(Source {
@@ -73,6 +99,8 @@ impl Sources {
                     config: cfg.clone(),
                     scheme,
                     kept_headers,
+                    pointers,
+                    first_body_pointer,
                 }),
             );
         }
