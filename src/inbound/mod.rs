@@ -196,9 +196,26 @@ pub async fn load_for_job(
     }
 }
 
+/// A sender's processing job kind: `handler` runs it; retried and cancelled through the
+/// inbound replay, and its event marked failed when it dies.
+#[must_use]
+pub fn processing_kind(
+    processing: Processing,
+    handler: crate::jobs::HandlerFn,
+) -> crate::jobs::JobKind {
+    crate::jobs::JobKind {
+        name: processing.kind,
+        handler,
+        max_attempts: processing.max_attempts,
+        operator_enqueueable: None,
+        managed_by: Some("POST /v1beta1/admin/inbound/{id}/replay"),
+        on_dead: Some(fail_on_dead()),
+    }
+}
+
 /// The dead-job hook of a processing job: its event is marked failed with the job's error.
 #[must_use]
-pub fn fail_on_dead() -> crate::jobs::DeadHookFn {
+fn fail_on_dead() -> crate::jobs::DeadHookFn {
     std::sync::Arc::new(
         |tx, dead| match dead.payload.get("inbound_id").and_then(Value::as_str) {
             Some(id) => store::mark_failed(tx, id, &dead.error),

@@ -30,17 +30,13 @@ pub struct Processor {
 /// The job kind, backed by `processor`.
 #[must_use]
 pub fn kind(processor: Arc<Processor>) -> JobKind {
-    JobKind {
-        name: KIND,
-        handler: Arc::new(move |job| {
+    crate::inbound::processing_kind(
+        super::PROCESSING,
+        Arc::new(move |job| {
             let p = Arc::clone(&processor);
             Box::pin(async move { p.run(job).await })
         }),
-        max_attempts: MAX_ATTEMPTS,
-        operator_enqueueable: None,
-        managed_by: Some("POST /v1beta1/admin/inbound/{id}/replay"),
-        on_dead: Some(crate::inbound::fail_on_dead()),
-    }
+    )
 }
 
 /// `<name>.` + the type lowercased, each run of characters outside `[a-z0-9_.]` made one `_`,
