@@ -2922,3 +2922,49 @@ async fn a_disabled_sources_refusals_are_its_own() {
     let rows = wait_rejected(&app, "source=off", 1).await;
     assert_eq!(rows[0]["cause"], "source_not_found");
 }
+
+/// The README's example per preset is a valid configuration as written (placeholders aside:
+/// a `secret_file` path is given as a file that exists, Discord's key as a real one).
+#[test]
+fn the_readme_examples_per_preset_are_valid_configuration() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("### One example per preset")
+        .nth(1)
+        .expect("the README has the per-preset examples")
+        .split("\n## ")
+        .next()
+        .unwrap_or_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "a-secret\n").expect("write");
+    let mut presets = Vec::new();
+    for block in section.split("```toml\n").skip(1) {
+        let block = block.split("```").next().unwrap_or_default();
+        let toml: String = block
+            .lines()
+            .map(|l| {
+                if l.starts_with("secret_file") {
+                    format!("secret_file = {:?}", secret_file.display().to_string())
+                } else if l.starts_with("public_key") {
+                    format!("public_key = \"{}\"", discord_public_key())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cfg = hookrelay::config::from_toml_str(&toml)
+            .unwrap_or_else(|e| panic!("README example does not load: {e}\n{toml}"));
+        assert_eq!(cfg.sources.len(), 1, "{toml}");
+        presets.extend(cfg.sources.values().map(|s| s.preset.clone()));
+    }
+    presets.sort();
+    let mut all: Vec<String> = hookrelay::config::sources::PRESETS
+        .iter()
+        .map(|p| (*p).to_string())
+        .collect();
+    all.sort();
+    assert_eq!(presets, all, "one example per preset");
+}
