@@ -80,21 +80,13 @@ async fn rejected_route(
     let limit = q.page.limit()?;
     let cause = pagination::one_of("cause", q.cause, CAUSES)?;
     let source = q.source.filter(|s| !s.is_empty());
-    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
-        Some(text) => Some(
-            chrono::DateTime::parse_from_rfc3339(text)
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_query",
-                        format!(
-                            "since must be an RFC 3339 time like 2026-01-02T03:04:05Z; not `{text}`"
-                        ),
-                    )
-                })?
-                .timestamp_millis(),
-        ),
-        None => None,
-    };
+    let since = q
+        .since
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(crate::clock::parse_rfc3339)
+        .transpose()
+        .map_err(|m| ApiError::bad_request("invalid_query", m))?;
     let before = q.page.cursor();
     let items = store
         .read(move |c| {
