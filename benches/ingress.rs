@@ -289,15 +289,7 @@ end
 async fn drain(client: &reqwest::Client, address: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
-        let stats: serde_json::Value = client
-            .get(format!("{address}/v1beta1/admin/stats"))
-            .bearer_auth("bench")
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("stats json");
+        let stats = common::stats(client, address).await;
         if stats["jobs"]["queue_depth"].as_u64() == Some(0) {
             return;
         }

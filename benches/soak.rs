@@ -179,15 +179,7 @@ async fn main() {
     let mut next = started + SAMPLE_EVERY;
     loop {
         tokio::time::sleep_until(next.into()).await;
-        let stats: Value = client
-            .get(format!("{base}/v1beta1/admin/stats"))
-            .bearer_auth("bench")
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("stats json");
+        let stats: Value = common::stats(&client, &base).await;
         let s = Sample {
             db: file_len(&server.db, ""),
             rss: rss_kib(server.pid()),

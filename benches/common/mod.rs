@@ -123,3 +123,17 @@ pub fn start_receiver(count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> u1
     });
     port
 }
+
+/// `GET /v1beta1/admin/stats` of a server started by [`Server::start`] (admin token `bench`).
+#[allow(dead_code)] // not every benchmark reads the stats
+pub async fn stats(client: &reqwest::Client, address: &str) -> serde_json::Value {
+    client
+        .get(format!("{address}/v1beta1/admin/stats"))
+        .bearer_auth("bench")
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json")
+}

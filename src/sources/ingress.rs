@@ -67,11 +67,6 @@ fn is_form(req: &HttpRequest) -> bool {
         })
 }
 
-/// The body values the row needs, read in one pass.
-struct Read {
-    values: Vec<Option<String>>,
-}
-
 /// What a verified request comes to.
 enum Verified {
     Answer(HttpResponse),
@@ -154,37 +149,34 @@ fn verify(req: &HttpRequest, source: &Source, body: &[u8]) -> Result<Verified, A
         TypeRule::Joined(a, b) => vec![a, b],
     };
     let refs: Vec<&Pointer> = wanted.iter().collect();
-    let read = if wanted.is_empty() {
-        Read { values: Vec::new() }
+    // The body values the row needs, read in one pass, in the order of `wanted`.
+    let values = if wanted.is_empty() {
+        Vec::new()
     } else if is_form(req) {
-        Read {
-            values: extract::form(body, &refs),
-        }
+        extract::form(body, &refs)
     } else {
         match extract::json(body, &refs) {
-            Ok(values) => Read { values },
+            Ok(values) => values,
             Err(e) if handshake == Handshake::Discord => {
                 return Err(ApiError::bad_request(
                     "invalid_payload",
                     format!("the body is not JSON: {e}"),
                 ));
             }
-            Err(_) => Read {
-                values: vec![None; refs.len()],
-            },
+            Err(_) => vec![None; refs.len()],
         }
     };
 
     match handshake {
-        Handshake::Slack if read.values[0].as_deref() == Some("url_verification") => {
-            let challenge = read.values[1].clone().ok_or_else(|| {
+        Handshake::Slack if values[0].as_deref() == Some("url_verification") => {
+            let challenge = values[1].clone().ok_or_else(|| {
                 ApiError::bad_request("invalid_payload", "a url_verification without a challenge")
             })?;
             return Ok(Verified::Answer(
                 HttpResponse::Ok().json(json!({"challenge": challenge})),
             ));
         }
-        Handshake::Discord if read.values[2].is_none() => match read.values[0].as_deref() {
+        Handshake::Discord if values[2].is_none() => match values[0].as_deref() {
             Some("1") => {
                 return Ok(Verified::Answer(
                     HttpResponse::Ok().json(json!({"type": 1})),
@@ -197,7 +189,7 @@ fn verify(req: &HttpRequest, source: &Source, body: &[u8]) -> Result<Verified, A
     }
 
     // The values of the locators, in the order they were asked.
-    let mut body_values = read.values[first_body_pointer..].iter();
+    let mut body_values = values[first_body_pointer..].iter();
     let mut value_of = |l: &Locator| -> Option<String> {
         match l {
             Locator::Pointer(_) => body_values.next().cloned().flatten(),
