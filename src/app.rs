@@ -42,6 +42,7 @@ pub fn schema() -> Vec<&'static [crate::store::Migration]> {
         crate::delivery::MIGRATIONS,
         crate::inbound::MIGRATIONS,
         crate::cron::MIGRATIONS,
+        crate::tasks::MIGRATIONS,
     ]
 }
 
@@ -102,6 +103,7 @@ pub struct Application {
     dispatcher: JoinHandle<()>,
     jobs_runtime: JobsRuntime,
     cron: Arc<Cron>,
+    schedules: Arc<crate::tasks::schedules::Schedules>,
     readiness: web::Data<Readiness>,
     stop: CancellationToken,
     admin_token: Secret,
@@ -122,6 +124,7 @@ struct Shared {
     handoff: web::Data<crate::jobs::Handoff>,
     sources: web::Data<crate::sources::Sources>,
     ingress: web::Data<crate::inbound::ingress::Ingress>,
+    tasks: web::Data<crate::tasks::Tasks>,
 }
 
 impl Application {
@@ -151,7 +154,9 @@ impl Application {
         let stored = {
             let s = store.clone();
             s.read(|c| {
-                delivery::webhooks::sealed_key_ids(c).map_err(crate::store::StoreError::from)
+                let mut ids = delivery::webhooks::sealed_key_ids(c)?;
+                ids.extend(crate::tasks::sealed_key_ids(c)?);
+                Ok::<_, crate::store::StoreError>(ids)
             })
             .await
             .context("reading which keys sealed the stored secrets")?
@@ -204,6 +209,14 @@ impl Application {
             store.clone(),
             publisher.clone(),
         );
+        let tasks = crate::tasks::register(
+            &mut registry,
+            &config,
+            store.clone(),
+            Arc::clone(&keyring),
+            publisher.clone(),
+            Some(handoff.clone()),
+        )?;
         crate::ops::register(&mut periodic, &store, &config);
         let mut registered: Vec<&str> = periodic.specs().map(|s| s.name).collect();
         let mut declared: Vec<&str> = cron_specs().iter().map(|s| s.name).collect();
@@ -219,7 +232,7 @@ impl Application {
         cron::register(&mut registry, &store, &periodic);
         registry.on_any_dead(events::dead_job_hook(
             publisher.clone(),
-            delivery::store::KIND,
+            &[delivery::store::KIND, crate::tasks::store::KIND],
         ));
         let registry = Arc::new(registry);
         reaper.set_registry(Arc::clone(&registry));
@@ -257,6 +270,13 @@ impl Application {
         }
         let cron = Arc::new(Cron::new(store.clone(), schedules, &periodic));
         cron.start().await.context("starting cron")?;
+        tasks
+            .schedules
+            .start()
+            .await
+            .context("loading the schedules")?;
+        tokio::spawn(Arc::clone(&tasks.schedules).run(stop.child_token()));
+        let schedules = Arc::clone(&tasks.schedules);
         crate::counters::install();
         tokio::spawn(crate::counters::upkeep_loop(stop.child_token()));
 
@@ -286,6 +306,7 @@ impl Application {
             handoff: web::Data::new(handoff),
             sources: web::Data::new(sources),
             ingress: web::Data::new(ingress),
+            tasks: web::Data::new(tasks),
         };
         let readiness = shared.readiness.clone();
         let max_body = config.server.max_body_bytes;
@@ -314,6 +335,7 @@ impl Application {
                 .app_data(shared.handoff.clone())
                 .app_data(shared.sources.clone())
                 .app_data(shared.ingress.clone())
+                .app_data(shared.tasks.clone())
                 .app_data(body_timeout.clone())
                 .app_data(error::json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
@@ -350,6 +372,7 @@ impl Application {
             dispatcher,
             jobs_runtime,
             cron,
+            schedules,
             readiness,
             stop,
             admin_token,
@@ -373,6 +396,12 @@ impl Application {
     #[must_use]
     pub fn cron(&self) -> Arc<Cron> {
         Arc::clone(&self.cron)
+    }
+
+    /// The task schedules (for tests: tick by hand).
+    #[must_use]
+    pub fn schedules(&self) -> Arc<crate::tasks::schedules::Schedules> {
+        Arc::clone(&self.schedules)
     }
 
     /// The admin token in force (configured or generated).

@@ -22,7 +22,9 @@ use figment::{Figment, Source};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod sources;
+pub mod tasks;
 pub use sources::{Locator, SourceConfig};
+pub use tasks::{CatchUp, Overlap, ScheduleDef, TasksConfig};
 
 /// Env var naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "HOOKRELAY_CONFIG";
@@ -164,6 +166,8 @@ pub struct RawConfig {
     backup: RawBackup,
     log: RawLog,
     sources: BTreeMap<String, sources::RawSource>,
+    tasks: tasks::RawTasks,
+    schedules: BTreeMap<String, tasks::RawSchedule>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -384,6 +388,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Inbound webhook sources by name.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// How task calls are made.
+    pub tasks: TasksConfig,
+    /// Schedules from the configuration, by name.
+    pub schedules: BTreeMap<String, ScheduleDef>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1321,6 +1329,8 @@ impl Validator<'_> {
             backup,
             log,
             sources: self.sources(raw.sources)?,
+            tasks: self.tasks(raw.tasks)?,
+            schedules: self.schedules(raw.schedules)?,
         })
     }
 

@@ -84,6 +84,14 @@ fn describe() {
         "job runs by kind and outcome"
     );
     describe_counter!("hookrelay_cron_runs_total", "cron runs by name and outcome");
+    describe_counter!(
+        "hookrelay_task_calls_total",
+        "task call attempts by outcome (succeeded, http_5xx, timeout, …)"
+    );
+    describe_counter!(
+        "hookrelay_tasks_total",
+        "tasks finished, by state (succeeded, failed)"
+    );
     describe_histogram!("hookrelay_writer_batch_size", "commands per group commit");
     describe_histogram!("hookrelay_writer_commit_seconds", "group commit latency");
     describe_gauge!(
@@ -132,6 +140,16 @@ pub fn delivery_attempt(outcome: &str, latency: Duration) {
 }
 
 /// A delivery ended: `succeeded` or `failed`.
+pub fn task_call(outcome: &str) {
+    counter!("hookrelay_task_calls_total", "outcome" => outcome.to_string()).increment(1);
+}
+
+/// A task finished in `state`.
+pub fn task_finished(state: &'static str) {
+    counter!("hookrelay_tasks_total", "state" => state).increment(1);
+}
+
+/// A delivery finished in `state`.
 pub fn delivery_finished(state: &'static str) {
     counter!("hookrelay_deliveries_total", "state" => state).increment(1);
 }

@@ -9,7 +9,7 @@
 //! | primitives | `clock`, `ids`, `redact`, `config`, `error`, `counters`, `pagination`, `http`, `auth` (in that order) |
 //! | store | `store` (pool, writer, migrations, the audit record, kv) |
 //! | jobs | `jobs` (queue SQL, registry, worker, periodic tasks) |
-//! | capabilities | `events` → `delivery` → `inbound` → `front` → `sources` |
+//! | capabilities | `events` → `delivery` → `inbound` → `front` → `sources` → `tasks` |
 //! | cron and ops | `cron` → `ops` |
 //! | web | `web` (route table and OpenAPI, `/metrics`, health, assets) |
 //! | top | `app` → `cli` |
@@ -59,6 +59,9 @@ pub const OWNERS: &[(&str, &str)] = &[
     ("inbound_keys", "inbound/store.rs"),
     ("inbound_rejected", "inbound/store.rs"),
     ("cron_runs", "cron/store.rs"),
+    ("tasks", "tasks/store.rs"),
+    ("task_attempts", "tasks/store.rs"),
+    ("schedules", "tasks/store.rs"),
 ];
 
 #[cfg(test)]

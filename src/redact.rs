@@ -13,6 +13,26 @@ use url::Url;
 /// What every query value becomes.
 pub const REDACTED: &str = "[redacted]";
 
+/// Name parts that make a header's value a secret (webhook and task headers alike).
+pub const SENSITIVE_HEADER_PARTS: [&str; 8] = [
+    "authorization",
+    "cookie",
+    "token",
+    "secret",
+    "key",
+    "auth",
+    "password",
+    "signature",
+];
+
+/// Whether the value of header `name` is a secret: its name holds one of
+/// [`SENSITIVE_HEADER_PARTS`], in any case.
+#[must_use]
+pub fn is_sensitive_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SENSITIVE_HEADER_PARTS.iter().any(|p| lower.contains(p))
+}
+
 /// `raw` fit for display: no userinfo, every query value replaced by [`REDACTED`] (the keys are
 /// kept), no fragment.
 ///

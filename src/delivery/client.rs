@@ -525,6 +525,23 @@ impl DeliveryClient {
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Answer, Failure> {
+        self.send(reqwest::Method::POST, url, headers, Some(body), self.timeout)
+            .await
+    }
+
+    /// As [`DeliveryClient::post`], with any method, an optional body and a timeout of its own
+    /// (task calls): the whole attempt, connect to the last body byte read, within `timeout`.
+    ///
+    /// # Errors
+    /// A [`Failure`] when no response arrived.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Answer, Failure> {
         let started = Instant::now();
         if let Err(message) = self.check_literal(url) {
             return Err(Failure {
@@ -534,14 +551,15 @@ impl DeliveryClient {
             });
         }
         let attempt = async {
-            let res = self
+            let mut request = self
                 .http
-                .post(url.clone())
+                .request(method, url.clone())
                 .headers(headers)
-                .body(body)
-                .send()
-                .await
-                .map_err(classify)?;
+                .timeout(timeout);
+            if let Some(body) = body {
+                request = request.body(body);
+            }
+            let res = request.send().await.map_err(classify)?;
             let latency = started.elapsed();
             let status = res.status().as_u16();
             let (kept, headers_truncated) = keep_headers(res.headers());
@@ -570,7 +588,7 @@ impl DeliveryClient {
                 retry_after,
             })
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err((kind, message))) => Err(Failure {
                 kind,
@@ -581,7 +599,7 @@ impl DeliveryClient {
                 kind: FailureKind::Timeout,
                 message: format!(
                     "no complete answer within {}",
-                    humantime::format_duration(self.timeout)
+                    humantime::format_duration(timeout)
                 ),
                 latency: started.elapsed(),
             }),

@@ -12,27 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::secrets::{Keyring, OpenError, Sealed};
 
-/// Name parts that make a header's value a secret.
-pub const SENSITIVE_PARTS: [&str; 8] = [
-    "authorization",
-    "cookie",
-    "token",
-    "secret",
-    "key",
-    "auth",
-    "password",
-    "signature",
-];
-
-/// What a sensitive value is shown as.
-pub const REDACTED: &str = "[redacted]";
-
-/// Whether the value of header `name` is a secret.
-#[must_use]
-pub fn is_sensitive(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SENSITIVE_PARTS.iter().any(|p| lower.contains(p))
-}
+pub use crate::redact::{
+    REDACTED, SENSITIVE_HEADER_PARTS as SENSITIVE_PARTS, is_sensitive_header as is_sensitive,
+};
 
 fn aad(webhook_id: &str, name: &str) -> String {
     format!("{webhook_id}:header:{}", name.to_ascii_lowercase())

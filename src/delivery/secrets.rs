@@ -346,7 +346,12 @@ fn load_or_generate(path: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(key)
 }
 
-fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+/// Creates `path` (never replacing a file) with `content`, readable by its owner only (0600), and
+/// syncs it.
+///
+/// # Errors
+/// When the file exists or cannot be written.
+pub fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

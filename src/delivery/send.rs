@@ -88,7 +88,8 @@ fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
 }
 
 /// `succeeded`, `http_4xx`-style for other statuses, or the error kind.
-fn outcome_label(a: &AttemptRow) -> String {
+#[must_use]
+pub fn outcome_label(a: &AttemptRow) -> String {
     match (a.status, a.error_kind) {
         (Some(s), _) if (200..300).contains(&s) => "succeeded".into(),
         (Some(s), _) => format!("http_{}xx", s / 100),
@@ -302,17 +303,23 @@ impl Sender {
     }
 }
 
-/// How an attempt went.
-enum Verdict {
+/// How an attempt went (deliveries and task calls alike).
+pub enum Verdict {
+    /// A 2xx.
     Delivered,
+    /// 410 Gone: no more attempts.
     Gone(String),
+    /// Anything else; `retry_after` from a 429's or 503's `Retry-After`, capped at
+    /// [`MAX_RETRY_AFTER`].
     Retry {
         error: String,
         retry_after: Option<Duration>,
     },
 }
 
-fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (AttemptRow, Verdict) {
+/// The attempt row and the verdict of attempt `number`, made at `at`, that ended in `result`.
+#[must_use]
+pub fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (AttemptRow, Verdict) {
     match result {
         Ok(a) => {
             let verdict = match a.status {

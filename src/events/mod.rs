@@ -118,7 +118,12 @@ pub const FRONT_ACTIONS: &[&str] = &[
 ];
 
 /// The service's own events.
-pub const SYSTEM_ACTIONS: &[&str] = &["system.job.dead", "webhook.disabled", "webhook.test"];
+pub const SYSTEM_ACTIONS: &[&str] = &[
+    "system.job.dead",
+    "system.task.failed",
+    "webhook.disabled",
+    "webhook.test",
+];
 
 /// Action namespaces only hookrelay publishes into (plus one per inbound source, by its name):
 /// a publisher using one could forge the service's own events, indistinguishable to receivers.
@@ -406,12 +411,16 @@ impl Publisher {
 }
 
 /// The part of the one error handler that publishes `system.job.dead` for every dead job —
-/// except deliveries (`delivery_kind`), whose failures are recorded on the delivery itself
-/// (publishing them would let a failing subscriber of `system.job.dead` feed itself).
+/// except the kinds in `reported_otherwise`: deliveries, whose failures are recorded on the
+/// delivery itself (publishing them would let a failing subscriber of `system.job.dead` feed
+/// itself), and task calls, which publish `system.task.failed` instead.
 #[must_use]
-pub fn dead_job_hook(publisher: Publisher, delivery_kind: &'static str) -> crate::jobs::DeadHookFn {
+pub fn dead_job_hook(
+    publisher: Publisher,
+    reported_otherwise: &'static [&'static str],
+) -> crate::jobs::DeadHookFn {
     std::sync::Arc::new(move |tx, dead| {
-        if dead.kind == delivery_kind {
+        if reported_otherwise.contains(&dead.kind.as_str()) {
             return Ok(());
         }
         let event = NewEvent::system(

@@ -100,6 +100,13 @@ pub async fn run(
         .await?;
         note("inbound_events", state, n, b, &mut detail);
     }
+    let (tasks, b) = in_batches(store, move |tx| {
+        crate::tasks::store::prune(tx, ok, bad, BATCH)
+    })
+    .await?;
+    total += tasks;
+    batches += b;
+    detail.insert("tasks".into(), json!(tasks));
     // Dedupe keys outlive the inbound rows: at least 30 days, or the longest retention or
     // idempotency window.
     let keys_cutoff = now

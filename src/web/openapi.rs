@@ -37,6 +37,7 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
     all.extend(crate::sources::endpoints());
     all.extend(crate::events::routes::endpoints());
     all.extend(crate::delivery::endpoints());
+    all.extend(crate::tasks::routes::endpoints());
     all.extend(crate::jobs::routes::endpoints());
     all.extend(crate::cron::routes::endpoints());
     all.extend(crate::ops::endpoints());

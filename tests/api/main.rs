@@ -22,3 +22,4 @@ mod schemathesis;
 mod sources;
 mod store;
 mod systemd;
+mod tasks;

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const PUBLISH_TOKEN: &str = "test-publish-token";
+/// The key task calls are signed with in tests (the Standard Webhooks spec's example key).
+pub const TASKS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// The app under test, running in this process.
 pub struct TestApp {
@@ -29,6 +31,7 @@ pub struct TestApp {
     pub db_path: PathBuf,
     pub app_store: hookrelay::store::Store,
     pub cron: std::sync::Arc<hookrelay::cron::Cron>,
+    pub schedules: std::sync::Arc<hookrelay::tasks::schedules::Schedules>,
     stop: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     dir: Option<TempDir>,
@@ -49,6 +52,7 @@ pub fn test_config(dir: &Path) -> Config {
     c.database.synchronous = config::Synchronous::Normal;
     c.auth.admin_token = Some(Secret::new(ADMIN_TOKEN));
     c.auth.publish_tokens = vec![Secret::new(PUBLISH_TOKEN)];
+    c.tasks.signing_secret = Some(Secret::new(TASKS_SECRET));
     // No cron ticks in the middle of a test (their jobs would show up in job lists); a test
     // that needs a schedule sets it, and run-now works regardless.
     for spec in hookrelay::app::cron_specs() {
@@ -84,6 +88,7 @@ pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
     let stop = app.shutdown_token();
     let app_store = app.store().clone();
     let cron = app.cron();
+    let schedules = app.schedules();
     let handle = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -94,6 +99,7 @@ pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
         db_path,
         app_store,
         cron,
+        schedules,
         stop,
         handle: Some(handle),
         dir: Some(dir),

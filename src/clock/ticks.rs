@@ -84,7 +84,9 @@ impl Ticks {
         // Wall times are matched on the zone's clock (read as if it had no transitions), then
         // placed: a wall time already ticked at an earlier instant (an overlap's second pass, a
         // gap's snapped ticks) is not after `after` and is passed over.
-        let mut wall = Utc.from_utc_datetime(&after.with_timezone(&self.tz).naive_local());
+        // Ticks fall on whole seconds: match from the second `after` falls in.
+        let local = after.with_timezone(&self.tz).naive_local();
+        let mut wall = Utc.from_utc_datetime(&local.with_nanosecond(0).unwrap_or(local));
         for _ in 0..10_000 {
             wall = self.cron.find_next_occurrence(&wall, false).ok()?;
             let at = self.instant_of(wall.naive_utc())?;
@@ -134,6 +136,28 @@ impl Ticks {
             from = t;
         }
         out.into()
+    }
+
+    /// The latest tick in `(after, until]`, found from `until` backwards in widening windows,
+    /// so a schedule that ticks every second and was down for a month costs a minute's ticks,
+    /// not a month's.
+    #[must_use]
+    pub fn latest_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        const WINDOWS: [i64; 5] = [60, 3600, 86_400, 40 * 86_400, 400 * 86_400];
+        for secs in WINDOWS {
+            let from = (until - Duration::seconds(secs)).max(after);
+            if let Some(t) = self.between(from, until, 1).pop() {
+                return Some(t);
+            }
+            if from == after {
+                return None;
+            }
+        }
+        self.between(after, until, 1).pop()
     }
 }
 
@@ -309,6 +333,46 @@ mod tests {
             Ticks::parse("0 * * * *", "Europe/Atlantis")
                 .unwrap_err()
                 .contains("IANA")
+        );
+    }
+}
+
+#[cfg(test)]
+mod latest_tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("rfc3339")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn latest_between_finds_the_latest_tick_cheaply() {
+        let every_second = Ticks::parse("* * * * * *", "UTC").expect("valid");
+        // A month down: the latest tick, found without walking the month.
+        assert_eq!(
+            every_second.latest_between(utc("2026-11-01T00:00:00Z"), utc("2026-12-01T10:00:00.500Z")),
+            Some(utc("2026-12-01T10:00:00Z"))
+        );
+        let yearly = Ticks::parse("0 0 1 1 *", "Europe/Berlin").expect("valid");
+        assert_eq!(
+            yearly.latest_between(utc("2020-06-01T00:00:00Z"), utc("2026-12-01T00:00:00Z")),
+            Some(utc("2025-12-31T23:00:00Z"))
+        );
+        assert_eq!(
+            yearly.latest_between(utc("2026-06-01T00:00:00Z"), utc("2026-12-01T00:00:00Z")),
+            None
+        );
+        // The bound is exclusive below, inclusive above.
+        let hourly = Ticks::parse("0 * * * *", "UTC").expect("valid");
+        assert_eq!(
+            hourly.latest_between(utc("2026-12-01T10:00:00Z"), utc("2026-12-01T10:59:59Z")),
+            None
+        );
+        assert_eq!(
+            hourly.latest_between(utc("2026-12-01T09:59:59Z"), utc("2026-12-01T11:00:00Z")),
+            Some(utc("2026-12-01T11:00:00Z"))
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Wall-clock time as stored (UNIX milliseconds in SQLite) and as shown on the wire (RFC 3339 UTC
 //! with millisecond precision and a `Z`).
 
+pub mod ticks;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Milliseconds since the UNIX epoch, the unit of every time column in the database.
