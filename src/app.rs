@@ -41,8 +41,8 @@ pub fn schema() -> Vec<&'static [crate::store::Migration]> {
         crate::events::MIGRATIONS,
         crate::delivery::MIGRATIONS,
         crate::inbound::MIGRATIONS,
-        crate::cron::MIGRATIONS,
         crate::tasks::MIGRATIONS,
+        crate::cron::MIGRATIONS,
     ]
 }
 

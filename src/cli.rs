@@ -304,12 +304,21 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
     store::migrate(&mut conn, &crate::app::schema())?;
     // Unknown key ids are reported row by row below; only a missing generated key file is
     // refused up front (it must not be replaced by a new key).
-    let stored = crate::delivery::secrets::SealedInventory {
-        key_ids: crate::delivery::webhooks::sealed_key_ids(&conn)?,
-    };
+    let mut key_ids = crate::delivery::webhooks::sealed_key_ids(&conn)?;
+    key_ids.extend(crate::tasks::sealed_key_ids(&conn)?);
+    let stored = crate::delivery::secrets::SealedInventory { key_ids };
     let keyring = crate::delivery::secrets::Keyring::from_config_unchecked(cfg, &stored)?;
-    let (done, current, unreadable) =
-        crate::delivery::webhooks::reencrypt_all(&mut conn, &keyring)?;
+    // Webhook secrets and headers, task and schedule headers: one transaction.
+    let raw = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = crate::store::WriteTx::over(&raw);
+    let (mut done, mut current, mut unreadable) =
+        crate::delivery::webhooks::reencrypt_all(&tx, &keyring)?;
+    let (d, c, u) = crate::tasks::reencrypt_headers(&tx, &keyring)?;
+    done += d;
+    current += c;
+    unreadable.extend(u);
+    drop(tx);
+    raw.commit()?;
     println!(
         "re-encrypted {done} secret(s) with key {}; {current} already used it",
         keyring.current_id()

@@ -352,7 +352,8 @@ mod latest_tests {
         let every_second = Ticks::parse("* * * * * *", "UTC").expect("valid");
         // A month down: the latest tick, found without walking the month.
         assert_eq!(
-            every_second.latest_between(utc("2026-11-01T00:00:00Z"), utc("2026-12-01T10:00:00.500Z")),
+            every_second
+                .latest_between(utc("2026-11-01T00:00:00Z"), utc("2026-12-01T10:00:00.500Z")),
             Some(utc("2026-12-01T10:00:00Z"))
         );
         let yearly = Ticks::parse("0 0 1 1 *", "Europe/Berlin").expect("valid");

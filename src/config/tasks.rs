@@ -368,7 +368,9 @@ impl Validator<'_> {
                 .transpose()?;
             let retry_schedule = raw
                 .retry_schedule
-                .map(|r| parse_retry_schedule(&r).map_err(|m| self.invalid(&key("retry_schedule"), m)))
+                .map(|r| {
+                    parse_retry_schedule(&r).map_err(|m| self.invalid(&key("retry_schedule"), m))
+                })
                 .transpose()?;
             let overlap = match raw.overlap.as_deref() {
                 None => Overlap::Skip,
@@ -433,8 +435,10 @@ mod tests {
         let base = "[schedules.a]\nurl = \"https://x.example/\"\n";
         assert!(err(&format!("{base}cron = \"* * *\"")).contains("schedules.a.cron"));
         assert!(
-            err(&format!("{base}cron = \"0 * * * *\"\ntimezone = \"Mars/Base\""))
-                .contains("schedules.a.timezone")
+            err(&format!(
+                "{base}cron = \"0 * * * *\"\ntimezone = \"Mars/Base\""
+            ))
+            .contains("schedules.a.timezone")
         );
         assert!(
             err(&format!("{base}cron = \"0 * * * *\"\noverlap = \"queue\""))
@@ -454,12 +458,20 @@ mod tests {
             ))
             .contains("schedules.a.headers")
         );
-        assert!(err("[schedules.A]\ncron = \"0 * * * *\"\nurl = \"https://x/\"").contains("schedules.A"));
+        assert!(
+            err("[schedules.A]\ncron = \"0 * * * *\"\nurl = \"https://x/\"")
+                .contains("schedules.A")
+        );
         assert!(err("[schedules.a]\ncron = \"0 * * * *\"").contains("schedules.a.url"));
         assert!(err("[tasks]\ntimeout = \"20m\"").contains("tasks.timeout"));
         let e = err("[tasks]\nsigning_secret = \"hunter2hunter2\"");
-        assert!(e.contains("tasks.signing_secret") && !e.contains("hunter2"), "{e}");
-        assert!(err("[tasks]\nallowed_urls = [\"127.0.0.1:3000\"]").contains("tasks.allowed_urls[0]"));
+        assert!(
+            e.contains("tasks.signing_secret") && !e.contains("hunter2"),
+            "{e}"
+        );
+        assert!(
+            err("[tasks]\nallowed_urls = [\"127.0.0.1:3000\"]").contains("tasks.allowed_urls[0]")
+        );
     }
 
     #[test]
@@ -469,7 +481,10 @@ mod tests {
         )
         .expect("valid");
         let shown = c.redacted_toml().expect("toml");
-        assert!(!shown.contains("s3cr3t") && !shown.contains("abc"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("abc"),
+            "{shown}"
+        );
         assert!(shown.contains("ops"), "{shown}");
     }
 }

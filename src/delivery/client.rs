@@ -525,8 +525,14 @@ impl DeliveryClient {
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Answer, Failure> {
-        self.send(reqwest::Method::POST, url, headers, Some(body), self.timeout)
-            .await
+        self.send(
+            reqwest::Method::POST,
+            url,
+            headers,
+            Some(body),
+            self.timeout,
+        )
+        .await
     }
 
     /// As [`DeliveryClient::post`], with any method, an optional body and a timeout of its own

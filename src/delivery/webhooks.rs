@@ -778,19 +778,18 @@ pub fn disable(
     Ok(true)
 }
 
-/// Re-encrypts every stored secret with the current key (`hookrelay keys reencrypt`). Returns
-/// (re-encrypted, already current, unreadable).
+/// Re-encrypts every stored webhook secret and sensitive header with the current key, in `tx`
+/// (`hookrelay keys reencrypt`, which also re-seals task headers). Returns (re-encrypted,
+/// already current, unreadable).
 ///
 /// # Errors
 /// A database error, or the OS RNG failing.
 pub fn reencrypt_all(
-    conn: &mut Connection,
+    tx: &WriteTx<'_>,
     keyring: &Keyring,
 ) -> anyhow::Result<(usize, usize, Vec<String>)> {
-    let raw = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let tx = WriteTx::over(&raw);
     let (mut done, mut current, mut unreadable) = (0, 0, Vec::new());
-    for (webhook_id, seq, sealed) in store::all_secrets(&tx)? {
+    for (webhook_id, seq, sealed) in store::all_secrets(tx)? {
         if sealed.key_id == keyring.current_id() {
             current += 1;
             continue;
@@ -798,25 +797,23 @@ pub fn reencrypt_all(
         let aad = format!("{webhook_id}:{seq}");
         match keyring.open(&sealed, &aad) {
             Ok(secret) => {
-                store::reseal_secret(&tx, &webhook_id, seq, &keyring.seal(&secret, &aad)?)?;
+                store::reseal_secret(tx, &webhook_id, seq, &keyring.seal(&secret, &aad)?)?;
                 done += 1;
             }
             Err(e) => unreadable.push(format!("{webhook_id} secret {seq}: {e}")),
         }
     }
-    for (webhook_id, map) in store::all_headers(&tx)? {
+    for (webhook_id, map) in store::all_headers(tx)? {
         let before = headers::key_ids(&map).count();
         match headers::reseal(keyring, &webhook_id, &map) {
             Ok(Some(fresh)) => {
-                store::set_headers(&tx, &webhook_id, &fresh)?;
+                store::set_headers(tx, &webhook_id, &fresh)?;
                 done += before;
             }
             Ok(None) => current += before,
             Err(e) => unreadable.push(format!("{e:#}")),
         }
     }
-    drop(tx);
-    raw.commit()?;
     Ok((done, current, unreadable))
 }
 

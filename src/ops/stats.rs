@@ -1,5 +1,6 @@
 //! `GET /v1beta1/admin/stats`: counts by state, queue depth, oldest queued age,
-//! deliveries and failures in the last hour — what the admin page's overview shows.
+//! deliveries and failures in the last hour, tasks by state — what the admin page's overview
+//! shows.
 
 use std::time::Duration;
 
@@ -70,6 +71,10 @@ fn read(c: &Connection, now: Millis) -> rusqlite::Result<Value> {
     let (webhooks, failing) = delivery::store::webhook_counts(c)?;
     let webhooks = by_state(webhooks, &["enabled", "disabled"]);
     let dead = jobs.get("dead").cloned().unwrap_or(json!(0));
+    let tasks = by_state(
+        crate::tasks::store::count_by_state(c)?,
+        &crate::tasks::store::TaskState::names(),
+    );
     Ok(json!({
         "generated_at": clock::to_rfc3339(now),
         "jobs": {
@@ -89,5 +94,6 @@ fn read(c: &Connection, now: Millis) -> rusqlite::Result<Value> {
         },
         "inbound": {"by_state": inbound},
         "webhooks": {"by_state": webhooks, "failing": failing},
+        "tasks": {"by_state": tasks},
     }))
 }

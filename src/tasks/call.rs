@@ -133,8 +133,8 @@ impl Caller {
             Ok(h) => h,
             Err(reason) => return refuse(task_id, format!("the task's headers: {reason}")),
         };
-        let method = reqwest::Method::from_bytes(task.method.as_bytes())
-            .unwrap_or(reqwest::Method::POST);
+        let method =
+            reqwest::Method::from_bytes(task.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         // GET and DELETE carry no body; a task without one sends none (and signs the empty
         // string).
         let body = task
@@ -231,7 +231,5 @@ impl Caller {
 fn refuse(task_id: String, reason: String) -> JobResult {
     tracing::warn!(%task_id, %reason, "task cannot be called");
     let write_reason = reason.clone();
-    JobResult::fail(reason).with_write(Box::new(move |tx| {
-        store::fail(tx, &task_id, &write_reason)
-    }))
+    JobResult::fail(reason).with_write(Box::new(move |tx| store::fail(tx, &task_id, &write_reason)))
 }

@@ -285,11 +285,35 @@ pub fn register(
 pub fn sealed_key_ids(conn: &rusqlite::Connection) -> Result<Vec<String>, StoreError> {
     let mut ids: Vec<String> = store::all_headers(conn)?
         .iter()
-        .flat_map(|m| headers::key_ids(m).collect::<Vec<_>>())
+        .flat_map(|(_, m)| headers::key_ids(m).collect::<Vec<_>>())
         .collect();
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
+}
+
+/// Re-seals every task and schedule header value with the current key (`keys reencrypt`):
+/// `(re-sealed, already current, what could not be opened)`.
+///
+/// # Errors
+/// A database error, or the RNG failing.
+pub fn reencrypt_headers(
+    tx: &crate::store::WriteTx<'_>,
+    keyring: &Keyring,
+) -> anyhow::Result<(usize, usize, Vec<String>)> {
+    let (mut done, mut current, mut unreadable) = (0, 0, Vec::new());
+    for (owner, map) in store::all_headers(tx)? {
+        let count = headers::key_ids(&map).count();
+        match headers::reseal(keyring, &owner.aad(), &map) {
+            Ok(Some(fresh)) => {
+                store::set_headers(tx, &owner, &fresh)?;
+                done += count;
+            }
+            Ok(None) => current += count,
+            Err(e) => unreadable.push(format!("{owner:?}: {e:#}")),
+        }
+    }
+    Ok((done, current, unreadable))
 }
 
 /// The schema steps of this module's tables.
@@ -304,7 +328,10 @@ mod tests {
 
     fn policy(allowed: &[&str]) -> Policy {
         Policy {
-            allowed: allowed.iter().map(|p| Url::parse(p).expect("url")).collect(),
+            allowed: allowed
+                .iter()
+                .map(|p| Url::parse(p).expect("url"))
+                .collect(),
             allow_http: false,
             allow_private: false,
         }

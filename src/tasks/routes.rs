@@ -33,7 +33,10 @@ pub const MAX_TASK_NAME: usize = 200;
 #[must_use]
 pub fn endpoints() -> Vec<Endpoint> {
     const LIST: &[(&str, &str)] = &[
-        ("state", "scheduled, running, retrying, succeeded, failed, cancelled or skipped"),
+        (
+            "state",
+            "scheduled, running, retrying, succeeded, failed, cancelled or skipped",
+        ),
         ("name", "only tasks of this name"),
         ("schedule", "only runs of this schedule"),
         PAGE[0],
@@ -85,20 +88,41 @@ pub fn endpoints() -> Vec<Endpoint> {
 fn task_fields() -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("url".into(), json!({"type": "string", "format": "uri", "examples": ["https://app.example.com/tasks/index-document"]}));
-    m.insert("method".into(), json!({"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]}));
-    m.insert("headers".into(), json!({"type": "object", "additionalProperties": {"type": "string"}}));
+    m.insert(
+        "method".into(),
+        json!({"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]}),
+    );
+    m.insert(
+        "headers".into(),
+        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+    );
     m.insert("body".into(), json!({"type": ["object", "array", "string", "number", "boolean", "null"], "description": "any JSON, sent as the request body (not for GET or DELETE)"}));
-    m.insert("timeout".into(), json!({"type": "string", "examples": ["30s"], "description": "per call, at most 15m"}));
+    m.insert(
+        "timeout".into(),
+        json!({"type": "string", "examples": ["30s"], "description": "per call, at most 15m"}),
+    );
     m.insert("retry_schedule".into(), json!({"type": "array", "items": {"type": "string"}, "maxItems": 10, "examples": [["10s", "1m", "10m"]]}));
     m
 }
 
 fn task_schema() -> Value {
     let mut p = task_fields();
-    p.insert("run_at".into(), json!({"type": "string", "format": "date-time"}));
-    p.insert("delay".into(), json!({"type": "string", "examples": ["30s"]}));
-    p.insert("idempotency_key".into(), json!({"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}));
-    p.insert("name".into(), json!({"type": "string", "minLength": 1, "maxLength": MAX_TASK_NAME}));
+    p.insert(
+        "run_at".into(),
+        json!({"type": "string", "format": "date-time"}),
+    );
+    p.insert(
+        "delay".into(),
+        json!({"type": "string", "examples": ["30s"]}),
+    );
+    p.insert(
+        "idempotency_key".into(),
+        json!({"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}),
+    );
+    p.insert(
+        "name".into(),
+        json!({"type": "string", "minLength": 1, "maxLength": MAX_TASK_NAME}),
+    );
     json!({"type": "object", "required": ["url"], "additionalProperties": false, "properties": p})
 }
 
@@ -106,8 +130,14 @@ fn schedule_props() -> serde_json::Map<String, Value> {
     let mut p = task_fields();
     p.insert("cron".into(), json!({"type": "string", "examples": ["0 * * * *"], "description": "5 fields, or 6 with seconds first"}));
     p.insert("timezone".into(), json!({"type": "string", "examples": ["Europe/Berlin"], "description": "IANA name; default UTC"}));
-    p.insert("overlap".into(), json!({"type": "string", "enum": ["skip", "allow"]}));
-    p.insert("catch_up".into(), json!({"type": "string", "enum": ["latest", "none"]}));
+    p.insert(
+        "overlap".into(),
+        json!({"type": "string", "enum": ["skip", "allow"]}),
+    );
+    p.insert(
+        "catch_up".into(),
+        json!({"type": "string", "enum": ["latest", "none"]}),
+    );
     p.insert("enabled".into(), json!({"type": "boolean"}));
     p
 }
@@ -127,8 +157,11 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 fn duration(field: &str, text: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| invalid(format!("{field}: `{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\"")))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(format!(
+            "{field}: `{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\""
+        ))
+    })
 }
 
 /// The parts tasks and schedules share, checked.
@@ -160,12 +193,16 @@ fn check_call(
     let method = check_method(method.as_deref().unwrap_or("POST"))
         .map_err(|m| invalid(format!("method: {m}")))?;
     if body.is_some() && matches!(method.as_str(), "GET" | "DELETE") {
-        return Err(invalid(format!("a {method} task carries no body; drop `body` or use POST")));
+        return Err(invalid(format!(
+            "a {method} task carries no body; drop `body` or use POST"
+        )));
     }
     for (name, value) in &headers {
         check_header_name(name).map_err(|m| invalid(format!("headers: {m}")))?;
         if HeaderValue::from_str(value).is_err() {
-            return Err(invalid(format!("headers: the value of {name} is not a valid header value")));
+            return Err(invalid(format!(
+                "headers: the value of {name} is not a valid header value"
+            )));
         }
     }
     let timeout = timeout
@@ -209,7 +246,15 @@ async fn create_task(
     body: web::Json<TaskBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let call = check_call(&tasks, b.url, b.method, b.headers, b.body, b.timeout, b.retry_schedule)?;
+    let call = check_call(
+        &tasks,
+        b.url,
+        b.method,
+        b.headers,
+        b.body,
+        b.timeout,
+        b.retry_schedule,
+    )?;
     let now = clock::now_ms();
     let run_at = match (b.run_at, b.delay) {
         (Some(_), Some(_)) => return Err(invalid("give `run_at` or `delay`, not both")),
@@ -223,12 +268,16 @@ async fn create_task(
     if let Some(k) = &b.idempotency_key
         && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
     {
-        return Err(invalid(format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+        return Err(invalid(format!(
+            "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )));
     }
     if let Some(n) = &b.name
         && (n.is_empty() || n.chars().count() > MAX_TASK_NAME || n.chars().any(char::is_control))
     {
-        return Err(invalid(format!("name must be 1 to {MAX_TASK_NAME} characters, without control characters")));
+        return Err(invalid(format!(
+            "name must be 1 to {MAX_TASK_NAME} characters, without control characters"
+        )));
     }
     let row = tasks
         .maker
@@ -253,10 +302,11 @@ async fn create_task(
         .store
         .writer()
         .write_wait(move |tx| {
-            let (created, id) = match store::insert(tx, &row, TaskState::Scheduled, handoff.as_ref())? {
-                Inserted::Created => (true, row.id.clone()),
-                Inserted::Existing(id) => (false, id),
-            };
+            let (created, id) =
+                match store::insert(tx, &row, TaskState::Scheduled, handoff.as_ref())? {
+                    Inserted::Created => (true, row.id.clone()),
+                    Inserted::Existing(id) => (false, id),
+                };
             Ok::<_, ApiError>((created, store::get(tx, &id)?))
         })
         .await?;
@@ -412,7 +462,11 @@ struct ScheduleBody {
 
 /// The definition `b` gives, over `base` (the schedule's current one, for an update). A header
 /// sent as `"[redacted]"` keeps its current value.
-fn definition(tasks: &Tasks, b: ScheduleBody, base: Option<ScheduleDef>) -> Result<ScheduleDef, ApiError> {
+fn definition(
+    tasks: &Tasks,
+    b: ScheduleBody,
+    base: Option<ScheduleDef>,
+) -> Result<ScheduleDef, ApiError> {
     let human = |d: Duration| humantime::format_duration(d).to_string();
     let cron = b
         .cron
@@ -436,29 +490,41 @@ fn definition(tasks: &Tasks, b: ScheduleBody, base: Option<ScheduleDef>) -> Resu
             let kept = base
                 .as_ref()
                 .and_then(|d| d.headers.get(name))
-                .ok_or_else(|| invalid(format!("headers: {name} is \"[redacted]\" but has no value to keep")))?;
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "headers: {name} is \"[redacted]\" but has no value to keep"
+                    ))
+                })?;
             value.clone_from(kept);
         }
     }
-    let body = b.body.or_else(|| base.as_ref().and_then(|d| d.body.clone()));
+    let body = b
+        .body
+        .or_else(|| base.as_ref().and_then(|d| d.body.clone()));
     let call = check_call(
         tasks,
         url,
         b.method.or_else(|| base.as_ref().map(|d| d.method.clone())),
         headers,
         body,
-        b.timeout.or_else(|| base.as_ref().and_then(|d| d.timeout.map(human))),
+        b.timeout
+            .or_else(|| base.as_ref().and_then(|d| d.timeout.map(human))),
         b.retry_schedule.or_else(|| {
-            base.as_ref()
-                .and_then(|d| d.retry_schedule.as_ref().map(|r| r.iter().copied().map(human).collect()))
+            base.as_ref().and_then(|d| {
+                d.retry_schedule
+                    .as_ref()
+                    .map(|r| r.iter().copied().map(human).collect())
+            })
         }),
     )?;
     let overlap = match b.overlap {
-        Some(o) => Overlap::parse(&o).ok_or_else(|| invalid(format!("overlap: `{o}` is not `skip` or `allow`")))?,
+        Some(o) => Overlap::parse(&o)
+            .ok_or_else(|| invalid(format!("overlap: `{o}` is not `skip` or `allow`")))?,
         None => base.as_ref().map_or(Overlap::Skip, |d| d.overlap),
     };
     let catch_up = match b.catch_up {
-        Some(c) => CatchUp::parse(&c).ok_or_else(|| invalid(format!("catch_up: `{c}` is not `latest` or `none`")))?,
+        Some(c) => CatchUp::parse(&c)
+            .ok_or_else(|| invalid(format!("catch_up: `{c}` is not `latest` or `none`")))?,
         None => base.as_ref().map_or(CatchUp::Latest, |d| d.catch_up),
     };
     Ok(ScheduleDef {
@@ -490,7 +556,10 @@ async fn create_schedule(
         ));
     }
     let def = definition(&tasks, b, None)?;
-    let v = tasks.schedules.put(&name, def, true, &caller.identity).await?;
+    let v = tasks
+        .schedules
+        .put(&name, def, true, &caller.identity)
+        .await?;
     Ok(HttpResponse::Created().json(json!({"schedule": v})))
 }
 
@@ -503,13 +572,18 @@ async fn update_schedule(
     let name = name.into_inner();
     let b = body.into_inner();
     if b.name.as_ref().is_some_and(|n| n != &name) {
-        return Err(invalid("a schedule cannot be renamed; create a new one and delete this one"));
+        return Err(invalid(
+            "a schedule cannot be renamed; create a new one and delete this one",
+        ));
     }
     let Some((base, _)) = tasks.schedules.definition(&name) else {
         return Err(ApiError::not_found(format!("schedule {name}")));
     };
     let def = definition(&tasks, b, Some(base))?;
-    let v = tasks.schedules.put(&name, def, false, &caller.identity).await?;
+    let v = tasks
+        .schedules
+        .put(&name, def, false, &caller.identity)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"schedule": v})))
 }
 
@@ -518,7 +592,10 @@ async fn delete_schedule(
     tasks: web::Data<Tasks>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    tasks.schedules.delete(&name.into_inner(), &caller.identity).await?;
+    tasks
+        .schedules
+        .delete(&name.into_inner(), &caller.identity)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
@@ -557,7 +634,12 @@ async fn resume_schedule(
     set_paused(&caller.identity, &tasks, &name.into_inner(), false).await
 }
 
-async fn set_paused(actor: &str, tasks: &Tasks, name: &str, paused: bool) -> Result<HttpResponse, ApiError> {
+async fn set_paused(
+    actor: &str,
+    tasks: &Tasks,
+    name: &str,
+    paused: bool,
+) -> Result<HttpResponse, ApiError> {
     let v = tasks
         .schedules
         .set_paused(name, paused, actor)

@@ -107,7 +107,7 @@ fn at(ms: Millis) -> DateTime<Utc> {
 }
 
 fn aad(name: &str) -> String {
-    format!("schedule:{name}")
+    store::HeaderOwner::Schedule(name.to_string()).aad()
 }
 
 impl Schedules {
@@ -208,7 +208,10 @@ impl Schedules {
                     url: s.url.clone(),
                     method: s.method.clone(),
                     headers,
-                    body: s.body.as_deref().and_then(|b| serde_json::from_slice(b).ok()),
+                    body: s
+                        .body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice(b).ok()),
                     timeout: s.timeout,
                     retry_schedule: s.retry_schedule.clone(),
                     overlap: Overlap::parse(&s.overlap).unwrap_or(Overlap::Skip),
@@ -510,13 +513,17 @@ impl Schedules {
             (Some((_, Origin::Config)), _) => {
                 return Err(ApiError::conflict(
                     "managed_by_config",
-                    format!("schedule {name} is defined in the config ([schedules.{name}]); change it there"),
+                    format!(
+                        "schedule {name} is defined in the config ([schedules.{name}]); change it there"
+                    ),
                 ));
             }
             (Some(_), true) => {
                 return Err(ApiError::conflict(
                     "already_exists",
-                    format!("a schedule named {name} exists; change it with PUT /v1beta1/schedules/{name}"),
+                    format!(
+                        "a schedule named {name} exists; change it with PUT /v1beta1/schedules/{name}"
+                    ),
                 ));
             }
             (None, false) => return Err(ApiError::not_found(format!("schedule {name}"))),
@@ -527,8 +534,8 @@ impl Schedules {
             .iter()
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
-        let sealed = headers::seal(self.maker.keyring(), &aad(name), &given)
-            .map_err(ApiError::internal)?;
+        let sealed =
+            headers::seal(self.maker.keyring(), &aad(name), &given).map_err(ApiError::internal)?;
         let (owned, actor) = (name.to_string(), actor.to_string());
         let now = clock::now_ms();
         self.store
@@ -569,7 +576,9 @@ impl Schedules {
             Some((_, Origin::Config)) => {
                 return Err(ApiError::conflict(
                     "managed_by_config",
-                    format!("schedule {name} is defined in the config; remove [schedules.{name}] there"),
+                    format!(
+                        "schedule {name} is defined in the config; remove [schedules.{name}] there"
+                    ),
                 ));
             }
             Some(_) => {}
@@ -618,7 +627,11 @@ impl Schedules {
                     tx,
                     &crate::store::audit::Entry {
                         actor: &actor,
-                        action: if paused { "schedule.pause" } else { "schedule.resume" },
+                        action: if paused {
+                            "schedule.pause"
+                        } else {
+                            "schedule.resume"
+                        },
                         target_type: Some("schedule"),
                         target_id: Some(&owned),
                         detail: json!({}),

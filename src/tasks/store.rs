@@ -389,7 +389,10 @@ pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<Option<bool>> {
     Ok(Some(true))
 }
 
-fn state_and_job(conn: &Connection, id: &str) -> rusqlite::Result<Option<(String, Option<String>)>> {
+fn state_and_job(
+    conn: &Connection,
+    id: &str,
+) -> rusqlite::Result<Option<(String, Option<String>)>> {
     conn.prepare_cached("SELECT state, job_id FROM tasks WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -408,7 +411,10 @@ pub fn retry(
     let Some((state, job_id)) = state_and_job(tx, id)? else {
         return Ok(None);
     };
-    if !matches!(state.as_str(), "succeeded" | "failed" | "cancelled" | "skipped") {
+    if !matches!(
+        state.as_str(),
+        "succeeded" | "failed" | "cancelled" | "skipped"
+    ) {
         return Ok(Some(false));
     }
     let now = clock::now_ms();
@@ -569,24 +575,70 @@ pub fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>>
     rows.collect()
 }
 
-/// The headers of every task and schedule that holds one, for the key inventory.
+/// Whose headers a sealed map is: they are sealed for this owner (the additional data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOwner {
+    Task(String),
+    Schedule(String),
+}
+
+impl HeaderOwner {
+    /// The additional data the values are sealed with.
+    #[must_use]
+    pub fn aad(&self) -> String {
+        match self {
+            Self::Task(id) => id.clone(),
+            Self::Schedule(name) => format!("schedule:{name}"),
+        }
+    }
+}
+
+/// The headers of every task and schedule that holds any, with their owner (the key inventory
+/// at start, `keys reencrypt`).
 ///
 /// # Errors
 /// A database error.
-pub fn all_headers(conn: &Connection) -> rusqlite::Result<Vec<Map<String, Value>>> {
+pub fn all_headers(conn: &Connection) -> rusqlite::Result<Vec<(HeaderOwner, Map<String, Value>)>> {
     let mut out = Vec::new();
-    for table in ["tasks", "schedules"] {
+    for (table, key) in [("tasks", "id"), ("schedules", "name")] {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT headers FROM {table} WHERE headers != '{{}}'"
+            "SELECT {key}, headers FROM {table} WHERE headers != '{{}}'"
         ))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        for text in rows {
-            if let Ok(Value::Object(m)) = serde_json::from_str(&text?) {
-                out.push(m);
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (owner, text) = row?;
+            if let Ok(Value::Object(m)) = serde_json::from_str(&text) {
+                let owner = if table == "tasks" {
+                    HeaderOwner::Task(owner)
+                } else {
+                    HeaderOwner::Schedule(owner)
+                };
+                out.push((owner, m));
             }
         }
     }
     Ok(out)
+}
+
+/// Replaces the stored headers of `owner`.
+///
+/// # Errors
+/// A database error.
+pub fn set_headers(
+    tx: &WriteTx<'_>,
+    owner: &HeaderOwner,
+    headers: &Map<String, Value>,
+) -> rusqlite::Result<()> {
+    let text = Value::Object(headers.clone()).to_string();
+    match owner {
+        HeaderOwner::Task(id) => tx
+            .prepare_cached("UPDATE tasks SET headers = ?2 WHERE id = ?1")?
+            .execute(params![id, text])?,
+        HeaderOwner::Schedule(name) => tx
+            .prepare_cached("UPDATE schedules SET headers = ?2 WHERE name = ?1")?
+            .execute(params![name, text])?,
+    };
+    Ok(())
 }
 
 /// Deletes finished tasks (and their attempts): succeeded, cancelled and skipped ones finished
@@ -639,7 +691,8 @@ pub struct StoredSchedule {
     pub updated_at: Millis,
 }
 
-const SCHEDULE_COLUMNS: &str = "name, origin, cron, timezone, url, method, headers, body, timeout_ms,
+const SCHEDULE_COLUMNS: &str =
+    "name, origin, cron, timezone, url, method, headers, body, timeout_ms,
      retry_schedule, overlap, catch_up, enabled, paused, last_tick, created_at, updated_at";
 
 fn schedule_row(r: &Row<'_>) -> rusqlite::Result<StoredSchedule> {
@@ -746,7 +799,12 @@ pub fn delete_schedule(tx: &WriteTx<'_>, name: &str) -> rusqlite::Result<bool> {
 ///
 /// # Errors
 /// A database error.
-pub fn set_paused(tx: &WriteTx<'_>, name: &str, paused: bool, now: Millis) -> rusqlite::Result<bool> {
+pub fn set_paused(
+    tx: &WriteTx<'_>,
+    name: &str,
+    paused: bool,
+    now: Millis,
+) -> rusqlite::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE schedules SET paused = ?2, updated_at = ?3,

@@ -18,6 +18,7 @@ mod js_compat;
 mod ops;
 mod provider_libs;
 mod receiving;
+mod schedules;
 mod schemathesis;
 mod sources;
 mod store;

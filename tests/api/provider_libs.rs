@@ -66,7 +66,7 @@ fn venv_python() -> PathBuf {
 
 /// Whether the npm libraries can run (build.rs saw them, but they may be gone since, or the test
 /// was run with `--ignored`); under CI their absence fails the test.
-fn npm_or_skip(what: &str) -> bool {
+pub(crate) fn npm_or_skip(what: &str) -> bool {
     let node = Command::new("node")
         .arg("--version")
         .output()

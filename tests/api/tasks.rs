@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use crate::helpers::{
-    PUBLISH_TOKEN, TASKS_SECRET, TestApp, TestReceiver, assert_error, assert_json,
-    local_delivery, spawn_app_with, wait_until,
+    PUBLISH_TOKEN, TASKS_SECRET, TestApp, TestReceiver, assert_error, assert_json, local_delivery,
+    spawn_app_with, wait_until,
 };
 
 pub async fn task_app() -> TestApp {
@@ -41,8 +41,12 @@ pub async fn wait_task(app: &TestApp, id: &str, state: &str, within: Duration) -
 /// Whether `signature` (a `webhook-signature` value) signs `id.ts.body` with the tasks key —
 /// computed here from the Standard Webhooks definition, not with hookrelay's code.
 pub fn signed(id: &str, ts: &str, body: &[u8], signature: &str) -> bool {
+    signed_with(TASKS_SECRET, id, ts, body, signature)
+}
+
+fn signed_with(secret: &str, id: &str, ts: &str, body: &[u8], signature: &str) -> bool {
     let key = base64::engine::general_purpose::STANDARD
-        .decode(TASKS_SECRET.trim_start_matches("whsec_"))
+        .decode(secret.trim_start_matches("whsec_"))
         .expect("key");
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac");
     mac.update(format!("{id}.{ts}.").as_bytes());
@@ -139,7 +143,9 @@ async fn a_task_call_is_signed_carries_its_body_and_headers_and_is_recorded() {
         bytes.extend(wal);
     }
     assert!(
-        !bytes.windows(b"app-s3cr3t".len()).any(|w| w == b"app-s3cr3t"),
+        !bytes
+            .windows(b"app-s3cr3t".len())
+            .any(|w| w == b"app-s3cr3t"),
         "the Authorization header is in the database file in the clear"
     );
 }
@@ -186,8 +192,8 @@ async fn delay_and_run_at_hold_the_call_until_then() {
     )
     .await;
     assert_eq!(t["state"], "scheduled");
-    let run_at = hookrelay::clock::parse_rfc3339(t["run_at"].as_str().expect("run_at"))
-        .expect("rfc3339");
+    let run_at =
+        hookrelay::clock::parse_rfc3339(t["run_at"].as_str().expect("run_at")).expect("rfc3339");
     assert!(run_at > hookrelay::clock::now_ms() + 1000, "{t}");
     let reqs = receiver.wait_for(1, Duration::from_secs(10)).await;
     let waited = reqs[0].0 - asked;
@@ -259,7 +265,8 @@ async fn failures_are_retried_on_the_schedule_and_retry_after_replaces_the_wait(
     let receiver = TestReceiver::start(vec![
         ResponseTemplate::new(500).set_body_string("boom"),
         ResponseTemplate::new(503).insert_header("Retry-After", "1"),
-        ResponseTemplate::new(302).insert_header("Location", "https://elsewhere.example/?token=t0p"),
+        ResponseTemplate::new(302)
+            .insert_header("Location", "https://elsewhere.example/?token=t0p"),
         ResponseTemplate::new(204),
     ])
     .await;
@@ -294,7 +301,10 @@ async fn failures_are_retried_on_the_schedule_and_retry_after_replaces_the_wait(
     assert_eq!(attempts[1]["status"], 503);
     assert_eq!(attempts[2]["status"], 302);
     let redirect = attempts[2]["error"].as_str().expect("error");
-    assert!(redirect.contains("redirects are not followed"), "{redirect}");
+    assert!(
+        redirect.contains("redirects are not followed"),
+        "{redirect}"
+    );
     assert!(!redirect.contains("t0p"), "{redirect}");
     assert_eq!(attempts[3]["status"], 204);
     // The redirect was not followed.
@@ -320,11 +330,17 @@ async fn a_task_that_fails_goes_to_the_error_handler_and_can_be_retried() {
     assert_eq!(failed["attempt_count"], 2);
     assert_eq!(failed["last_status"], 500);
     assert_eq!(failed["last_error"], "HTTP 500");
+    let stats = app.get_json("/v1beta1/admin/stats", StatusCode::OK).await;
+    assert_eq!(stats["tasks"]["by_state"]["failed"], 1, "{stats}");
+    assert_eq!(stats["tasks"]["by_state"]["scheduled"], 0, "{stats}");
 
     // The one error handler: an audit record and a system.task.failed event, no system.job.dead.
     let events = wait_until(Duration::from_secs(5), "system.task.failed", || async {
         let v = app
-            .get_json("/v1beta1/admin/events?action=system.task.failed", StatusCode::OK)
+            .get_json(
+                "/v1beta1/admin/events?action=system.task.failed",
+                StatusCode::OK,
+            )
             .await;
         (!v["events"].as_array().expect("events").is_empty()).then_some(v)
     })
@@ -332,17 +348,27 @@ async fn a_task_that_fails_goes_to_the_error_handler_and_can_be_retried() {
     let event = &events["events"][0];
     let detail = app
         .get_json(
-            &format!("/v1beta1/admin/events/{}", event["id"].as_str().expect("id")),
+            &format!(
+                "/v1beta1/admin/events/{}",
+                event["id"].as_str().expect("id")
+            ),
             StatusCode::OK,
         )
         .await;
     let envelope = detail["event"]["payload"].clone();
-    let envelope = if envelope.is_null() { detail["event"].clone() } else { envelope };
+    let envelope = if envelope.is_null() {
+        detail["event"].clone()
+    } else {
+        envelope
+    };
     assert_eq!(envelope["data"]["target"]["id"], id.as_str(), "{detail}");
     assert_eq!(envelope["data"]["target"]["type"], "task");
     assert_eq!(envelope["data"]["metadata"]["attempts"], 2);
     let dead = app
-        .get_json("/v1beta1/admin/events?action=system.job.dead", StatusCode::OK)
+        .get_json(
+            "/v1beta1/admin/events?action=system.job.dead",
+            StatusCode::OK,
+        )
         .await;
     assert_eq!(dead["events"], json!([]), "{dead}");
     let audit = app
@@ -385,7 +411,13 @@ async fn gone_ends_a_task_and_a_slow_app_times_out() {
         json!({"url": gone.url("/old"), "retry_schedule": ["50ms", "50ms"]}),
     )
     .await;
-    let failed = wait_task(&app, t["id"].as_str().expect("id"), "failed", Duration::from_secs(10)).await;
+    let failed = wait_task(
+        &app,
+        t["id"].as_str().expect("id"),
+        "failed",
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(failed["attempt_count"], 1, "410 ends the task: {failed}");
 
     let slow = TestReceiver::start(vec![
@@ -398,11 +430,20 @@ async fn gone_ends_a_task_and_a_slow_app_times_out() {
         json!({"url": slow.url("/slow"), "timeout": "300ms", "retry_schedule": ["50ms"]}),
     )
     .await;
-    let done = wait_task(&app, t["id"].as_str().expect("id"), "succeeded", Duration::from_secs(10)).await;
+    let done = wait_task(
+        &app,
+        t["id"].as_str().expect("id"),
+        "succeeded",
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(done["attempts"][0]["error_kind"], "timeout", "{done}");
     assert!(done["attempts"][0]["latency_ms"].as_i64().expect("ms") < 2000);
     let big = app
-        .post("/v1beta1/tasks", &json!({"url": slow.url("/x"), "timeout": "16m"}))
+        .post(
+            "/v1beta1/tasks",
+            &json!({"url": slow.url("/x"), "timeout": "16m"}),
+        )
         .await;
     assert_error(big, StatusCode::BAD_REQUEST, "invalid_payload").await;
 }
@@ -438,7 +479,13 @@ async fn urls_must_be_allowed_or_pass_the_ssrf_rules() {
     let app = spawn_app_with(|c| c.tasks.allowed_urls = vec![prefix.clone()]).await;
     // Under the allowed prefix: http and loopback are fine.
     let t = enqueue_task(&app, json!({"url": receiver.url("/tasks/ok")})).await;
-    wait_task(&app, t["id"].as_str().expect("id"), "succeeded", Duration::from_secs(10)).await;
+    wait_task(
+        &app,
+        t["id"].as_str().expect("id"),
+        "succeeded",
+        Duration::from_secs(10),
+    )
+    .await;
     for url in [
         receiver.url("/elsewhere"),
         "http://10.1.2.3/tasks/".to_string(),
@@ -453,7 +500,10 @@ async fn urls_must_be_allowed_or_pass_the_ssrf_rules() {
         .await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_payload").await;
     let res = app
-        .post("/v1beta1/tasks", &json!({"url": "https://example.com/", "surprise": 1}))
+        .post(
+            "/v1beta1/tasks",
+            &json!({"url": "https://example.com/", "surprise": 1}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     // A host name that resolves to loopback passes at enqueue and is refused at the call.
@@ -462,6 +512,389 @@ async fn urls_must_be_allowed_or_pass_the_ssrf_rules() {
         json!({"url": format!("https://localhost:{}/x", receiver.server.address().port()), "retry_schedule": []}),
     )
     .await;
-    let failed = wait_task(&app, t["id"].as_str().expect("id"), "failed", Duration::from_secs(10)).await;
-    assert_eq!(failed["attempts"][0]["error_kind"], "refused_by_policy", "{failed}");
+    let failed = wait_task(
+        &app,
+        t["id"].as_str().expect("id"),
+        "failed",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        failed["attempts"][0]["error_kind"], "refused_by_policy",
+        "{failed}"
+    );
+}
+
+/// Task states straight from the database file.
+fn task_states(db: &std::path::Path) -> std::collections::HashMap<String, i64> {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_tasks_scheduled_and_in_flight_loses_none() {
+    use crate::helpers::{ChildApp, write_child_config};
+    use nix::sys::signal::Signal;
+    const NOW: usize = 60;
+    const LATER: usize = 60;
+    // The first calls hang, so that some are in flight when the process is killed.
+    let receiver = TestReceiver::start(vec![
+        ResponseTemplate::new(200).set_delay(Duration::from_secs(30)),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_child_config(
+        dir.path(),
+        &format!(
+            "[tasks]\nsigning_secret = \"{TASKS_SECRET}\"\nallowed_urls = [\"{}\"]\n[jobs]\nworkers = 8\n",
+            receiver.url("/")
+        ),
+    );
+    let db = dir.path().join("hookrelay.db");
+    let app = ChildApp::start(&config);
+    let mut acked = Vec::new();
+    for i in 0..NOW + LATER {
+        let mut body = json!({"url": receiver.url(&format!("/tasks/{i}")), "timeout": "60s"});
+        if i >= NOW {
+            body["delay"] = json!("3s");
+        }
+        let res = app.post("/v1beta1/tasks", &body).await.expect("post");
+        let v = assert_json(res, StatusCode::ACCEPTED).await;
+        acked.push(v["task"]["id"].as_str().expect("id").to_string());
+    }
+    receiver.wait_for(8, Duration::from_secs(10)).await;
+    let mut app = app;
+    app.signal(Signal::SIGKILL);
+    app.wait_exit(Duration::from_secs(5));
+    drop(app);
+    let before = task_states(&db);
+    assert_eq!(
+        before.values().sum::<i64>(),
+        (NOW + LATER) as i64,
+        "every acked task is stored: {before:?}"
+    );
+    assert!(
+        before.get("running").copied().unwrap_or(0) >= 8,
+        "{before:?}"
+    );
+    let called_before: std::collections::HashSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|(_, r)| header(r, "x-hookrelay-task").to_string())
+        .collect();
+
+    // Restart against a receiver that answers at once: every task ends succeeded, and the ones
+    // that were in flight were called again.
+    receiver.server.reset().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver.server)
+        .await;
+    let app = ChildApp::start(&config);
+    let states = wait_until(Duration::from_secs(60), "every task to succeed", || async {
+        let s = task_states(&db);
+        (s.get("succeeded").copied().unwrap_or(0) == (NOW + LATER) as i64).then_some(s)
+    })
+    .await;
+    assert_eq!(states.len(), 1, "none failed, none stuck: {states:?}");
+    let again: std::collections::HashSet<String> = receiver
+        .server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| header(r, "x-hookrelay-task").to_string())
+        .collect();
+    for id in &called_before {
+        assert!(
+            again.contains(id),
+            "task {id} was in flight at the kill and not called again"
+        );
+    }
+    for id in &acked {
+        assert!(
+            again.contains(id) || called_before.contains(id),
+            "task {id} was never called"
+        );
+    }
+    drop(app);
+}
+
+/// The README's receiver (`tests/receivers/task-receiver.js`, npm `standardwebhooks`) on a free
+/// port, verifying with `secret`.
+struct NodeReceiver {
+    child: std::process::Child,
+    port: u16,
+    out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl NodeReceiver {
+    async fn start(secret: &str) -> Self {
+        use std::io::BufRead as _;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = std::process::Command::new("node")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/receivers/task-receiver.js"
+            ))
+            .env("TASKS_SECRET", secret)
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node");
+        let stdout = child.stdout.take().expect("stdout");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&out);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().expect("lock").push(line);
+            }
+        });
+        wait_until(
+            Duration::from_secs(10),
+            "the node receiver to listen",
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        Self { child, port, out }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.out.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for NodeReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The README's worked example, as a user runs it: an hourly `calendar-sync` schedule and an
+/// `index-document` task enqueued with a delay, both verified by the README's 18-line receiver
+/// with the npm `standardwebhooks` library; a receiver holding another secret refuses them.
+#[tokio::test]
+#[cfg_attr(
+    any(missing_node, missing_node_packages),
+    ignore = "needs Node.js and npm packages: apt-get install nodejs npm && npm ci --prefix tests/receivers"
+)]
+async fn the_readme_receiver_verifies_task_calls_with_standardwebhooks() {
+    if !crate::provider_libs::npm_or_skip("the README task receiver test") {
+        return;
+    }
+    let receiver = NodeReceiver::start(TASKS_SECRET).await;
+    let prefix = receiver.url("/");
+    let toml = format!(
+        "[schedules.calendar-sync]\ncron = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"\nurl = \"{}\"\nbody = {{ full = false }}\n",
+        receiver.url("/tasks/calendar-sync")
+    );
+    let schedules = hookrelay::config::from_toml_str(&toml)
+        .expect("valid")
+        .schedules;
+    let app = spawn_app_with(move |c| {
+        c.tasks.allowed_urls = vec![prefix];
+        c.schedules = schedules;
+    })
+    .await;
+    let t = enqueue_task(
+        &app,
+        json!({
+            "url": receiver.url("/tasks/index-document"),
+            "delay": "1s",
+            "body": {"document_id": "doc_42", "title": "Grüße <b>bold</b>"},
+            "name": "index-document",
+        }),
+    )
+    .await;
+    let id = t["id"].as_str().expect("id");
+    let done = wait_task(&app, id, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(done["attempts"][0]["response_body"], "done");
+    let run = app
+        .post("/v1beta1/admin/schedules/calendar-sync/run", &json!({}))
+        .await;
+    let run = assert_json(run, StatusCode::ACCEPTED).await;
+    wait_task(
+        &app,
+        run["task"]["id"].as_str().expect("id"),
+        "succeeded",
+        Duration::from_secs(15),
+    )
+    .await;
+    let lines = receiver.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("/tasks/index-document 1 ") && l.contains("doc_42")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("/tasks/calendar-sync 1 {\"full\":false}")),
+        "{lines:?}"
+    );
+
+    // Signed with another key: the library refuses it, and the task fails.
+    let other = NodeReceiver::start("whsec_c2VjcmV0LW9mLWFub3RoZXItYXBwLTMyLWJ5dGVzIQ==").await;
+    let app2 = spawn_app_with(|c| c.tasks.allowed_urls = vec![other.url("/")]).await;
+    let t = enqueue_task(
+        &app2,
+        json!({"url": other.url("/tasks/x"), "body": {"a": 1}, "retry_schedule": []}),
+    )
+    .await;
+    let failed = wait_task(
+        &app2,
+        t["id"].as_str().expect("id"),
+        "failed",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(failed["last_status"], 401, "{failed}");
+}
+
+/// `hookrelay keys reencrypt` re-seals task headers (and webhook secrets) with the new key, so
+/// the old key can be dropped: the server starts without it and the task still sends its
+/// `Authorization` header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_reencrypt_reseals_task_headers_so_the_old_key_can_go() {
+    use crate::helpers::{ChildApp, run_bin, write_child_config};
+    use nix::sys::signal::Signal;
+    const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const NEW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    let receiver = TestReceiver::ok().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tasks = format!(
+        "[tasks]\nsigning_secret = \"{TASKS_SECRET}\"\nallowed_urls = [\"{}\"]\n",
+        receiver.url("/")
+    );
+    let config = |delivery: &str| {
+        write_child_config(dir.path(), &format!("{tasks}[delivery]\n{delivery}\n"))
+    };
+    let path = config(&format!("encryption_key = \"{OLD}\""));
+    let mut app = ChildApp::start(&path);
+    let res = app
+        .post(
+            "/v1beta1/tasks",
+            &json!({"url": receiver.url("/later"), "delay": "1h", "headers": {"Authorization": "Bearer keep-me"}}),
+        )
+        .await
+        .expect("post");
+    let id = assert_json(res, StatusCode::ACCEPTED).await["task"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    app.signal(Signal::SIGTERM);
+    app.wait_exit(Duration::from_secs(15));
+    drop(app);
+
+    config(&format!(
+        "encryption_key = \"{NEW}\"\nprevious_encryption_keys = [\"{OLD}\"]"
+    ));
+    let out = run_bin(
+        dir.path(),
+        &[
+            "keys",
+            "reencrypt",
+            "--config",
+            path.to_str().expect("path"),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("re-encrypted 1 secret(s)"), "{stdout}");
+
+    config(&format!("encryption_key = \"{NEW}\""));
+    let app = ChildApp::start(&path);
+    let call = |p: &str| {
+        app.client
+            .post(format!("{}{p}", app.address))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(
+        call(&format!("/v1beta1/admin/tasks/{id}/cancel"))
+            .await
+            .expect("cancel")
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&format!("/v1beta1/admin/tasks/{id}/retry"))
+            .await
+            .expect("retry")
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let reqs = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(header(&reqs[0].1, "authorization"), "Bearer keep-me");
+}
+
+/// Without `tasks.signing_secret`, a key is generated into `<db dir>/tasks.secret` (0600) on the
+/// first start, kept on the next, and the calls verify with it.
+#[tokio::test]
+async fn a_signing_secret_is_generated_once_into_tasks_secret() {
+    let receiver = TestReceiver::ok().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = crate::helpers::test_config(dir.path());
+    local_delivery(&mut cfg);
+    cfg.tasks.signing_secret = None;
+    let app = crate::helpers::spawn_app_in(dir, cfg.clone()).await;
+    let file = app.db_path.with_file_name("tasks.secret");
+    let secret = std::fs::read_to_string(&file).expect("tasks.secret");
+    let secret = secret.trim_end().to_string();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    enqueue_task(&app, json!({"url": receiver.url("/a"), "body": {"n": 1}})).await;
+    let reqs = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let req = &reqs[0].1;
+    assert!(signed_with(
+        &secret,
+        header(req, "webhook-id"),
+        header(req, "webhook-timestamp"),
+        &req.body,
+        header(req, "webhook-signature")
+    ));
+    let dir = app.shutdown().await;
+    let app = crate::helpers::spawn_app_in(dir, cfg).await;
+    assert_eq!(
+        std::fs::read_to_string(&file)
+            .expect("tasks.secret")
+            .trim_end(),
+        secret,
+        "the key changed on restart"
+    );
+    drop(app);
 }
