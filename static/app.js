@@ -128,6 +128,7 @@ const STATE_TONE = {
   failed: "bad", dead: "bad", disabled: "warn", unwritable: "bad",
   pending: "info", queued: "info", running: "info", retrying: "warn",
   cancelled: "", skipped: "",
+  scheduled: "info", active: "ok", paused: "warn",
 };
 
 function badge(state, tone) {
@@ -370,6 +371,8 @@ const VIEWS = {
   inbound: (id, p, gen) => (id ? inboundView(id, gen) : inboundListView(p)),
   sources: () => sourcesView(),
   rejected: (_id, p) => rejectedView(p),
+  tasks: (id, p, gen) => (id ? taskView(id, gen) : tasksView(p)),
+  schedules: (id, _p, gen) => (id ? scheduleView(id, gen) : schedulesView(gen)),
   jobs: (id, p, gen) => (id ? jobView(id, gen) : jobsView(p)),
   cron: (id, _p, gen) => (id ? cronRunsView(id, gen) : cronView(gen)),
   audit: (_id, p) => auditView(p),
@@ -1176,6 +1179,314 @@ async function rejectedView(params) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tasks: HTTP calls hookrelay makes for the app, later and retried
+// ---------------------------------------------------------------------------------------------
+
+const TASK_STATES = ["scheduled", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"];
+const TASK_OPEN = ["scheduled", "running", "retrying"];
+/** A waiting task whose next call is this close is polled for; a later one is looked at when due. */
+const TASK_DUE_MS = 60000;
+/** The longest wait before a task's view looks again (setTimeout's range is about 24 days). */
+const TASK_LOOK_MAX_MS = 3600 * 1000;
+
+function taskOpen(t) {
+  return TASK_OPEN.includes(t.state);
+}
+
+/** Whether a task is being called, or will be within a minute. */
+function taskDue(t) {
+  return taskOpen(t) && new Date(t.run_at).getTime() - Date.now() < TASK_DUE_MS;
+}
+
+/** Re-renders a task's view quietly while it is not finished: often while due, else when due. */
+function refreshTask(t, gen) {
+  if (!taskOpen(t)) return;
+  const wait = new Date(t.run_at).getTime() - Date.now();
+  later(() => {
+    if (gen === generation) render(true);
+  }, Math.min(Math.max(wait || 0, POLL_MS), TASK_LOOK_MAX_MS));
+}
+
+/** The call a task (or a schedule) makes: `POST https://…`. */
+function callText(x) {
+  return h("code", { class: "call" }, `${x.method} ${x.url}`);
+}
+
+/** The last answer: the status (or "error"), then the error's text. */
+function taskAnswer(t) {
+  return h("span", { class: "inline" },
+    statusBadge(t.last_status, t.last_error && !t.last_status ? "error" : null),
+    t.last_error ? h("span", { class: "clip" }, t.last_error) : null);
+}
+
+function headerRows(headers) {
+  return Object.entries(headers || {}).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : String(v)]);
+}
+
+/** A call's JSON body (any JSON value, a string too), pretty-printed as text. */
+function callBody(body, label) {
+  if (body === null || body === undefined) return h("p", { class: "muted" }, "no body");
+  return jsonBlock(JSON.stringify(body, null, 2), label);
+}
+
+function retryScheduleText(r) {
+  if (!r) return "server default";
+  return r.length ? r.join(", ") : "none: one attempt only";
+}
+
+async function tasksView(params) {
+  const data = await api("GET", `${API}/tasks${query({
+    state: params.get("state"), name: params.get("name"), schedule: params.get("schedule"), cursor: params.get("cursor"), limit: PAGE_SIZE,
+  })}`);
+  const none = () => h("span", { class: "muted" }, "—");
+  const rows = data.tasks.map((t) => [
+    link(["tasks", t.id], t.id),
+    t.name || none(),
+    t.schedule ? link(["schedules", t.schedule], t.schedule) : none(),
+    badge(t.state),
+    callText(t),
+    when(t.run_at),
+    `${t.attempt_count} / ${t.max_attempts}`,
+    taskAnswer(t),
+  ]);
+  const schedule = params.get("schedule");
+  return h("div", { "data-title": "Tasks" },
+    pageTitle("Tasks", link(["schedules"], "Schedules")),
+    h("p", { class: "muted" }, "HTTP calls hookrelay makes for the app — enqueued with POST /v1beta1/tasks, or one per tick of a schedule — signed, and retried until the app answers 2xx."),
+    filterForm(["tasks"], params, [
+      { name: "state", label: "State", options: [["", "any"], ...TASK_STATES.map((s) => [s, s])] },
+      { name: "name", label: "Name", placeholder: "send-invoice" },
+      { name: "schedule", label: "Schedule", placeholder: "calendar-sync" },
+    ]),
+    schedule ? h("p", {}, "Runs of the schedule ", link(["schedules", schedule], schedule), ".") : null,
+    table(["task", "name", "schedule", "state", "call", "runs at", "attempts", "last answer"], rows, "No tasks match.",
+      (i) => ({ "data-task": data.tasks[i].id })),
+    pager(["tasks"], params, data.next_cursor));
+}
+
+/** A response body in a table cell: pretty-printed when it is JSON, else the text as is. */
+function cellBody(text, label) {
+  if (text === null || text === undefined) return h("span", { class: "muted" }, "no body");
+  if (text === "") return h("span", { class: "muted" }, "empty body");
+  let shown = text;
+  try {
+    shown = JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    shown = text;
+  }
+  return h("pre", { class: "code head", tabindex: 0, "aria-label": label }, shown);
+}
+
+/** Every attempt, newest first: when, the answer, how long it took, the error, what came back. */
+function taskAttempts(t) {
+  const attempts = t.attempts.slice().reverse();
+  const rows = attempts.map((a) => {
+    const answered = a.status !== null && a.status !== undefined;
+    const headers = headerRows(a.response_headers);
+    return [
+      h("span", { class: "attempt-no" }, String(a.attempt)),
+      when(a.at),
+      statusBadge(a.status, a.error_kind),
+      `${a.latency_ms} ms`,
+      a.error ? h("span", { class: "error" }, h("strong", {}, `${a.error_kind || "error"}: `), a.error) : h("span", { class: "muted" }, "—"),
+      answered
+        ? h("div", {},
+          cellBody(a.response_body, `attempt ${a.attempt} response body`),
+          // A failure's headers (Retry-After, request ids) matter; a success's rarely do.
+          h("details", { class: "headers", open: a.status < 200 || a.status >= 300 },
+            h("summary", {}, `Response headers (${headers.length}${a.response_headers_truncated ? ", more not kept" : ""})`),
+            table(["header", "value"], headers, "No headers recorded.")))
+        : h("span", { class: "muted" }, "no answer"),
+    ];
+  });
+  return table(["attempt", "at", "answer", "took", "error", "response (first 4 KiB of the body)"], rows, "No attempt yet.",
+    (i) => ({ class: "task-attempt", "data-attempt": attempts[i].attempt }));
+}
+
+/** POSTs a task action. A 409 means the task changed meanwhile: its error shows over the fresh state. */
+async function taskChange(t, action, done, after) {
+  try {
+    await api("POST", `${API}/tasks/${encodeURIComponent(t.id)}/${action}`, {});
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 409) throw e;
+    flashAfterRender(errorText(e), "bad");
+    after();
+    return;
+  }
+  flashAfterRender(done);
+  after();
+}
+
+function taskActions(t, after) {
+  const retry = actionButton("Retry", () => taskChange(t, "retry", `Task ${t.id} queued again with a fresh set of attempts.`, after), "primary");
+  retry.id = "retry-task";
+  const cancel = actionButton("Cancel", async () => {
+    const ok = await confirmDialog("Cancel this task?", `${t.method} ${t.url} is not called again for it (Retry can still call it later).`, "Cancel task");
+    if (!ok) return;
+    await taskChange(t, "cancel", `Task ${t.id} cancelled.`, after);
+  }, "danger");
+  cancel.id = "cancel-task";
+  if (taskOpen(t)) {
+    retry.disabled = true;
+    retry.title = "Not finished: it waits for its next call or is being called. Cancel it first to stop it.";
+  } else {
+    cancel.disabled = true;
+    cancel.title = "Finished already.";
+  }
+  return [retry, cancel];
+}
+
+async function taskView(id, gen) {
+  const { task: t } = await api("GET", `${API}/tasks/${encodeURIComponent(id)}`);
+  refreshTask(t, gen);
+  const headers = headerRows(t.headers);
+  return h("div", { "data-title": `Task ${t.id}` },
+    h("p", { class: "crumbs" },
+      t.schedule ? [link(["schedules"], "Schedules"), " / ", link(["schedules", t.schedule], t.schedule)] : link(["tasks"], "Tasks"),
+      " / ", t.id),
+    pageTitle(`Task ${t.id}`, badge(t.state), taskActions(t, () => render(true))),
+    taskOpen(t)
+      ? h("p", { class: "muted" },
+        t.state === "running" ? "Being called. " : ["Next call ", h("span", { class: "inline" }, when(t.run_at)), ". "],
+        "This page refreshes itself until the task is finished.")
+      : null,
+    h("div", { class: "columns" },
+      section("Summary", dl([
+        ["name", t.name],
+        ["schedule", t.schedule ? link(["schedules", t.schedule], t.schedule) : undefined],
+        ["scheduled for", t.schedule ? (t.scheduled_for ? when(t.scheduled_for) : null) : undefined],
+        ["state", badge(t.state)],
+        ["runs at", when(t.run_at)],
+        ["attempts", `${t.attempt_count} made, up to ${t.max_attempts} per send`],
+        ["last answer", statusBadge(t.last_status, t.last_status ? null : t.last_error ? "error" : null)],
+        ["last error", t.last_error],
+        ["idempotency key", t.idempotency_key],
+        ["created by", t.created_by],
+        ["created", when(t.created_at)],
+        ["updated", when(t.updated_at)],
+        ["finished", t.finished_at ? when(t.finished_at) : null],
+        ["job", t.job_id ? link(["jobs", t.job_id], t.job_id) : null],
+      ])),
+      section("Call",
+        dl([
+          ["method", t.method],
+          ["url", h("code", { class: "call" }, t.url)],
+          ["timeout", t.timeout],
+          ["retry schedule", retryScheduleText(t.retry_schedule)],
+        ]),
+        h("h4", {}, `Headers (${headers.length})`),
+        table(["header", "value"], headers, "No headers of its own."),
+        h("h4", {}, "Body"),
+        callBody(t.body, "task body"))),
+    section(`Attempts (${t.attempts.length})`, h("div", { id: "attempts" }, taskAttempts(t))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules: cron that creates one task per tick
+// ---------------------------------------------------------------------------------------------
+
+function nextRuns(s) {
+  if (!s.next_runs.length) {
+    return h("span", { class: "muted" }, s.state === "active" ? "none" : `none while ${s.state}`);
+  }
+  return h("ol", { class: "next-runs" }, s.next_runs.map((t) => h("li", {}, when(t))));
+}
+
+function lastRun(run) {
+  if (!run) return h("span", { class: "muted" }, "never");
+  return h("span", { class: "inline" }, badge(run.state), " ", when(run.finished_at || run.scheduled_for || run.run_at), " ",
+    link(["tasks", run.id], run.id));
+}
+
+function scheduleActions(s, after) {
+  const path = `${API}/schedules/${encodeURIComponent(s.name)}`;
+  const toggle = s.paused
+    ? actionButton("Resume", async () => {
+      await api("POST", `${path}/resume`, {});
+      flashAfterRender(`${s.name} resumed: it runs again from its next tick on.`);
+      after();
+    }, "small")
+    : actionButton("Pause", async () => {
+      await api("POST", `${path}/pause`, {});
+      flashAfterRender(`${s.name} paused: no tick runs until it is resumed.`);
+      after();
+    }, "small");
+  const run = actionButton("Run now", async () => {
+    const res = await api("POST", `${path}/run`, {});
+    flashAfterRender(`${s.name} runs once now: task ${res.task.id}.`);
+    after();
+  }, "small");
+  toggle.dataset.schedule = s.name;
+  run.dataset.schedule = s.name;
+  return h("span", { class: "inline" }, toggle, run);
+}
+
+async function schedulesView(gen) {
+  const data = await api("GET", `${API}/schedules`);
+  const rows = data.schedules.map((s) => [
+    link(["schedules", s.name], s.name),
+    s.origin,
+    h("div", {}, h("code", {}, s.cron), h("div", { class: "muted desc" }, s.timezone)),
+    badge(s.state),
+    nextRuns(s),
+    lastRun(s.last_run),
+    scheduleActions(s, () => render(true)),
+  ]);
+  pollWhile(data.schedules.some((s) => s.last_run && taskDue(s.last_run)), gen);
+  return h("div", { "data-title": "Schedules" },
+    pageTitle("Schedules", link(["tasks"], "All tasks")),
+    h("p", { class: "muted" }, "Each tick of a schedule's cron, in its timezone, creates one task that calls the app. ",
+      "Schedules come from the config ([schedules.<name>]) or from POST /v1beta1/schedules."),
+    table(["name", "from", "cron", "state", "next runs", "last run", ""], rows,
+      "No schedules. Add a [schedules.<name>] block to the config, or create one with POST /v1beta1/schedules.",
+      (i) => ({ "data-schedule": data.schedules[i].name })));
+}
+
+async function scheduleView(name, gen) {
+  const { schedule: s } = await api("GET", `${API}/schedules/${encodeURIComponent(name)}`);
+  const headers = headerRows(s.headers);
+  const rows = s.runs.map((t) => [
+    link(["tasks", t.id], t.id),
+    t.scheduled_for ? when(t.scheduled_for) : h("span", { class: "muted" }, "—"),
+    badge(t.state),
+    `${t.attempt_count} / ${t.max_attempts}`,
+    taskAnswer(t),
+    t.finished_at ? when(t.finished_at) : h("span", { class: "muted" }, "—"),
+  ]);
+  pollWhile(s.runs.some(taskDue), gen);
+  return h("div", { "data-title": `Schedule ${s.name}` },
+    h("p", { class: "crumbs" }, link(["schedules"], "Schedules"), " / ", s.name),
+    pageTitle(s.name, badge(s.state), scheduleActions(s, () => render(true))),
+    s.state === "disabled" ? h("p", { class: "hint" }, "Disabled in its definition (enabled = false): it does not tick. Run now still runs it once.") : null,
+    h("div", { class: "columns" },
+      section("Definition",
+        dl([
+          ["from", s.origin === "config" ? `the config, [schedules.${s.name}]` : "the API"],
+          ["cron", h("code", {}, s.cron)],
+          ["timezone", s.timezone],
+          ["call", callText(s)],
+          ["timeout", s.timeout || "server default"],
+          ["retry schedule", retryScheduleText(s.retry_schedule)],
+          ["overlap", s.overlap === "skip" ? "skip: a tick while the last run is unfinished is recorded as skipped" : "allow: a tick runs even while the last run is unfinished"],
+          ["catch up", s.catch_up === "latest" ? "latest: of the ticks missed while hookrelay was down, the latest runs once" : "none: ticks missed while hookrelay was down do not run"],
+          ["paused", s.paused ? "yes" : "no"],
+          ["last tick", s.last_tick ? when(s.last_tick) : null],
+          ["created", when(s.created_at)],
+          ["updated", when(s.updated_at)],
+        ]),
+        h("h4", {}, `Headers (${headers.length})`),
+        table(["header", "value"], headers, "No headers of its own."),
+        h("h4", {}, "Body"),
+        callBody(s.body, "schedule body")),
+      section("Next runs", nextRuns(s))),
+    section(`Runs (${s.runs.length})`,
+      h("p", { class: "hint" }, "Newest first; each is a task. ", link(["tasks"], "Every run of this schedule →", { schedule: s.name })),
+      h("div", { id: "runs" },
+        table(["task", "scheduled for", "state", "attempts", "last answer", "finished"], rows, "It has not run yet.",
+          (i) => ({ "data-task": s.runs[i].id })))));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Jobs
 // ---------------------------------------------------------------------------------------------
 
@@ -1308,7 +1619,7 @@ async function auditView(params) {
   const data = await api("GET", `${API}/audit-logs${query({ action: params.get("action"), target_id: params.get("target_id"), since: params.get("since"), cursor: params.get("cursor"), limit: PAGE_SIZE })}`);
   const target = (r) => {
     if (!r.target_id) return "";
-    const view = { webhook: "webhooks", delivery: "deliveries", job: "jobs", inbound: "inbound", event: "events", cron: "cron" }[r.target_type];
+    const view = { webhook: "webhooks", delivery: "deliveries", job: "jobs", inbound: "inbound", event: "events", cron: "cron", task: "tasks", schedule: "schedules" }[r.target_type];
     return view ? link([view, r.target_id], `${r.target_type} ${r.target_id}`) : `${r.target_type || ""} ${r.target_id}`;
   };
   const rows = data.audit_logs.map((r) => [

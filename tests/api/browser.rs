@@ -255,6 +255,18 @@ impl Browser {
         }
     }
 
+    /// Waits until no `css` is in the page.
+    async fn wait_gone(&self, css: &str) {
+        let deadline = Instant::now() + UI_WAIT;
+        while self.client.find(Locator::Css(css)).await.is_ok() {
+            if Instant::now() >= deadline {
+                let shot = self.screenshot("failure").await;
+                panic!("`{css}` is still in the page ({})", shot.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn eval(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
@@ -1190,5 +1202,328 @@ async fn browser_sources_and_rejected_requests() {
     b.client.set_window_size(1280, 800).await.expect("resize");
 
     b.assert_no_console_errors(|_| false).await;
+    b.close().await;
+}
+
+/// Tasks and schedules: the Tasks view lists a succeeded and a failed task; the failed one's
+/// detail shows its attempt and its markup as text, and Retry calls it again; a delayed task is
+/// cancelled from the page, and a cancel that comes too late shows the API's 409. The Schedules
+/// view shows a config schedule with its next five ticks; Pause, Resume and Run now work, and the
+/// run appears in its detail, one click from its task.
+#[tokio::test]
+#[cfg_attr(
+    any(missing_chromium, missing_chromedriver),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn browser_tasks_and_schedules() {
+    let _heavy = heavy().await;
+    const MARKUP: &str = "<img src=x onerror=alert(1)>";
+    let Some((chromium, chromedriver)) = browser_binaries("the tasks browser test") else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+    let ok = TestReceiver::ok().await;
+    // The failing task's receiver: a 500 carrying markup, then (after Retry) a 200.
+    let flaky = TestReceiver::start(vec![
+        ResponseTemplate::new(500).set_body_string(format!("upstream said {MARKUP}")),
+        ResponseTemplate::new(200).set_body_string("invoice sent"),
+    ])
+    .await;
+    let schedules = hookrelay::config::from_toml_str(&format!(
+        "[schedules.calendar-sync]\ncron = \"0 * * * *\"\nurl = \"{}\"\nbody = {{ calendar = \"team\" }}\n",
+        ok.url("/tasks/calendar-sync")
+    ))
+    .unwrap()
+    .schedules;
+    let app = spawn_app_with(|c| {
+        local_delivery(c);
+        c.schedules = schedules;
+    })
+    .await;
+    let enqueue = |body: Value| {
+        let app = &app;
+        async move {
+            let res = app.post("/v1beta1/tasks", &body).await;
+            let t = assert_json(res, StatusCode::ACCEPTED).await;
+            t["task"]["id"].as_str().expect("task id").to_string()
+        }
+    };
+    let wait_state = |id: String, state: &'static str| {
+        let app = &app;
+        async move {
+            wait_until(UI_WAIT, &format!("task {id} to be {state}"), || async {
+                let v = app
+                    .get_json(&format!("/v1beta1/admin/tasks/{id}"), StatusCode::OK)
+                    .await;
+                (v["task"]["state"] == state).then(|| v["task"].clone())
+            })
+            .await
+        }
+    };
+
+    let done = enqueue(json!({
+        "url": ok.url("/tasks/index-document"), "name": "index-document",
+        "body": {"document_id": "doc_1"},
+    }))
+    .await;
+    let failed = enqueue(json!({
+        "url": flaky.url("/tasks/send-invoice"), "name": "send-invoice",
+        "body": {"invoice": "inv_42", "note": MARKUP}, "retry_schedule": [],
+        "headers": {"Authorization": "Bearer app-s3cr3t", "X-Team": "billing"},
+    }))
+    .await;
+    let later =
+        enqueue(json!({"url": ok.url("/tasks/reminder"), "name": "reminder", "delay": "1h"})).await;
+    let too_late =
+        enqueue(json!({"url": ok.url("/tasks/digest"), "name": "digest", "delay": "1h"})).await;
+    wait_state(done.clone(), "succeeded").await;
+    wait_state(failed.clone(), "failed").await;
+
+    let b = Browser::start(&chromium, &chromedriver, "tasks").await;
+    sign_in(&b, &app).await;
+
+    // The list: both tasks, their state, call and answer.
+    b.click_link("Tasks").await;
+    b.wait_text("#view h1", "Tasks").await;
+    let row = |id: &str| format!("#view tr[data-task='{id}']");
+    let text = b.wait_text(&row(&done), "succeeded").await;
+    for needle in [
+        "index-document",
+        "POST",
+        "/tasks/index-document",
+        "1 / ",
+        "200",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing: {text}");
+    }
+    let text = b.wait_text(&row(&failed), "failed").await;
+    for needle in ["send-invoice", "1 / 1", "500"] {
+        assert!(text.contains(needle), "`{needle}` missing: {text}");
+    }
+    b.wait_text(&row(&later), "scheduled").await;
+    assert_eq!(b.text("#nav a[aria-current=page]").await, "Tasks");
+    b.screenshot("tasks").await;
+
+    // Filtered by state through the form; the hash keeps it.
+    b.find("#filter-state")
+        .await
+        .select_by_value("failed")
+        .await
+        .expect("select state");
+    b.click_button("Filter").await;
+    b.wait_gone(&row(&done)).await;
+    b.wait_text(&row(&failed), "failed").await;
+    let url = b.client.current_url().await.expect("url");
+    assert!(
+        url.fragment().unwrap_or_default().contains("state=failed"),
+        "{url}"
+    );
+    b.type_into("#filter-name", "index-document").await;
+    b.find("#filter-state")
+        .await
+        .select_by_value("")
+        .await
+        .expect("select state");
+    b.click_button("Filter").await;
+    b.wait_gone(&row(&failed)).await;
+    b.wait_text(&row(&done), "succeeded").await;
+
+    // The failed task: its attempt, its body and the receiver's answer, markup as text.
+    b.hash(&format!("#/tasks/{failed}")).await;
+    let attempts = b.wait_text("#attempts", "upstream said").await;
+    assert!(attempts.contains("500"), "{attempts}");
+    assert!(attempts.contains(MARKUP), "the answer, as text: {attempts}");
+    b.wait_text(".title-row", "failed").await;
+    let page = b.text("#view").await;
+    for needle in [
+        "send-invoice",
+        "inv_42",
+        "X-Team",
+        "billing",
+        "[redacted]",
+        "none: one attempt only",
+    ] {
+        assert!(page.contains(needle), "`{needle}` missing: {page}");
+    }
+    assert!(!page.contains("app-s3cr3t"), "{page}");
+    let made = b
+        .eval(
+            "return [document.querySelectorAll('#view img, #view script').length, \
+             document.getElementById('view').textContent]",
+        )
+        .await;
+    assert_eq!(made[0], 0, "elements made from the task's data");
+    let text = made[1].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&format!("\"note\": \"{MARKUP}\"")),
+        "the body as pretty JSON text: {text}"
+    );
+    b.screenshot("task-failed").await;
+
+    // Retry: a fresh attempt, and the receiver answers 200 this time.
+    b.click("#retry-task").await;
+    b.wait_text("#flash", "queued again").await;
+    b.wait_text(".title-row", "succeeded").await;
+    let attempts = b.wait_text("#attempts", "invoice sent").await;
+    assert!(
+        attempts.contains("upstream said"),
+        "the failed attempt stays: {attempts}"
+    );
+    let t = wait_state(failed.clone(), "succeeded").await;
+    assert_eq!(t["attempts"].as_array().map(Vec::len), Some(2), "{t}");
+    // Tall enough to show both attempts.
+    b.client.set_window_size(1280, 1300).await.expect("resize");
+    b.wait_text("#attempts", "upstream said").await;
+    b.screenshot("task-retried").await;
+    b.client.set_window_size(1280, 800).await.expect("resize");
+
+    // A task an hour out: cancelled from its page, after saying yes.
+    b.hash(&format!("#/tasks/{later}")).await;
+    b.wait_text(".title-row", "scheduled").await;
+    b.wait_text("#view", "Next call").await;
+    b.click("#cancel-task").await;
+    b.find("dialog[open]").await;
+    b.click_button("Cancel task").await;
+    b.wait_text("#flash", "cancelled").await;
+    b.wait_text(".title-row", "cancelled").await;
+    wait_state(later.clone(), "cancelled").await;
+    assert!(
+        ok.requests()
+            .iter()
+            .all(|(_, r)| r.url.path() != "/tasks/reminder")
+    );
+
+    // Another, cancelled elsewhere while its page is open: Cancel shows the API's 409, over the
+    // task's fresh state.
+    b.hash(&format!("#/tasks/{too_late}")).await;
+    b.wait_text(".title-row", "scheduled").await;
+    assert_json(
+        app.post(
+            &format!("/v1beta1/admin/tasks/{too_late}/cancel"),
+            &json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    b.click("#cancel-task").await;
+    b.click_button("Cancel task").await;
+    let flash = b.wait_text("#flash", "not_cancellable").await;
+    assert!(flash.contains("finished already"), "{flash}");
+    assert!(flash.contains("409"), "{flash}");
+    b.wait_text(".title-row", "cancelled").await;
+    b.screenshot("task-cancel-409").await;
+
+    // Schedules: calendar-sync from the config, active, with its next five ticks.
+    b.click_link("Schedules").await;
+    b.wait_text("#view h1", "Schedules").await;
+    let srow = "#view tr[data-schedule='calendar-sync']";
+    let text = b.wait_text(srow, "active").await;
+    for needle in ["calendar-sync", "config", "0 * * * *", "UTC"] {
+        assert!(text.contains(needle), "`{needle}` missing: {text}");
+    }
+    let next_runs =
+        |css: &str| format!("return document.querySelectorAll(\"{css} .next-runs li\").length");
+    assert_eq!(b.eval(&next_runs(srow)).await, 5);
+    b.screenshot("schedules").await;
+
+    // Pause: no next runs; Resume: active again.
+    b.click_button("Pause").await;
+    b.wait_text("#flash", "paused").await;
+    b.wait_text(srow, "paused").await;
+    assert_eq!(b.eval(&next_runs(srow)).await, 0);
+    let v = app
+        .get_json("/v1beta1/admin/schedules/calendar-sync", StatusCode::OK)
+        .await;
+    assert_eq!(v["schedule"]["state"], "paused", "{v}");
+    b.screenshot("schedules-paused").await;
+    b.click_button("Resume").await;
+    b.wait_text("#flash", "resumed").await;
+    b.wait_text(srow, "active").await;
+    assert_eq!(b.eval(&next_runs(srow)).await, 5);
+
+    // Run now: the run shows in the list and in the schedule's detail, linked to its task.
+    b.click_button("Run now").await;
+    b.wait_text("#flash", "runs once now").await;
+    b.wait_text(srow, "succeeded").await;
+    b.click_link("calendar-sync").await;
+    b.wait_text("#view h1", "calendar-sync").await;
+    let runs = b.wait_text("#runs", "succeeded").await;
+    assert!(runs.contains("tsk_"), "{runs}");
+    assert_eq!(b.eval(&next_runs("#view")).await, 5);
+    let page = b.text("#view").await;
+    for needle in [
+        "0 * * * *",
+        "/tasks/calendar-sync",
+        "\"calendar\": \"team\"",
+    ] {
+        assert!(page.contains(needle), "`{needle}` missing: {page}");
+    }
+    let v = app
+        .get_json("/v1beta1/admin/schedules/calendar-sync", StatusCode::OK)
+        .await;
+    let run = v["schedule"]["runs"][0]["id"]
+        .as_str()
+        .expect("a run")
+        .to_string();
+    b.screenshot("schedule").await;
+    b.click_link(&run).await;
+    b.wait_text("#view h1", &format!("Task {run}")).await;
+    b.wait_text(".title-row", "succeeded").await;
+    b.wait_text(".crumbs", "calendar-sync").await;
+    b.wait_text("#attempts", "received").await;
+    let got = ok.requests();
+    assert!(
+        got.iter()
+            .any(|(_, r)| r.url.path() == "/tasks/calendar-sync"),
+        "the app was called for the run"
+    );
+    b.screenshot("schedule-run").await;
+
+    // The audit log recorded what was done here, linked to the task or schedule.
+    b.click_link("Audit log").await;
+    let audit = b.wait_text("#view table", "task.cancel").await;
+    for action in [
+        "task.retry",
+        "schedule.pause",
+        "schedule.resume",
+        "schedule.run",
+    ] {
+        assert!(audit.contains(action), "{action} missing: {audit}");
+    }
+    b.find(&format!("#view a[href='#/tasks/{later}']")).await;
+    b.find("#view a[href='#/schedules/calendar-sync']").await;
+
+    // A narrow window: the task detail and the schedules list fit.
+    b.client.set_window_size(420, 800).await.expect("resize");
+    for (name, hash, marker) in [
+        ("task-narrow", format!("#/tasks/{failed}"), "invoice sent"),
+        (
+            "schedules-narrow",
+            "#/schedules".to_string(),
+            "calendar-sync",
+        ),
+    ] {
+        b.hash(&hash).await;
+        b.wait_text("#view", marker).await;
+        let overflow = b
+            .eval("return document.documentElement.scrollWidth - window.innerWidth")
+            .await;
+        assert!(
+            overflow.as_i64().unwrap_or(1) <= 0,
+            "{hash} overflows by {overflow}px"
+        );
+        b.screenshot(name).await;
+    }
+    b.client.set_window_size(1280, 800).await.expect("resize");
+
+    // The one expected error in the log: Chromium reports the 409 of the late cancel.
+    b.assert_no_console_errors(|e| {
+        let msg = e["message"].as_str().unwrap_or_default();
+        e["source"] == "network"
+            && msg.contains(&format!("/tasks/{too_late}/cancel"))
+            && msg.contains("409")
+    })
+    .await;
     b.close().await;
 }
