@@ -803,7 +803,7 @@ fn the_guide_embeds_the_tested_receivers_verbatim() {
     }
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
     let section = readme
-        .split("## Verifying a delivery on the receiving side")
+        .split("## Verifying a delivery or a task call on the receiving side")
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
         .expect("the README's verifying section");

@@ -898,3 +898,27 @@ async fn a_signing_secret_is_generated_once_into_tasks_secret() {
     );
     drop(app);
 }
+
+/// The README shows the receiver the suite runs (`tests/receivers/task-receiver.js`), verbatim
+/// after the file's two comment lines.
+#[test]
+fn the_readme_shows_the_tested_task_receiver() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file =
+        std::fs::read_to_string(root.join("tests/receivers/task-receiver.js")).expect("file");
+    let code: String = file
+        .lines()
+        .skip_while(|l| l.starts_with("//"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let section = readme
+        .split("## Tasks and schedules")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README's tasks section");
+    assert!(
+        section.contains(&format!("```js\n{code}```")),
+        "the README's task receiver differs from tests/receivers/task-receiver.js: copy the file in"
+    );
+}
