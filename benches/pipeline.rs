@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
+
+use common::{Api, cpu_secs};
 
 const SECRET: &str = "bench-front-secret";
 const CONCURRENCY: usize = 64;
@@ -133,45 +135,7 @@ fn prepare_publish(n: usize) -> Vec<Prepared> {
         .collect()
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // Fields after the command name (which is in parentheses and may hold spaces): state is
-    // field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    ticks as f64 / if per_sec > 0 { per_sec as f64 } else { 100.0 }
-}
-
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
 impl Api {
-    async fn get(&self, path: &str) -> Value {
-        let res = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth("bench")
-            .send()
-            .await
-            .expect("request");
-        assert!(res.status().is_success(), "GET {path}: {}", res.status());
-        res.json().await.expect("json")
-    }
-
-    /// Whether the list at `path` (`…?limit=1`) under `key` is empty.
-    async fn empty(&self, path: &str, key: &str) -> bool {
-        self.get(path).await[key]
-            .as_array()
-            .is_none_or(Vec::is_empty)
-    }
-
     async fn webhook(&self, url: &str) {
         let res = self
             .client

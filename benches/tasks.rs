@@ -36,6 +36,8 @@ use serde_json::{Value, json};
 
 mod common;
 
+use common::{Api, cpu_secs};
+
 const CONCURRENCY: usize = 64;
 /// Target: p99 of (call arrival − run_at) at 1,000 due tasks/s.
 const TARGET_P99_MS: f64 = 50.0;
@@ -43,20 +45,6 @@ const TARGET_P99_MS: f64 = 50.0;
 /// Wall-clock microseconds since the UNIX epoch (the clock `run_at` is on).
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
-}
-
-/// utime + stime of a process, in seconds (as `benches/pipeline.rs`).
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // Fields after the command name (which is in parentheses and may hold spaces): state is
-    // field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    ticks as f64 / if per_sec > 0 { per_sec as f64 } else { 100.0 }
 }
 
 /// What the receiver saw: every call's task id and arrival time (µs since the epoch).
@@ -115,11 +103,6 @@ fn start_receiver(calls: Arc<Calls>) -> u16 {
     port
 }
 
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
 /// One acked task.
 struct Acked {
     id: String,
@@ -130,25 +113,6 @@ struct Acked {
 }
 
 impl Api {
-    async fn get(&self, path: &str) -> Value {
-        let res = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth("bench")
-            .send()
-            .await
-            .expect("request");
-        assert!(res.status().is_success(), "GET {path}: {}", res.status());
-        res.json().await.expect("json")
-    }
-
-    /// Whether the list at `path` (`…?limit=1`) under `key` is empty.
-    async fn empty(&self, path: &str, key: &str) -> bool {
-        self.get(path).await[key]
-            .as_array()
-            .is_none_or(Vec::is_empty)
-    }
-
     /// Whether no task is `scheduled`, `running` or `retrying`.
     async fn all_finished(&self) -> bool {
         for state in ["scheduled", "running", "retrying"] {

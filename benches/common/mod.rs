@@ -137,3 +137,49 @@ pub async fn stats(client: &reqwest::Client, address: &str) -> serde_json::Value
         .await
         .expect("stats json")
 }
+
+/// The CPU time (user + system) process `pid` has used so far, in seconds, from
+/// `/proc/<pid>/stat`.
+#[allow(dead_code)] // not every benchmark measures CPU
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / if per_sec > 0 { per_sec as f64 } else { 100.0 }
+}
+
+/// The admin API of a server started by [`Server::start`] (admin token `bench`).
+#[allow(dead_code)] // not every benchmark reads the admin API
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+#[allow(dead_code)] // not every benchmark reads the admin API
+impl Api {
+    /// `GET path` as admin, asserting a 2xx; the JSON body.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth("bench")
+            .send()
+            .await
+            .expect("request");
+        assert!(res.status().is_success(), "GET {path}: {}", res.status());
+        res.json().await.expect("json")
+    }
+
+    /// Whether the list at `path` (`…?limit=1`) under `key` is empty.
+    pub async fn empty(&self, path: &str, key: &str) -> bool {
+        self.get(path).await[key]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    }
+}

@@ -41,7 +41,15 @@ impl Ticks {
                 "`{timezone}` is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)"
             )
         })?;
-        Ok(Self { cron, tz })
+        let ticks = Self { cron, tz };
+        // A pattern that can never match (`0 0 30 2 *`) would make every later search run to
+        // croner's limit; refuse it here, once.
+        if ticks.next_after(Utc::now()).is_none() {
+            return Err(format!(
+                "`{expr}` never ticks (no date matches it); check the day of month and the month"
+            ));
+        }
+        Ok(ticks)
     }
 
     /// The zone.
@@ -319,6 +327,13 @@ mod tests {
 
     #[test]
     fn bad_expressions_and_zones_say_what_is_wrong() {
+        assert!(
+            Ticks::parse("0 0 30 2 *", "UTC")
+                .unwrap_err()
+                .contains("never ticks")
+        );
+        // Day of month and day of week together match either (as cron does): this one ticks.
+        assert!(Ticks::parse("0 0 29 2 1", "UTC").is_ok());
         assert!(
             Ticks::parse("* * * *", "UTC")
                 .unwrap_err()

@@ -18,6 +18,9 @@ use crate::clock::ticks::Ticks;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// The methods a task may call with.
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// The longest wait of a task's `retry_schedule`, and the furthest ahead a task may be
+/// scheduled.
+pub const MAX_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The longest schedule name.
 pub const MAX_SCHEDULE_NAME: usize = 64;
 
@@ -251,6 +254,36 @@ pub fn check_method(method: &str) -> Result<String, String> {
     }
 }
 
+/// A task's retry waits: humantime strings, at most [`crate::config::MAX_RETRY_SCHEDULE`] of
+/// them, each at most [`MAX_WAIT`].
+///
+/// # Errors
+/// A message naming the bad entry.
+pub fn parse_task_waits(raw: &[String]) -> Result<Vec<Duration>, String> {
+    let waits = parse_retry_schedule(raw)?;
+    if let Some(i) = waits.iter().position(|w| *w > MAX_WAIT) {
+        return Err(format!("entry {i} (`{}`) is longer than 366 days", raw[i]));
+    }
+    Ok(waits)
+}
+
+/// A header value a call can carry: visible ASCII, spaces and tabs (no control characters).
+///
+/// # Errors
+/// A message naming the header.
+pub fn check_header_value(name: &str, value: &str) -> Result<(), String> {
+    if value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "the value of {name} is not a valid header value (visible ASCII characters only)"
+        ))
+    }
+}
+
 /// A task call timeout: longer than zero, at most [`MAX_TIMEOUT`].
 ///
 /// # Errors
@@ -314,7 +347,7 @@ impl Validator<'_> {
         }
         let timeout = self.duration("tasks.timeout", &raw.timeout)?;
         let timeout = check_timeout(timeout).map_err(|m| self.invalid("tasks.timeout", m))?;
-        let retry_schedule = parse_retry_schedule(&raw.retry_schedule)
+        let retry_schedule = parse_task_waits(&raw.retry_schedule)
             .map_err(|m| self.invalid("tasks.retry_schedule", m))?;
         Ok(TasksConfig {
             signing_secret,
@@ -355,8 +388,15 @@ impl Validator<'_> {
             check_url_shape(&url).map_err(|m| self.invalid(&key("url"), m))?;
             let method = check_method(raw.method.as_deref().unwrap_or("POST"))
                 .map_err(|m| self.invalid(&key("method"), m))?;
-            for h in raw.headers.keys() {
+            for (h, v) in &raw.headers {
                 check_header_name(h).map_err(|m| self.invalid(&key("headers"), m))?;
+                check_header_value(h, v).map_err(|m| self.invalid(&key("headers"), m))?;
+            }
+            if raw.body.is_some() && matches!(method.as_str(), "GET" | "DELETE") {
+                return Err(self.invalid(
+                    &key("body"),
+                    format!("a {method} call carries no body; drop `body` or use POST"),
+                ));
             }
             let timeout = raw
                 .timeout
@@ -368,9 +408,7 @@ impl Validator<'_> {
                 .transpose()?;
             let retry_schedule = raw
                 .retry_schedule
-                .map(|r| {
-                    parse_retry_schedule(&r).map_err(|m| self.invalid(&key("retry_schedule"), m))
-                })
+                .map(|r| parse_task_waits(&r).map_err(|m| self.invalid(&key("retry_schedule"), m)))
                 .transpose()?;
             let overlap = match raw.overlap.as_deref() {
                 None => Overlap::Skip,
@@ -464,6 +502,22 @@ mod tests {
         );
         assert!(err("[schedules.a]\ncron = \"0 * * * *\"").contains("schedules.a.url"));
         assert!(err("[tasks]\ntimeout = \"20m\"").contains("tasks.timeout"));
+        assert!(
+            err("[tasks]\nretry_schedule = [\"1s\", \"400d\"]").contains("tasks.retry_schedule")
+        );
+        assert!(
+            err(&format!(
+                "{base}cron = \"0 * * * *\"\nmethod = \"GET\"\nbody = {{ a = 1 }}"
+            ))
+            .contains("schedules.a.body")
+        );
+        assert!(
+            err(&format!(
+                "{base}cron = \"0 * * * *\"\nheaders = {{ X-A = \"bell\\u0007\" }}"
+            ))
+            .contains("schedules.a.headers")
+        );
+        assert!(err(&format!("{base}cron = \"0 0 30 2 *\"")).contains("never ticks"));
         let e = err("[tasks]\nsigning_secret = \"hunter2hunter2\"");
         assert!(
             e.contains("tasks.signing_secret") && !e.contains("hunter2"),
@@ -472,6 +526,23 @@ mod tests {
         assert!(
             err("[tasks]\nallowed_urls = [\"127.0.0.1:3000\"]").contains("tasks.allowed_urls[0]")
         );
+    }
+
+    #[test]
+    fn the_signing_secret_may_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tasks_signing_secret");
+        std::fs::write(&path, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("write");
+        let c = from_toml_str(&format!("[tasks]\nsigning_secret_file = {path:?}")).expect("valid");
+        assert_eq!(
+            c.tasks
+                .signing_secret
+                .as_ref()
+                .map(crate::config::Secret::expose),
+            Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        );
+        let shown = c.redacted_toml().expect("toml");
+        assert!(!shown.contains("MfKQ9r8"), "{shown}");
     }
 
     #[test]

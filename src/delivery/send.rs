@@ -390,6 +390,22 @@ pub fn judge(number: i64, at: Millis, result: Result<Answer, Failure>) -> (Attem
     }
 }
 
+/// A receiver's own headers (a webhook's, a task's), as sent: names or values that are not
+/// valid HTTP are left out (they are refused where they are set).
+#[must_use]
+pub fn custom_headers(custom: &[(String, String)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in custom {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    h
+}
+
 /// The request headers of one attempt.
 #[allow(clippy::too_many_arguments)] // one attempt's values, each used once
 fn build_headers(
@@ -402,15 +418,7 @@ fn build_headers(
     timestamp: i64,
     body: &[u8],
 ) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (name, value) in custom {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            h.insert(n, v);
-        }
-    }
+    let mut h = custom_headers(custom);
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let keys: Vec<(u32, &[u8])> = secrets
         .iter()

@@ -921,32 +921,41 @@ pub fn record_attempt(
     Ok(())
 }
 
+/// The columns [`attempt_json`] reads, in its order (delivery and task attempts alike).
+pub const ATTEMPT_COLUMNS: &str =
+    "attempt, at, status, latency_ms, response_headers, response_body,
+     error_kind, error, response_headers_truncated";
+
+/// One attempt row (selected as [`ATTEMPT_COLUMNS`]) as the API shows it.
+///
+/// # Errors
+/// A column of the wrong type.
+pub fn attempt_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let headers: Option<String> = r.get(4)?;
+    let body: Option<Vec<u8>> = r.get(5)?;
+    Ok(json!({
+        "attempt": r.get::<_, i64>(0)?,
+        "at": clock::to_rfc3339(r.get(1)?),
+        "status": r.get::<_, Option<i64>>(2)?,
+        "latency_ms": r.get::<_, i64>(3)?,
+        "response_headers": headers.and_then(|h| serde_json::from_str::<Value>(&h).ok()),
+        // The receiver sent more than 16 KiB of headers; the first of them are kept.
+        "response_headers_truncated": r.get::<_, bool>(8)?,
+        "response_body": body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        "error_kind": r.get::<_, Option<String>>(6)?,
+        "error": r.get::<_, Option<String>>(7)?,
+    }))
+}
+
 /// Every attempt of a delivery, oldest first.
 ///
 /// # Errors
 /// A database error.
 pub fn attempts(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec<Value>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT attempt, at, status, latency_ms, response_headers, response_body, error_kind, error,
-                response_headers_truncated
-         FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt",
-    )?;
-    let rows = stmt.query_map([delivery_id], |r| {
-        let headers: Option<String> = r.get(4)?;
-        let body: Option<Vec<u8>> = r.get(5)?;
-        Ok(json!({
-            "attempt": r.get::<_, i64>(0)?,
-            "at": clock::to_rfc3339(r.get(1)?),
-            "status": r.get::<_, Option<i64>>(2)?,
-            "latency_ms": r.get::<_, i64>(3)?,
-            "response_headers": headers.and_then(|h| serde_json::from_str::<Value>(&h).ok()),
-            // The receiver sent more than 16 KiB of headers; the first of them are kept.
-            "response_headers_truncated": r.get::<_, bool>(8)?,
-            "response_body": body.map(|b| String::from_utf8_lossy(&b).into_owned()),
-            "error_kind": r.get::<_, Option<String>>(6)?,
-            "error": r.get::<_, Option<String>>(7)?,
-        }))
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt"
+    ))?;
+    let rows = stmt.query_map([delivery_id], attempt_json)?;
     rows.collect()
 }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use super::store::{self, KIND};
@@ -21,7 +21,7 @@ use crate::clock;
 use crate::delivery::client::DeliveryClient;
 use crate::delivery::headers;
 use crate::delivery::secrets::Keyring;
-use crate::delivery::send::{MAX_RETRY_AFTER, Verdict, judge, outcome_label};
+use crate::delivery::send::{MAX_RETRY_AFTER, Verdict, custom_headers, judge, outcome_label};
 use crate::delivery::sign;
 use crate::delivery::store::Next;
 use crate::events::{NewEvent, Publisher};
@@ -145,15 +145,7 @@ impl Caller {
         let body = body.unwrap_or_default();
         let number = task.attempts + 1;
         let sent_at = clock::now_ms();
-        let mut h = HeaderMap::new();
-        for (name, value) in &custom {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                h.insert(n, v);
-            }
-        }
+        let mut h = custom_headers(&custom);
         let set = |h: &mut HeaderMap, name: &'static str, value: String| {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.insert(name, v);
@@ -196,7 +188,6 @@ impl Caller {
         let (result, next) = match verdict {
             Verdict::Delivered => {
                 tracing::debug!(%task_id, url = %shown, status = ?attempt.status, "task call succeeded");
-                crate::counters::task_finished("succeeded");
                 (JobResult::succeeded(), Next::Succeeded)
             }
             Verdict::Gone(error) => {
@@ -222,7 +213,12 @@ impl Caller {
             }
         };
         result.with_write(Box::new(move |tx| {
-            store::record_attempt(tx, &task_id, &attempt, next)
+            store::record_attempt(tx, &task_id, &attempt, next)?;
+            // Counted where it is recorded: a write whose claim was lost never runs.
+            if next == Next::Succeeded {
+                crate::counters::task_finished("succeeded");
+            }
+            Ok(())
         }))
     }
 }

@@ -37,7 +37,7 @@ use crate::store::{Store, StoreError};
 /// Where the generated signing secret is kept, in the database's folder.
 pub const GENERATED_SECRET_FILE: &str = "tasks.secret";
 /// The longest a task may wait for its first call.
-pub const MAX_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
+pub const MAX_DELAY: Duration = crate::config::tasks::MAX_WAIT;
 
 /// Which client may make a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,18 +75,28 @@ impl Policy {
     /// Whether `url` may be called, and through which client.
     ///
     /// A URL is under an allowed prefix when its scheme, host and port are the prefix's and its
-    /// path starts with the prefix's path (so `http://127.0.0.1:3000/` does not allow
-    /// `http://127.0.0.1:30001/`, nor `http://127.0.0.1:3000@evil.example/`).
+    /// path is the prefix's path or below it, segment by segment (so `http://127.0.0.1:3000/`
+    /// does not allow `http://127.0.0.1:30001/`, nor `http://127.0.0.1:3000@evil.example/`, and
+    /// `…/tasks` does not allow `…/tasks-admin`), with no encoded `/` or `\\` in it.
     ///
     /// # Errors
     /// Why it may not, for people.
     pub fn check(&self, url: &str) -> Result<(Url, Route), String> {
         let parsed = check_url_shape(url).map_err(|m| format!("url {m}"))?;
+        // The path as sent, compared by segment; an encoded `/` or `\\` could step out of the
+        // prefix once the app decodes it, so such a path is never under one.
+        let path = parsed.path();
+        let lower = path.to_ascii_lowercase();
+        let encoded_separator = lower.contains("%2f") || lower.contains("%5c");
         let under = |p: &Url| {
+            let prefix = p.path();
             p.scheme() == parsed.scheme()
                 && p.host_str() == parsed.host_str()
                 && p.port_or_known_default() == parsed.port_or_known_default()
-                && parsed.path().starts_with(p.path())
+                && !encoded_separator
+                && (path == prefix
+                    || (path.starts_with(prefix)
+                        && (prefix.ends_with('/') || path[prefix.len()..].starts_with('/'))))
         };
         if self.allowed.iter().any(under) {
             return Ok((parsed, Route::Allowed));
@@ -347,6 +357,8 @@ mod tests {
         for refused in [
             "http://127.0.0.1:30001/tasks/index",
             "http://127.0.0.1:3000/other",
+            "http://127.0.0.1:3000/tasks/..%2fadmin",
+            "http://127.0.0.1:3000/tasks/%5C..%5Cadmin",
             "http://127.0.0.1:3000@evil.example/tasks/",
             "http://10.0.0.8/tasks/",
             "https://127.0.0.1/",
@@ -358,5 +370,14 @@ mod tests {
             p.check("https://app.example/x").map(|r| r.1),
             Ok(Route::Guarded)
         );
+        let bare = policy(&["http://127.0.0.1:3000/tasks"]);
+        for (url, allowed) in [
+            ("http://127.0.0.1:3000/tasks", true),
+            ("http://127.0.0.1:3000/tasks/x", true),
+            ("http://127.0.0.1:3000/tasks-admin", false),
+            ("http://127.0.0.1:3000/tasksx", false),
+        ] {
+            assert_eq!(bare.check(url).is_ok(), allowed, "{url}");
+        }
     }
 }

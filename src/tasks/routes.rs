@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
-use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -17,9 +16,10 @@ use super::{MAX_DELAY, TaskSpec, Tasks};
 use crate::auth::{Admin, AdminOrPublisher};
 use crate::clock::{self, ticks::Ticks};
 use crate::config::tasks::{
-    check_header_name, check_method, check_timeout, check_url_shape, is_valid_schedule_name,
+    check_header_name, check_header_value, check_method, check_timeout, check_url_shape,
+    is_valid_schedule_name, parse_task_waits,
 };
-use crate::config::{CatchUp, Overlap, ScheduleDef, parse_retry_schedule};
+use crate::config::{CatchUp, Overlap, ScheduleDef};
 use crate::error::ApiError;
 use crate::events::MAX_IDEMPOTENCY_KEY;
 use crate::http::{Auth, Endpoint, PAGE, Reply};
@@ -184,7 +184,8 @@ fn check_call(
     timeout: Option<String>,
     retry_schedule: Option<Vec<String>>,
 ) -> Result<Call, ApiError> {
-    check_url_shape(&url).map_err(|m| invalid(format!("url {m}")))?;
+    check_url_shape(&url)
+        .map_err(|m| ApiError::bad_request("url_not_allowed", format!("url {m}")))?;
     tasks
         .maker
         .policy
@@ -199,11 +200,7 @@ fn check_call(
     }
     for (name, value) in &headers {
         check_header_name(name).map_err(|m| invalid(format!("headers: {m}")))?;
-        if HeaderValue::from_str(value).is_err() {
-            return Err(invalid(format!(
-                "headers: the value of {name} is not a valid header value"
-            )));
-        }
+        check_header_value(name, value).map_err(|m| invalid(format!("headers: {m}")))?;
     }
     let timeout = timeout
         .map(|t| {
@@ -212,7 +209,7 @@ fn check_call(
         })
         .transpose()?;
     let retry_schedule = retry_schedule
-        .map(|r| parse_retry_schedule(&r).map_err(|m| invalid(format!("retry_schedule: {m}"))))
+        .map(|r| parse_task_waits(&r).map_err(|m| invalid(format!("retry_schedule: {m}"))))
         .transpose()?;
     Ok(Call {
         url,
@@ -301,7 +298,7 @@ async fn create_task(
     let (created, task) = tasks
         .store
         .writer()
-        .write_wait(move |tx| {
+        .write(move |tx| {
             let (created, id) =
                 match store::insert(tx, &row, TaskState::Scheduled, handoff.as_ref())? {
                     Inserted::Created => (true, row.id.clone()),
@@ -366,40 +363,19 @@ async fn task_detail(
     Ok(HttpResponse::Ok().json(json!({"task": v})))
 }
 
+/// What an operator does to a task.
+#[derive(Clone, Copy)]
+enum Change {
+    Retry,
+    Cancel,
+}
+
 async fn retry_task(
     Admin(caller): Admin,
     tasks: web::Data<Tasks>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let handoff = tasks.maker.handoff().cloned();
-    let v = tasks
-        .store
-        .writer()
-        .write(move |tx| {
-            match store::retry(tx, &id, handoff.as_ref())? {
-                None => return Err(ApiError::not_found(format!("task {id}"))),
-                Some(false) => {
-                    return Err(ApiError::conflict(
-                        "already_pending",
-                        format!("task {id} is not finished; cancel it first to stop it"),
-                    ));
-                }
-                Some(true) => {}
-            }
-            audit::record(
-                tx,
-                &audit::Entry {
-                    actor: &caller.identity,
-                    action: "task.retry",
-                    target_type: Some("task"),
-                    target_id: Some(&id),
-                    detail: json!({}),
-                },
-            )?;
-            detail_json(tx, &id)
-        })
-        .await?;
+    let v = change(&caller.identity, &tasks, id.into_inner(), Change::Retry).await?;
     Ok(HttpResponse::Accepted().json(json!({"task": v})))
 }
 
@@ -408,26 +384,43 @@ async fn cancel_task(
     tasks: web::Data<Tasks>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let v = tasks
+    let v = change(&caller.identity, &tasks, id.into_inner(), Change::Cancel).await?;
+    Ok(HttpResponse::Ok().json(json!({"task": v})))
+}
+
+/// Retries or cancels task `id`, audited as `actor`'s, in one write; the task as it is then.
+async fn change(actor: &str, tasks: &Tasks, id: String, change: Change) -> Result<Value, ApiError> {
+    let handoff = tasks.maker.handoff().cloned();
+    let actor = actor.to_string();
+    tasks
         .store
         .writer()
         .write(move |tx| {
-            match store::cancel(tx, &id)? {
+            let (done, action, refusal) = match change {
+                Change::Retry => (
+                    store::retry(tx, &id, handoff.as_ref())?,
+                    "task.retry",
+                    ApiError::conflict(
+                        "already_pending",
+                        format!("task {id} is not finished; cancel it first to stop it"),
+                    ),
+                ),
+                Change::Cancel => (
+                    store::cancel(tx, &id)?,
+                    "task.cancel",
+                    ApiError::conflict("not_cancellable", format!("task {id} is finished already")),
+                ),
+            };
+            match done {
                 None => return Err(ApiError::not_found(format!("task {id}"))),
-                Some(false) => {
-                    return Err(ApiError::conflict(
-                        "not_cancellable",
-                        format!("task {id} is finished already"),
-                    ));
-                }
+                Some(false) => return Err(refusal),
                 Some(true) => {}
             }
             audit::record(
                 tx,
                 &audit::Entry {
-                    actor: &caller.identity,
-                    action: "task.cancel",
+                    actor: &actor,
+                    action,
                     target_type: Some("task"),
                     target_id: Some(&id),
                     detail: json!({}),
@@ -435,8 +428,7 @@ async fn cancel_task(
             )?;
             detail_json(tx, &id)
         })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({"task": v})))
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -149,7 +149,13 @@ impl Schedules {
                     if old.is_some_and(|o| o.origin == "api") {
                         tracing::warn!(schedule = %name, "[schedules.{name}] replaces the schedule of that name made through the API");
                     }
-                    store::put_schedule(tx, &stored_row(name, Origin::Config, def, Map::new(), old, now))?;
+                    let reset = old.is_some_and(|o| {
+                        (!o.enabled && def.enabled) || o.cron != def.cron || o.timezone != def.timezone
+                    });
+                    store::put_schedule(
+                        tx,
+                        &stored_row(name, Origin::Config, def, Map::new(), old, reset, now),
+                    )?;
                 }
                 for (name, s) in &stored {
                     if s.origin == "config" && !config.contains_key(name) {
@@ -280,18 +286,27 @@ impl Schedules {
             .started_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Copied out, so the API is not held up while the ticks are computed.
+        let active: Vec<(String, crate::clock::ticks::Ticks, Millis)> = self
+            .live()
+            .iter()
+            .filter(|(_, l)| l.def.enabled && !l.paused)
+            .map(|(name, l)| {
+                (
+                    name.clone(),
+                    l.def.ticks.clone(),
+                    l.last_tick.unwrap_or(l.created_at),
+                )
+            })
+            .collect();
         let mut due = Vec::new();
         let mut wake = clock::add(now, MAX_SLEEP);
-        for (name, l) in self.live().iter() {
-            if !l.def.enabled || l.paused {
-                continue;
-            }
-            let last = l.last_tick.unwrap_or(l.created_at);
-            if let Some(t) = l.def.ticks.latest_between(at(last), at(now)) {
+        for (name, ticks, last) in active {
+            if let Some(t) = ticks.latest_between(at(last), at(now)) {
                 let t = t.timestamp_millis();
-                due.push((name.clone(), t, t < started));
+                due.push((name, t, t < started));
             }
-            if let Some(n) = l.def.ticks.next_after(at(last.max(now))) {
+            if let Some(n) = ticks.next_after(at(last.max(now))) {
                 wake = wake.min(n.timestamp_millis());
             }
         }
@@ -536,11 +551,15 @@ impl Schedules {
             .collect();
         let sealed =
             headers::seal(self.maker.keyring(), &aad(name), &given).map_err(ApiError::internal)?;
+        // Switched on, or ticking on another clock: ticks from before the change never run.
+        let reset = self.definition(name).is_some_and(|(b, _)| {
+            (!b.enabled && def.enabled) || b.cron != def.cron || b.timezone != def.timezone
+        });
         let (owned, actor) = (name.to_string(), actor.to_string());
         let now = clock::now_ms();
         self.store
             .writer()
-            .write_wait(move |tx| {
+            .write(move |tx| {
                 let old = store::schedule(tx, &owned)?;
                 if create && old.is_some() {
                     return Err(ApiError::conflict(
@@ -548,17 +567,11 @@ impl Schedules {
                         format!("a schedule named {owned} exists"),
                     ));
                 }
-                store::put_schedule(tx, &stored_row(&owned, Origin::Api, &def, sealed, old.as_ref(), now))?;
-                crate::store::audit::record(
+                store::put_schedule(
                     tx,
-                    &crate::store::audit::Entry {
-                        actor: &actor,
-                        action: if create { "schedule.create" } else { "schedule.update" },
-                        target_type: Some("schedule"),
-                        target_id: Some(&owned),
-                        detail: json!({"cron": def.cron, "timezone": def.timezone, "url": crate::redact::url(&def.url)}),
-                    },
+                    &stored_row(&owned, Origin::Api, &def, sealed, old.as_ref(), reset, now),
                 )?;
+                audit(tx, &actor, if create { "schedule.create" } else { "schedule.update" }, &owned, json!({"cron": def.cron, "timezone": def.timezone, "url": crate::redact::url(&def.url)}))?;
                 Ok(())
             })
             .await?;
@@ -588,16 +601,7 @@ impl Schedules {
             .writer()
             .write_wait(move |tx| {
                 store::delete_schedule(tx, &owned)?;
-                crate::store::audit::record(
-                    tx,
-                    &crate::store::audit::Entry {
-                        actor: &actor,
-                        action: "schedule.delete",
-                        target_type: Some("schedule"),
-                        target_id: Some(&owned),
-                        detail: json!({}),
-                    },
-                )?;
+                audit(tx, &actor, "schedule.delete", &owned, json!({}))?;
                 Ok::<_, ApiError>(())
             })
             .await?;
@@ -623,19 +627,16 @@ impl Schedules {
             .writer()
             .write_wait(move |tx| {
                 store::set_paused(tx, &owned, paused, clock::now_ms())?;
-                crate::store::audit::record(
+                audit(
                     tx,
-                    &crate::store::audit::Entry {
-                        actor: &actor,
-                        action: if paused {
-                            "schedule.pause"
-                        } else {
-                            "schedule.resume"
-                        },
-                        target_type: Some("schedule"),
-                        target_id: Some(&owned),
-                        detail: json!({}),
+                    &actor,
+                    if paused {
+                        "schedule.pause"
+                    } else {
+                        "schedule.resume"
                     },
+                    &owned,
+                    json!({}),
                 )?;
                 Ok::<_, ApiError>(())
             })
@@ -664,33 +665,46 @@ impl Schedules {
         self.store
             .writer()
             .write_wait(move |tx| {
-                crate::store::audit::record(
-                    tx,
-                    &crate::store::audit::Entry {
-                        actor: &actor,
-                        action: "schedule.run",
-                        target_type: Some("schedule"),
-                        target_id: Some(&owned),
-                        detail: json!({"task_id": id}),
-                    },
-                )
-                .map_err(StoreError::from)
+                audit(tx, &actor, "schedule.run", &owned, json!({"task_id": id}))
+                    .map_err(StoreError::from)
             })
             .await?;
         Ok(Some(task_id))
     }
 }
 
+/// The audit record of `actor`'s `action` on schedule `name`.
+fn audit(
+    tx: &crate::store::WriteTx<'_>,
+    actor: &str,
+    action: &str,
+    name: &str,
+    detail: Value,
+) -> rusqlite::Result<()> {
+    crate::store::audit::record(
+        tx,
+        &crate::store::audit::Entry {
+            actor,
+            action,
+            target_type: Some("schedule"),
+            target_id: Some(name),
+            detail,
+        },
+    )
+}
+
 /// The stored row of schedule `name` defined by `def`, keeping `old`'s pause state, last tick
-/// and creation time.
+/// (moved to `now` with `reset_tick`) and creation time.
 fn stored_row(
     name: &str,
     origin: Origin,
     def: &ScheduleDef,
     sealed_headers: Map<String, Value>,
     old: Option<&StoredSchedule>,
+    reset_tick: bool,
     now: Millis,
 ) -> StoredSchedule {
+    let last = old.and_then(|o| o.last_tick).unwrap_or(now);
     StoredSchedule {
         name: name.to_string(),
         origin: origin.as_str().into(),
@@ -706,7 +720,7 @@ fn stored_row(
         catch_up: def.catch_up.as_str().into(),
         enabled: def.enabled,
         paused: old.is_some_and(|o| o.paused),
-        last_tick: Some(old.and_then(|o| o.last_tick).unwrap_or(now)),
+        last_tick: Some(if reset_tick { last.max(now) } else { last }),
         created_at: old.map_or(now, |o| o.created_at),
         updated_at: now,
     }

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use serde_json::{Map, Value, json};
 
 use crate::clock::{self, Millis};
-use crate::delivery::store::{AttemptRow, Next};
+use crate::delivery::store::{ATTEMPT_COLUMNS, AttemptRow, Next, attempt_json};
 use crate::jobs::{self, Handoff, JobState, NewJob};
 use crate::pagination::ListQuery;
 use crate::store::WriteTx;
@@ -367,7 +367,7 @@ pub fn fail_dead(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<Op
 }
 
 /// Cancels task `id`: `Ok(None)` if there is no such task, `Ok(Some(false))` if it is finished
-/// already.
+/// already. A running call is not cut off: its answer is recorded, and nothing more is called.
 ///
 /// # Errors
 /// A database error.
@@ -383,7 +383,11 @@ pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<Option<bool>> {
         "UPDATE tasks SET state = 'cancelled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
     )?
     .execute(params![id, now])?;
-    if let Some(job) = job_id {
+    // A call in flight keeps its job, so that its answer is recorded as an attempt; the job
+    // then finds the task cancelled and calls no more. A waiting task's job is cancelled.
+    if let Some(job) = job_id
+        && state != "running"
+    {
         jobs::cancel(tx, &job)?;
     }
     Ok(Some(true))
@@ -425,11 +429,18 @@ pub fn retry(
         )?
         .query_row(params![id, now], |r| r.get(0))?;
     let finished = [JobState::Succeeded, JobState::Dead, JobState::Cancelled];
-    let requeued = match &job_id {
-        Some(j) => jobs::requeue(tx, j, &finished)?,
-        None => false,
+    let (requeued, live) = match &job_id {
+        Some(j) => {
+            let requeued = jobs::requeue(tx, j, &finished)?;
+            let live =
+                !requeued && jobs::get(tx, j)?.is_some_and(|job| !finished.contains(&job.state));
+            (requeued, live)
+        }
+        None => (false, false),
     };
-    if !requeued {
+    // A job still live (a call in flight when the task was cancelled) carries on; a task never
+    // gets a second one. A job gone (retention) is replaced.
+    if !requeued && !live {
         new_job(tx, id, now, max_attempts, handoff)?;
     }
     Ok(Some(true))
@@ -493,26 +504,10 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
 /// # Errors
 /// A database error.
 pub fn attempts(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Value>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT attempt, at, status, latency_ms, response_headers, response_body, error_kind, error,
-                response_headers_truncated
-         FROM task_attempts WHERE task_id = ?1 ORDER BY attempt",
-    )?;
-    let rows = stmt.query_map([id], |r| {
-        let headers: Option<String> = r.get(4)?;
-        let body: Option<Vec<u8>> = r.get(5)?;
-        Ok(json!({
-            "attempt": r.get::<_, i64>(0)?,
-            "at": clock::to_rfc3339(r.get(1)?),
-            "status": r.get::<_, Option<i64>>(2)?,
-            "latency_ms": r.get::<_, i64>(3)?,
-            "response_headers": headers.and_then(|h| serde_json::from_str::<Value>(&h).ok()),
-            "response_headers_truncated": r.get::<_, bool>(8)?,
-            "response_body": body.map(|b| String::from_utf8_lossy(&b).into_owned()),
-            "error_kind": r.get::<_, Option<String>>(6)?,
-            "error": r.get::<_, Option<String>>(7)?,
-        }))
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM task_attempts WHERE task_id = ?1 ORDER BY attempt"
+    ))?;
+    let rows = stmt.query_map([id], attempt_json)?;
     rows.collect()
 }
 
@@ -742,8 +737,8 @@ pub fn schedule(conn: &Connection, name: &str) -> rusqlite::Result<Option<Stored
     .optional()
 }
 
-/// Writes `s` (its definition; `paused` and `last_tick` are kept for an existing row unless
-/// `s` is new).
+/// Writes `s`: its definition, and its last tick if that is later than the stored one (an
+/// existing row keeps its `paused`).
 ///
 /// # Errors
 /// A database error.
@@ -759,6 +754,7 @@ pub fn put_schedule(tx: &WriteTx<'_>, s: &StoredSchedule) -> rusqlite::Result<()
              body = excluded.body, timeout_ms = excluded.timeout_ms,
              retry_schedule = excluded.retry_schedule, overlap = excluded.overlap,
              catch_up = excluded.catch_up, enabled = excluded.enabled,
+             last_tick = MAX(COALESCE(last_tick, 0), COALESCE(excluded.last_tick, 0)),
              updated_at = excluded.updated_at",
     )?
     .execute(params![
@@ -816,8 +812,9 @@ pub fn set_paused(
 }
 
 /// Takes tick `at` of `name`: moves its last tick there if it is later than the last one
-/// taken. `false` when this tick (or a later one) was taken already — by a scheduler that
-/// fired twice, or another replica.
+/// taken and the schedule is enabled and not paused. `false` when this tick (or a later one)
+/// was taken already — by a scheduler that fired twice, or another replica — or the schedule
+/// was paused or disabled meanwhile.
 ///
 /// # Errors
 /// A database error.
@@ -825,7 +822,7 @@ pub fn take_tick(tx: &WriteTx<'_>, name: &str, at: Millis) -> rusqlite::Result<b
     Ok(tx
         .prepare_cached(
             "UPDATE schedules SET last_tick = ?2
-             WHERE name = ?1 AND (last_tick IS NULL OR last_tick < ?2)",
+             WHERE name = ?1 AND (last_tick IS NULL OR last_tick < ?2) AND enabled AND NOT paused",
         )?
         .execute(params![name, at])?
         == 1)

@@ -552,3 +552,63 @@ async fn api_schedules_survive_a_restart_and_config_ones_follow_the_config() {
     assert_eq!(names, ["weekly"], "{list}");
     assert_eq!(list["schedules"][0]["state"], "paused");
 }
+
+/// `enabled = false` does not tick; switching it on (or changing its cron) runs no tick from
+/// before the change. An API schedule's credential header is sealed at rest.
+#[tokio::test]
+async fn a_disabled_schedule_switched_on_starts_from_the_next_tick() {
+    let receiver = TestReceiver::ok().await;
+    let app = app_with(vec![]).await;
+    let created = app
+        .post(
+            "/v1beta1/schedules",
+            &json!({
+                "name": "digest",
+                "cron": "* * * * * *",
+                "url": receiver.url("/digest"),
+                "enabled": false,
+                "headers": {"X-Api-Key": "digest-s3cr3t"},
+            }),
+        )
+        .await;
+    let created = assert_json(created, StatusCode::CREATED).await;
+    assert_eq!(created["schedule"]["state"], "disabled");
+    assert_eq!(created["schedule"]["headers"]["X-Api-Key"], "[redacted]");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert!(receiver.requests().is_empty(), "a disabled schedule ticked");
+    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
+    let stored: String = conn
+        .query_row(
+            "SELECT headers FROM schedules WHERE name = 'digest'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("headers");
+    assert!(
+        !stored.contains("digest-s3cr3t"),
+        "stored in the clear: {stored}"
+    );
+    drop(conn);
+
+    let switched_at = hookrelay::clock::now_ms();
+    let on = app
+        .client
+        .put(app.url("/v1beta1/schedules/digest"))
+        .bearer_auth(PUBLISH_TOKEN)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        assert_json(on, StatusCode::OK).await["schedule"]["state"],
+        "active"
+    );
+    let reqs = receiver.wait_for(1, Duration::from_secs(5)).await;
+    let first = hookrelay::clock::parse_rfc3339(header(&reqs[0].1, "x-hookrelay-scheduled-for"))
+        .expect("tick");
+    assert!(
+        first > switched_at - 1000,
+        "a tick from the disabled stretch ran: {first} (switched on at {switched_at})"
+    );
+    assert_eq!(header(&reqs[0].1, "x-api-key"), "digest-s3cr3t");
+}

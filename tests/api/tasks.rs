@@ -411,14 +411,17 @@ async fn gone_ends_a_task_and_a_slow_app_times_out() {
         json!({"url": gone.url("/old"), "retry_schedule": ["50ms", "50ms"]}),
     )
     .await;
-    let failed = wait_task(
-        &app,
-        t["id"].as_str().expect("id"),
-        "failed",
-        Duration::from_secs(10),
-    )
-    .await;
+    let gone_id = t["id"].as_str().expect("id").to_string();
+    let failed = wait_task(&app, &gone_id, "failed", Duration::from_secs(10)).await;
     assert_eq!(failed["attempt_count"], 1, "410 ends the task: {failed}");
+    // The one error handler, for a 410 too.
+    let audit = app
+        .get_json(
+            &format!("/v1beta1/admin/audit-logs?target_id={gone_id}"),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(audit.to_string().contains("task.failed"), "{audit}");
 
     let slow = TestReceiver::start(vec![
         ResponseTemplate::new(200).set_delay(Duration::from_secs(3)),
@@ -498,7 +501,15 @@ async fn urls_must_be_allowed_or_pass_the_ssrf_rules() {
     let res = app
         .post("/v1beta1/tasks", &json!({"url": "ftp://example.com/"}))
         .await;
-    assert_error(res, StatusCode::BAD_REQUEST, "invalid_payload").await;
+    assert_error(res, StatusCode::BAD_REQUEST, "url_not_allowed").await;
+    // Under the prefix by segment only, and with no encoded separator.
+    for url in [
+        receiver.url("/tasks-admin"),
+        receiver.url("/tasks/..%2fadmin"),
+    ] {
+        let res = app.post("/v1beta1/tasks", &json!({"url": url})).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "url_not_allowed").await;
+    }
     let res = app
         .post(
             "/v1beta1/tasks",
@@ -523,6 +534,16 @@ async fn urls_must_be_allowed_or_pass_the_ssrf_rules() {
         failed["attempts"][0]["error_kind"], "refused_by_policy",
         "{failed}"
     );
+    let audit = app
+        .get_json(
+            &format!(
+                "/v1beta1/admin/audit-logs?target_id={}",
+                failed["id"].as_str().expect("id")
+            ),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(audit.to_string().contains("task.failed"), "{audit}");
 }
 
 /// Task states straight from the database file.
@@ -921,4 +942,107 @@ fn the_readme_shows_the_tested_task_receiver() {
         section.contains(&format!("```js\n{code}```")),
         "the README's task receiver differs from tests/receivers/task-receiver.js: copy the file in"
     );
+}
+
+/// Cancelling a task while its call is in flight: the call's answer is still recorded as an
+/// attempt, the task stays cancelled and is not called again; a retry later counts on.
+#[tokio::test]
+async fn cancelling_during_a_call_records_the_answer_and_calls_no_more() {
+    let app = task_app().await;
+    let receiver = TestReceiver::start(vec![
+        ResponseTemplate::new(500).set_delay(Duration::from_millis(1500)),
+        ResponseTemplate::new(200),
+    ])
+    .await;
+    let t = enqueue_task(
+        &app,
+        json!({"url": receiver.url("/slow"), "retry_schedule": ["50ms", "50ms"]}),
+    )
+    .await;
+    let id = t["id"].as_str().expect("id").to_string();
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let cancelled = app
+        .post(&format!("/v1beta1/admin/tasks/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        assert_json(cancelled, StatusCode::OK).await["task"]["state"],
+        "cancelled"
+    );
+    let recorded = wait_until(Duration::from_secs(10), "the in-flight answer", || async {
+        let t = task(&app, &id).await;
+        (t["attempt_count"] == 1).then_some(t)
+    })
+    .await;
+    assert_eq!(recorded["state"], "cancelled", "{recorded}");
+    assert_eq!(recorded["attempts"][0]["status"], 500);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "a cancelled task was called again"
+    );
+    let again = app
+        .post(&format!("/v1beta1/admin/tasks/{id}/retry"), &json!({}))
+        .await;
+    assert_json(again, StatusCode::ACCEPTED).await;
+    let reqs = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(header(&reqs[1].1, "x-hookrelay-attempt"), "2");
+    wait_task(&app, &id, "succeeded", Duration::from_secs(10)).await;
+    assert_eq!(receiver.requests().len(), 2);
+}
+
+/// The rest of the request rules: `run_at` in the past means now and more than 366 days ahead
+/// is refused; hookrelay's own headers cannot be set; retry waits are bounded; the first 4 KiB
+/// of an answer are kept; a task whose job was pruned is retried with a new one.
+#[tokio::test]
+async fn request_rules_answer_bounds_and_a_retry_after_retention() {
+    let app = task_app().await;
+    let big = "x".repeat(10_000);
+    let receiver = TestReceiver::start(vec![ResponseTemplate::new(200).set_body_string(big)]).await;
+    let past = hookrelay::clock::to_rfc3339(hookrelay::clock::now_ms() - 3_600_000);
+    let t = enqueue_task(&app, json!({"url": receiver.url("/past"), "run_at": past})).await;
+    let id = t["id"].as_str().expect("id").to_string();
+    let done = wait_task(&app, &id, "succeeded", Duration::from_secs(10)).await;
+    let body = done["attempts"][0]["response_body"].as_str().expect("body");
+    assert_eq!(body.len(), 4096, "the first 4 KiB are kept");
+
+    let far = hookrelay::clock::to_rfc3339(hookrelay::clock::now_ms() + 367 * 86_400_000);
+    for bad in [
+        json!({"url": receiver.url("/x"), "run_at": far}),
+        json!({"url": receiver.url("/x"), "delay": "400d"}),
+        json!({"url": receiver.url("/x"), "run_at": "tomorrow"}),
+        json!({"url": receiver.url("/x"), "retry_schedule": ["1s", "500000000000years"]}),
+        json!({"url": receiver.url("/x"), "headers": {"Content-Type": "text/plain"}}),
+        json!({"url": receiver.url("/x"), "headers": {"User-Agent": "me"}}),
+        json!({"url": receiver.url("/x"), "headers": {"X-Hookrelay-Task": "tsk_forged"}}),
+        json!({"url": receiver.url("/x"), "headers": {"webhook-signature": "v1,forged"}}),
+        json!({"url": receiver.url("/x"), "headers": {"X-Bell": "a\u{7}b"}}),
+        json!({"url": receiver.url("/x"), "method": "TRACE"}),
+        json!({"url": receiver.url("/x"), "name": ""}),
+        json!({"url": receiver.url("/x"), "idempotency_key": ""}),
+    ] {
+        let res = app.post("/v1beta1/tasks", &bad).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "invalid_payload").await;
+    }
+
+    // The job of a finished task is gone (as after retention): a retry gives it a new one.
+    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    let job: String = conn
+        .query_row("SELECT job_id FROM tasks WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .expect("job id");
+    conn.execute("DELETE FROM jobs WHERE id = ?1", [&job])
+        .expect("delete job");
+    drop(conn);
+    let again = app
+        .post(&format!("/v1beta1/admin/tasks/{id}/retry"), &json!({}))
+        .await;
+    let again = assert_json(again, StatusCode::ACCEPTED).await;
+    assert_ne!(again["task"]["job_id"], job.as_str());
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    let done = wait_task(&app, &id, "succeeded", Duration::from_secs(10)).await;
+    assert_eq!(done["attempt_count"], 2);
 }
