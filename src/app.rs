@@ -299,6 +299,7 @@ impl Application {
                 workers: worker_health,
                 max_lag: config.jobs.max_lag,
                 cron: Arc::clone(&cron),
+                schedules: Arc::clone(&schedules),
             }),
             cron: web::Data::from(Arc::clone(&cron)),
             publisher: web::Data::new(publisher),

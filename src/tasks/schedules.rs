@@ -38,6 +38,8 @@ pub const NEXT_SHOWN: usize = 5;
 pub const RUNS_SHOWN: usize = 50;
 /// The ticker looks again at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// A ticker that has not looked for this long has stopped (`/readyz` says so).
+pub const STALLED_AFTER: Duration = Duration::from_secs(90);
 
 /// Where a schedule is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,8 @@ pub struct Schedules {
     live: Mutex<BTreeMap<String, Live>>,
     changed: Notify,
     started_at: Mutex<Millis>,
+    /// When the ticker last looked at the schedules (0: not running).
+    beat: std::sync::atomic::AtomicI64,
 }
 
 fn at(ms: Millis) -> DateTime<Utc> {
@@ -121,6 +125,7 @@ impl Schedules {
             live: Mutex::default(),
             changed: Notify::new(),
             started_at: Mutex::new(clock::now_ms()),
+            beat: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -139,6 +144,7 @@ impl Schedules {
             .started_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = now;
+        self.beat.store(now, std::sync::atomic::Ordering::Relaxed);
         let config = self.config.clone();
         self.store
             .writer()
@@ -240,6 +246,7 @@ impl Schedules {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
             let now = clock::now_ms();
+            self.beat.store(now, std::sync::atomic::Ordering::Relaxed);
             let (due, wake_at) = self.due(now);
             let mut failed = false;
             for (name, tick, missed) in due {
@@ -277,6 +284,12 @@ impl Schedules {
                 () = tokio::time::sleep(sleep) => {}
             }
         }
+    }
+
+    /// Whether the ticker looked at the schedules within [`STALLED_AFTER`] of `now`.
+    #[must_use]
+    pub fn ticker_alive(&self, now: Millis) -> bool {
+        alive(self.beat.load(std::sync::atomic::Ordering::Relaxed), now)
     }
 
     /// Per active schedule, the latest tick due at `now` and whether it was missed while
@@ -723,5 +736,22 @@ fn stored_row(
         last_tick: Some(if reset_tick { last.max(now) } else { last }),
         created_at: old.map_or(now, |o| o.created_at),
         updated_at: now,
+    }
+}
+
+/// Whether a ticker whose last look was at `beat` (0: never) is alive at `now`.
+fn alive(beat: Millis, now: Millis) -> bool {
+    beat > 0 && now - beat <= i64::try_from(STALLED_AFTER.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_ticker_that_stopped_looking_is_stalled() {
+        let now = 1_800_000_000_000;
+        assert!(!super::alive(0, now), "never started");
+        assert!(super::alive(now - 60_000, now));
+        assert!(super::alive(now - 90_000, now));
+        assert!(!super::alive(now - 90_001, now));
     }
 }

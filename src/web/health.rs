@@ -3,8 +3,8 @@
 //! `/healthz` answers 200 while the process runs. `/readyz` answers 200 only when writes to the
 //! database work — a probe write commits through the writer within [`PROBE_TIMEOUT`] and the
 //! writer's latest transaction did not fail — the writer thread and the job workers are alive,
-//! the oldest due job has not waited longer than `jobs.max_lag` and no cron schedule is overdue;
-//! else 503 with every failing check named.
+//! the oldest due job has not waited longer than `jobs.max_lag`, no cron schedule is overdue and
+//! the task schedules' ticker runs; else 503 with every failing check named.
 //!
 //! What a call costs: the probe (one small commit to the `kv` table) and the queue-lag read run
 //! at most once per [`PROBE_EVERY`] per database however often `/readyz` is called (the systemd
@@ -13,7 +13,7 @@
 //! ([`write_failure`]) turns `/readyz` 503 as soon as a write fails — the one an ingress request
 //! just answered `storage_unavailable` for — so a probe that committed a moment earlier cannot
 //! hide it; once writes commit again, the next probe (within a second) makes it 200. The checks
-//! held in memory (writer thread, workers, cron) are read on every call.
+//! held in memory (writer thread, workers, cron, the schedules' ticker) are read on every call.
 //!
 //! [`write_failure`]: crate::store::writer::WriterStats::write_failure
 //!
@@ -54,6 +54,8 @@ pub struct Readiness {
     pub max_lag: Duration,
     /// The schedules checked for being overdue.
     pub cron: Arc<Cron>,
+    /// The task schedules, whose ticker must be running.
+    pub schedules: Arc<crate::tasks::schedules::Schedules>,
 }
 
 /// Probe results per database, shared by every [`Readiness`] on it.
@@ -211,7 +213,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::GET,
             "/readyz",
             "health",
-            "200 when the database takes a write, the writer, job workers and cron run, and the queue is not lagging; else 503 `not_ready` naming each failing check",
+            "200 when the database takes a write, the writer, job workers, cron and the schedules' ticker run, and the queue is not lagging; else 503 `not_ready` naming each failing check",
             |r| r.to(readyz),
         )
         .auth(Auth::Public)
@@ -312,6 +314,14 @@ impl Readiness {
                 "cron `{name}` is overdue: the tick due at {} never came, nor the two after it",
                 clock::to_rfc3339(since)
             ));
+        }
+        let ticking = self.schedules.ticker_alive(now);
+        checks.insert(
+            "schedules".into(),
+            json!(if ticking { "ok" } else { "stalled" }),
+        );
+        if !ticking {
+            problems.push("the task schedules' ticker is not running".to_string());
         }
         (checks, problems)
     }

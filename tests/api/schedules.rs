@@ -92,6 +92,8 @@ async fn a_config_schedule_calls_the_app_once_per_tick_with_its_headers() {
     unique.dedup();
     assert_eq!(unique, ticks, "a tick ran twice: {ticks:?}");
 
+    let ready = app.get_json("/readyz", StatusCode::OK).await;
+    assert_eq!(ready["checks"]["schedules"], "ok", "{ready}");
     let list = app
         .get_json("/v1beta1/admin/schedules", StatusCode::OK)
         .await;
