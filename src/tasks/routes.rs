@@ -99,9 +99,9 @@ fn task_fields() -> serde_json::Map<String, Value> {
     m.insert("body".into(), json!({"type": ["object", "array", "string", "number", "boolean", "null"], "description": "any JSON, sent as the request body (not for GET or DELETE)"}));
     m.insert(
         "timeout".into(),
-        json!({"type": "string", "examples": ["30s"], "description": "per call, at most 15m"}),
+        json!({"type": ["string", "null"], "examples": ["30s"], "description": "per call, at most 15m; null: tasks.timeout"}),
     );
-    m.insert("retry_schedule".into(), json!({"type": "array", "items": {"type": "string"}, "maxItems": 10, "examples": [["10s", "1m", "10m"]]}));
+    m.insert("retry_schedule".into(), json!({"type": ["array", "null"], "items": {"type": "string"}, "maxItems": 10, "examples": [["10s", "1m", "10m"]], "description": "null: tasks.retry_schedule"}));
     m
 }
 
@@ -444,15 +444,29 @@ struct ScheduleBody {
     url: Option<String>,
     method: Option<String>,
     headers: Option<BTreeMap<String, String>>,
-    body: Option<Value>,
-    timeout: Option<String>,
-    retry_schedule: Option<Vec<String>>,
+    /// Absent: keep; `null`: none (the same for `timeout` and `retry_schedule`: the default).
+    #[serde(default, deserialize_with = "present")]
+    body: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "present")]
+    timeout: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    retry_schedule: Option<Option<Vec<String>>>,
     overlap: Option<String>,
     catch_up: Option<String>,
     enabled: Option<bool>,
 }
 
-/// The definition `b` gives, over `base` (the schedule's current one, for an update). A header
+/// A field that was sent, as `Some` — `null` included, as `Some(None)`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The definition `b` gives, over `base` (the schedule's current one, for an update): a field
+/// not sent keeps its value, `null` clears `body`, `timeout` and `retry_schedule`. A header
 /// sent as `"[redacted]"` keeps its current value.
 fn definition(
     tasks: &Tasks,
@@ -492,7 +506,7 @@ fn definition(
     }
     let body = b
         .body
-        .or_else(|| base.as_ref().and_then(|d| d.body.clone()));
+        .unwrap_or_else(|| base.as_ref().and_then(|d| d.body.clone()));
     let call = check_call(
         tasks,
         url,
@@ -500,8 +514,8 @@ fn definition(
         headers,
         body,
         b.timeout
-            .or_else(|| base.as_ref().and_then(|d| d.timeout.map(human))),
-        b.retry_schedule.or_else(|| {
+            .unwrap_or_else(|| base.as_ref().and_then(|d| d.timeout.map(human))),
+        b.retry_schedule.unwrap_or_else(|| {
             base.as_ref().and_then(|d| {
                 d.retry_schedule
                     .as_ref()

@@ -483,6 +483,35 @@ async fn schedules_made_through_the_api() {
     assert_eq!(header(&reqs[0].1, "authorization"), "Bearer cal-s3cr3t");
     assert_eq!(header(&reqs[0].1, "x-hookrelay-schedule"), "calendar-sync");
 
+    // `null` clears a field: no body, and the call can become a GET.
+    let cleared = publish(
+        reqwest::Method::PUT,
+        "/v1beta1/schedules/calendar-sync",
+        Some(json!({"method": "GET", "body": null, "timeout": "5s"})),
+    )
+    .await
+    .expect("request");
+    let cleared = assert_json(cleared, StatusCode::OK).await;
+    assert_eq!(cleared["schedule"]["method"], "GET");
+    assert_eq!(cleared["schedule"]["body"], Value::Null);
+    assert_eq!(cleared["schedule"]["timeout"], "5s");
+    let kept = publish(
+        reqwest::Method::PUT,
+        "/v1beta1/schedules/calendar-sync",
+        Some(json!({"timeout": null})),
+    )
+    .await
+    .expect("request");
+    let kept = assert_json(kept, StatusCode::OK).await;
+    assert_eq!(
+        kept["schedule"]["timeout"],
+        Value::Null,
+        "back to tasks.timeout"
+    );
+    assert_eq!(
+        kept["schedule"]["method"], "GET",
+        "fields not sent keep their value"
+    );
     let detail = app
         .get_json("/v1beta1/admin/schedules/calendar-sync", StatusCode::OK)
         .await;
