@@ -115,7 +115,7 @@ fn schedule_json(waits: &[Duration]) -> String {
 ///
 /// # Errors
 /// A database error.
-pub fn by_key(conn: &Connection, scope: &str, key: &str) -> rusqlite::Result<Option<String>> {
+fn by_key(conn: &Connection, scope: &str, key: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT id FROM tasks WHERE key_scope = ?1 AND idempotency_key = ?2")?
         .query_row(params![scope, key], |r| r.get(0))
         .optional()
