@@ -148,27 +148,6 @@ impl Api {
         assert_eq!(res.status(), 200, "create webhook");
     }
 
-    /// Opens the pool's connections before the clock starts.
-    async fn warm(self: &Arc<Self>) {
-        let tasks: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let api = Arc::clone(self);
-                tokio::spawn(async move {
-                    let res = api
-                        .client
-                        .get(format!("{}/healthz", api.base))
-                        .send()
-                        .await
-                        .expect("healthz");
-                    let _ = res.bytes().await;
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("warm");
-        }
-    }
-
     async fn send(&self, path: &str, p: Prepared, expect: u16) -> Duration {
         let started = Instant::now();
         let mut req = self
@@ -211,7 +190,7 @@ async fn start(receiver: &str) -> (common::Server, Arc<Api>) {
         base: server.address.clone(),
     });
     api.webhook(receiver).await;
-    api.warm().await;
+    api.warm(CONCURRENCY).await;
     (server, api)
 }
 

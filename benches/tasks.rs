@@ -153,27 +153,6 @@ impl Api {
         }
     }
 
-    /// Opens the pool's connections before the clock starts.
-    async fn warm(self: &Arc<Self>) {
-        let tasks: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let api = Arc::clone(self);
-                tokio::spawn(async move {
-                    let res = api
-                        .client
-                        .get(format!("{}/healthz", api.base))
-                        .send()
-                        .await
-                        .expect("healthz");
-                    let _ = res.bytes().await;
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("warm");
-        }
-    }
-
     /// `POST /v1beta1/tasks` with a prepared body; expects 202.
     async fn enqueue(&self, body: Vec<u8>) -> Acked {
         let started = Instant::now();
@@ -246,7 +225,7 @@ async fn start(receiver_prefix: &str) -> (common::Server, Arc<Api>) {
             .expect("client"),
         base: server.address.clone(),
     });
-    api.warm().await;
+    api.warm(CONCURRENCY).await;
     (server, api)
 }
 

@@ -176,6 +176,27 @@ impl Api {
         res.json().await.expect("json")
     }
 
+    /// Opens `n` pooled connections (with `/healthz`) before the clock starts.
+    pub async fn warm(self: &std::sync::Arc<Self>, n: usize) {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let api = std::sync::Arc::clone(self);
+                tokio::spawn(async move {
+                    let res = api
+                        .client
+                        .get(format!("{}/healthz", api.base))
+                        .send()
+                        .await
+                        .expect("healthz");
+                    let _ = res.bytes().await;
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("warm");
+        }
+    }
+
     /// Whether the list at `path` (`…?limit=1`) under `key` is empty.
     pub async fn empty(&self, path: &str, key: &str) -> bool {
         self.get(path).await[key]
