@@ -223,6 +223,7 @@ async fn run(
     let pid = server.pid();
 
     let cpu_start = cpu_secs(pid);
+    let threads_start = common::thread_cpu(pid);
     let started = Instant::now();
     let tasks: Vec<_> = shares
         .into_iter()
@@ -248,7 +249,7 @@ async fn run(
     // Wait for the last delivery to be recorded: the receiver has them all, nothing is pending.
     let mut last = received.load(Ordering::Relaxed);
     let mut last_change = Instant::now();
-    let (finished, cpu_end) = loop {
+    let (finished, cpu_end, threads_end) = loop {
         let now = received.load(Ordering::Relaxed);
         if now != last {
             last = now;
@@ -265,7 +266,7 @@ async fn run(
                 .empty("/v1beta1/admin/inbound?state=pending&limit=1", "inbound")
                 .await
         {
-            break (Instant::now(), cpu_secs(pid));
+            break (Instant::now(), cpu_secs(pid), common::thread_cpu(pid));
         }
         assert!(
             last_change.elapsed() < Duration::from_secs(120),
@@ -306,6 +307,10 @@ async fn run(
         "server CPU:  {cpu:.2} s = {cpu_us:.0} µs per event end to end ({:.0} µs per event during ingest); on average {:.2} cores busy",
         cpu_ingest / n as f64 * 1e6,
         cpu / total.as_secs_f64()
+    );
+    println!(
+        "by thread:   {}",
+        common::per_thread(&threads_start, &threads_end, n)
     );
     Measured { rate, cpu_us }
 }

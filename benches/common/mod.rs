@@ -154,6 +154,58 @@ pub fn cpu_secs(pid: u32) -> f64 {
     ticks as f64 / if per_sec > 0 { per_sec as f64 } else { 100.0 }
 }
 
+/// CPU seconds (user + system) per thread name of process `pid` so far, from
+/// `/proc/<pid>/task/*/stat`; threads of one name (the HTTP workers, the read pool) are summed.
+#[allow(dead_code)] // not every benchmark breaks CPU down
+pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_sec = if per_sec > 0 { per_sec as f64 } else { 100.0 };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        // Thread names differ only by a trailing number (`r2d2-worker-3`): grouped without it.
+        let name = stat[open + 1..close]
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_string();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        *out.entry(name).or_insert(0.0) += ticks as f64 / per_sec;
+    }
+    out
+}
+
+/// The CPU per event of each thread group between two [`thread_cpu`] readings, busiest first:
+/// `writer 120 µs, jobs 80 µs, …`.
+#[allow(dead_code)] // not every benchmark breaks CPU down
+pub fn per_thread(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    events: usize,
+) -> String {
+    let mut rows: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, secs)| {
+            let used = secs - before.get(name).copied().unwrap_or(0.0);
+            (name.clone(), used / events as f64 * 1e6)
+        })
+        .filter(|(_, us)| *us >= 0.5)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows.iter()
+        .map(|(name, us)| format!("{name} {us:.0} µs"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The admin API of a server started by [`Server::start`] (admin token `bench`).
 #[allow(dead_code)] // not every benchmark reads the admin API
 pub struct Api {

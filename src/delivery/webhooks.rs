@@ -395,7 +395,12 @@ async fn create(
             store::insert_secret(tx, &stored.id, 1, &sealed, now)?;
             audit::record(
                 tx,
-                &audit_entry(&caller.identity, "webhook.create", &stored.id, detail),
+                &audit_entry(
+                    &caller.identity,
+                    "webhook.create",
+                    &stored.id,
+                    detail.clone(),
+                ),
             )?;
             Ok::<_, ApiError>(())
         })
@@ -520,19 +525,19 @@ async fn update(
         .write(move |tx| {
             let mut w = store::get(tx, &id)?.ok_or_else(|| ApiError::not_found(format!("webhook {id}")))?;
             let mut changed = Vec::new();
-            if let Some(u) = url {
+            if let Some(u) = &url {
                 w.url = u.to_string();
                 changed.push("url");
             }
-            if let Some(d) = b.description {
-                w.description = d;
+            if let Some(d) = &b.description {
+                w.description.clone_from(d);
                 changed.push("description");
             }
-            if let Some(s) = b.subscribed_events {
-                w.subscribed_events = s;
+            if let Some(s) = &b.subscribed_events {
+                w.subscribed_events.clone_from(s);
                 changed.push("subscribed_events");
             }
-            if let Some(mut h) = sealed_headers {
+            if let Some(mut h) = sealed_headers.clone() {
                 headers::resolve_kept(&mut h, &w.headers).map_err(|name| {
                     invalid("headers", format!("`{name}` is \"[redacted]\" but has no stored value to keep: send its real value"))
                 })?;
@@ -540,7 +545,7 @@ async fn update(
                 changed.push("headers");
             }
             let mut cancelled = 0;
-            if let Some(s) = b.state {
+            if let Some(s) = &b.state {
                 if s == "enabled" {
                     w.disabled_reason = None;
                 } else if w.state != "disabled" {
@@ -548,15 +553,15 @@ async fn update(
                     // Nothing is sent to a disabled webhook; `recover` brings these back.
                     cancelled = store::cancel_pending(tx, &w.id, store::WEBHOOK_DISABLED)?;
                 }
-                w.state = s;
+                w.state.clone_from(s);
                 changed.push("state");
             }
             if let Some(a) = algorithm {
                 w.signature_algorithm = a;
                 changed.push("signature_algorithm");
             }
-            if let Some(s) = b.retry_schedule {
-                w.retry_schedule = s;
+            if let Some(s) = &b.retry_schedule {
+                w.retry_schedule.clone_from(s);
                 changed.push("retry_schedule");
             }
             store::update(tx, &w, clock::now_ms()).map_err(conflict_on_duplicate_url)?;

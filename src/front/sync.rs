@@ -179,7 +179,7 @@ pub async fn run(
         let company = state.company_id.clone();
         let written = store
             .writer()
-            .write(move |tx| write_page(tx, listed, company, &headers, cursor))
+            .write(move |tx| write_page(tx, &listed, company.as_deref(), &headers, cursor))
             .await
             .map_err(|e: StoreError| {
                 format!(
@@ -376,8 +376,8 @@ struct Written {
 /// kept for when no stored event names it any more, and the cursor.
 fn write_page(
     tx: &WriteTx<'_>,
-    listed: Vec<Listed>,
-    company_id: Option<String>,
+    listed: &[Listed],
+    company_id: Option<&str>,
     headers: &Value,
     cursor: Option<Millis>,
 ) -> Result<Written, StoreError> {
@@ -386,11 +386,11 @@ fn write_page(
         let event = NewInbound {
             source: super::SOURCE,
             channel: Channel::Sync,
-            external_id: e.id,
+            external_id: e.id.clone(),
             body_key: None,
-            event_type: e.event_type,
-            company_id: company_id.clone(),
-            raw_body: e.raw,
+            event_type: e.event_type.clone(),
+            company_id: company_id.map(str::to_string),
+            raw_body: e.raw.clone(),
             headers: headers.clone(),
         };
         match inbound::store::store(tx, &event, super::PROCESSING, None)? {
@@ -398,7 +398,7 @@ fn write_page(
             None => out.already_stored += 1,
         }
     }
-    if let Some(c) = &company_id {
+    if let Some(c) = company_id {
         kv::set(tx, COMPANY_KEY, c)?;
     }
     if let Some(c) = cursor {

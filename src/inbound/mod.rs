@@ -181,6 +181,15 @@ pub async fn load_for_job(
     else {
         return Err(JobResult::fail("the job payload has no inbound_id"));
     };
+    // Handed off with the run by the ingress that stored it: the same row, without a read.
+    if let Some(stored) = job
+        .memo
+        .as_ref()
+        .and_then(|m| m.get::<Stored>())
+        .filter(|s| s.id == id)
+    {
+        return Ok((id, stored.clone()));
+    }
     let loaded = store
         .read_quick({
             let id = id.clone();

@@ -30,11 +30,26 @@ pub fn store(
         return Ok(None);
     }
     let id = ids::new_id(ids::INBOUND);
-    let job = jobs::handoff::enqueue(
+    let headers = event.headers.to_string();
+    // A run handed off at once gets the event in memory instead of reading it back.
+    let job = jobs::handoff::enqueue_with(
         tx,
         handoff,
         &NewJob::new(processing.kind, json!({"inbound_id": id}))
             .max_attempts(processing.max_attempts),
+        || {
+            Some(jobs::Memo::new(Stored {
+                id: id.clone(),
+                channel: event.channel.as_str().to_string(),
+                event_type: event.event_type.clone(),
+                company_id: event.company_id.clone(),
+                raw_body: event.raw_body.clone(),
+                source: event.source.to_string(),
+                external_id: event.external_id.clone(),
+                headers: headers.clone(),
+                received_at: now,
+            }))
+        },
     )?;
     tx.prepare_cached(
         "INSERT INTO inbound_events (id, source, channel, external_id, event_type, company_id, state,
@@ -48,7 +63,7 @@ pub fn store(
         event.event_type,
         event.company_id,
         event.raw_body,
-        event.headers.to_string(),
+        headers,
         job.id,
         now,
         event.source

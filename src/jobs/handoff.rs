@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Enqueued, JobRun, NewJob, queue};
+use super::{Enqueued, JobRun, Memo, NewJob, queue};
 use crate::clock;
 use crate::store::WriteTx;
 
@@ -86,17 +86,32 @@ impl Handoff {
     /// # Errors
     /// A database error (the caller's whole command then rolls back).
     pub fn enqueue(&self, tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
+        self.enqueue_with(tx, job, || None)
+    }
+
+    /// As [`Handoff::enqueue`], and a run handed off carries `memo()` to its handler
+    /// ([`JobRun::memo`]); `memo` is not called when the job is queued.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn enqueue_with(
+        &self,
+        tx: &WriteTx<'_>,
+        job: &NewJob,
+        memo: impl FnOnce() -> Option<Memo>,
+    ) -> rusqlite::Result<Enqueued> {
         if job.run_at.is_some() || job.idempotency_key.is_some() || !self.reserve() {
             return queue::enqueue(tx, job);
         }
         let now = clock::now_ms();
-        let run = queue::insert_claimed(
+        let mut run = queue::insert_claimed(
             tx,
             job,
             clock::add(now, self.inner.lease),
             &self.inner.owner,
             now,
         )?;
+        run.memo = memo();
         let id = run.id.clone();
         let sender = self.inner.tx.clone();
         // Handed over only if the row committed; a rolled-back command's job never existed.
@@ -116,8 +131,21 @@ pub fn enqueue(
     handoff: Option<&Handoff>,
     job: &NewJob,
 ) -> rusqlite::Result<Enqueued> {
+    enqueue_with(tx, handoff, job, || None)
+}
+
+/// As [`enqueue`], with a memo for a run handed off ([`Handoff::enqueue_with`]).
+///
+/// # Errors
+/// A database error.
+pub fn enqueue_with(
+    tx: &WriteTx<'_>,
+    handoff: Option<&Handoff>,
+    job: &NewJob,
+    memo: impl FnOnce() -> Option<Memo>,
+) -> rusqlite::Result<Enqueued> {
     match handoff {
-        Some(h) => h.enqueue(tx, job),
+        Some(h) => h.enqueue_with(tx, job, memo),
         None => queue::enqueue(tx, job),
     }
 }

@@ -194,6 +194,35 @@ pub struct JobRun {
     pub max_attempts: u32,
     /// Which claim this run is (`claim_seq`): every outcome is recorded only for this claim.
     pub claim: i64,
+    /// What the enqueuer handed along in memory, on a run handed off at once
+    /// ([`Handoff::enqueue_with`]); `None` on a run claimed from the table.
+    pub memo: Option<Memo>,
+}
+
+/// A value handed to a job's handler in memory with its run, so that it need not read back
+/// what the enqueuing transaction just wrote. Only a shortcut: the handler reads the table
+/// when there is none (a run after a restart, a retry, a replay).
+#[derive(Clone)]
+pub struct Memo(Arc<dyn std::any::Any + Send + Sync>);
+
+impl Memo {
+    /// Wraps `value`.
+    #[must_use]
+    pub fn new<T: std::any::Any + Send + Sync>(value: T) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// The value, if it is a `T`.
+    #[must_use]
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo(..)")
+    }
 }
 
 impl JobRun {
@@ -206,7 +235,10 @@ impl JobRun {
 
 /// A write that lands in the same transaction as the job's outcome, and only if the claim is
 /// still held.
-pub type OutcomeWrite = Box<dyn FnOnce(&WriteTx<'_>) -> rusqlite::Result<()> + Send>;
+pub type OutcomeWrite = Box<OutcomeWriteFn>;
+
+/// The function of an [`OutcomeWrite`]: `Fn`, as the writer may run a command twice.
+pub type OutcomeWriteFn = dyn Fn(&WriteTx<'_>) -> rusqlite::Result<()> + Send;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]

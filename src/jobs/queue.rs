@@ -248,6 +248,7 @@ pub fn insert_claimed(
         attempt: 1,
         max_attempts,
         claim: 1,
+        memo: None,
     })
 }
 
@@ -379,6 +380,7 @@ pub fn claim(
                 attempt: r.get(3)?,
                 max_attempts: r.get(4)?,
                 claim: r.get(5)?,
+                memo: None,
             })
         },
     )?;

@@ -421,8 +421,14 @@ impl RunOne {
         self.store
             .writer()
             .submit_wait(move |tx| {
-                let JobResult { outcome, write } = result;
-                finish(tx, &registry, &job, &outcome, write, jitter)
+                finish(
+                    tx,
+                    &registry,
+                    &job,
+                    &result.outcome,
+                    result.write.as_deref(),
+                    jitter,
+                )
             })
             .await
     }
@@ -486,7 +492,7 @@ fn finish(
     registry: &Registry,
     job: &JobRun,
     outcome: &Outcome,
-    write: Option<super::OutcomeWrite>,
+    write: Option<&super::OutcomeWriteFn>,
     jitter: f64,
 ) -> Result<Recorded, StoreError> {
     let now = clock::now_ms();

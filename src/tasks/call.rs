@@ -214,9 +214,10 @@ impl Caller {
         };
         result.with_write(Box::new(move |tx| {
             store::record_attempt(tx, &task_id, &attempt, next)?;
-            // Counted where it is recorded: a write whose claim was lost never runs.
+            // Counted once it is recorded: a write whose claim was lost never runs, and a run
+            // of the write that was rolled back drops its hook.
             if next == Next::Succeeded {
-                crate::counters::task_finished("succeeded");
+                tx.on_commit(|| crate::counters::task_finished("succeeded"));
             }
             Ok(())
         }))

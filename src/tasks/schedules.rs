@@ -582,7 +582,7 @@ impl Schedules {
                 }
                 store::put_schedule(
                     tx,
-                    &stored_row(&owned, Origin::Api, &def, sealed, old.as_ref(), reset, now),
+                    &stored_row(&owned, Origin::Api, &def, sealed.clone(), old.as_ref(), reset, now),
                 )?;
                 audit(tx, &actor, if create { "schedule.create" } else { "schedule.update" }, &owned, json!({"cron": def.cron, "timezone": def.timezone, "url": crate::redact::url(&def.url)}))?;
                 Ok(())

@@ -682,6 +682,47 @@ async fn replay_processes_an_event_again() {
     .await;
 }
 
+/// The first run gets the stored event in memory from the ingress that handed its job off; a
+/// replay reads the row back. Both must publish the same event.
+#[tokio::test]
+async fn the_event_handed_off_in_memory_publishes_what_a_replay_reads_back() {
+    let app = spawn_app_with(|c| front_config(c, None)).await;
+    assert_json(
+        post_front(
+            &app.client,
+            &app.address,
+            &full_inbound("evt_memo", "msg_memo"),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let id = only_inbound_id(&app).await;
+    let first = wait_inbound(&app, &id, "processed", Duration::from_secs(10)).await;
+    assert_json(
+        app.post(&format!("/v1beta1/admin/inbound/{id}/replay"), &json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let again = wait_until(Duration::from_secs(10), "the replay published", || async {
+        let v = app
+            .get_json(&format!("/v1beta1/admin/inbound/{id}"), StatusCode::OK)
+            .await["inbound"]
+            .take();
+        (v["state"] == "processed" && v["published_event_id"] != first["published_event_id"])
+            .then_some(v)
+    })
+    .await;
+    assert_eq!(first["outbound"]["action"], "front.inbound_received");
+    assert_eq!(first["outbound"]["data"]["org_id"], "cmp_acme");
+    assert_eq!(
+        first["outbound"]["data"], again["outbound"]["data"],
+        "the event in memory and the row read back publish the same data"
+    );
+    assert_ne!(first["outbound"]["id"], again["outbound"]["id"]);
+}
+
 #[tokio::test]
 async fn history_follows_pagination_when_enabled() {
     let api = MockServer::start().await;

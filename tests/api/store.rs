@@ -23,7 +23,7 @@ async fn insert_kv(store: &Store, key: String) -> Result<(), StoreError> {
         .write(move |tx| {
             tx.execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?1, 'v', 0)",
-                [key],
+                [&key],
             )?;
             Ok(())
         })
@@ -117,7 +117,12 @@ async fn a_failing_command_rolls_back_only_itself() {
     );
     assert!(a.is_ok() && c.is_ok());
     assert!(matches!(b, Err(StoreError::Sqlite(_))), "{b:?}");
-    let keys: Vec<String> = store
+    let keys = kv_keys(&store).await;
+    assert_eq!(keys, ["a", "c", "dup"]);
+}
+
+async fn kv_keys(store: &Store) -> Vec<String> {
+    store
         .read(|c| {
             let mut s = c.prepare("SELECT key FROM kv ORDER BY key")?;
             let rows = s
@@ -126,8 +131,90 @@ async fn a_failing_command_rolls_back_only_itself() {
             Ok::<_, StoreError>(rows)
         })
         .await
-        .expect("keys");
-    assert_eq!(keys, ["a", "c", "dup"]);
+        .expect("keys")
+}
+
+/// Inserts `key`, then fails when `fail_after_insert`; counts its runs in `runs`.
+async fn insert_then(
+    store: &Store,
+    key: &'static str,
+    fail_after_insert: bool,
+    runs: Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<(), StoreError> {
+    store
+        .writer()
+        .write(move |tx| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tx.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?1, 'v', 0)",
+                [key],
+            )?;
+            if fail_after_insert {
+                return Err(StoreError::Internal("failed after writing a row".into()));
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Runs `insert_then` for each of `cmds` (key, fail after inserting) in one batch behind a held
+/// writer; their results and how often each ran.
+async fn one_batch(
+    store: &Store,
+    cmds: [(&'static str, bool); 3],
+) -> (Vec<Result<(), StoreError>>, Vec<usize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let blocker = hold_writer(store, 200).await;
+    let runs: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let [(k0, f0), (k1, f1), (k2, f2)] = cmds;
+    let (r0, r1, r2) = tokio::join!(
+        insert_then(store, k0, f0, Arc::clone(&runs[0])),
+        insert_then(store, k1, f1, Arc::clone(&runs[1])),
+        insert_then(store, k2, f2, Arc::clone(&runs[2])),
+    );
+    blocker.await.expect("task").expect("blocker");
+    let counts = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+    (vec![r0, r1, r2], counts)
+}
+
+#[tokio::test]
+async fn a_command_failing_after_it_wrote_leaves_no_row_and_its_neighbours_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    let (results, runs) = one_batch(&store, [("a", false), ("bad", true), ("c", false)]).await;
+    assert!(results[0].is_ok(), "the command before it committed");
+    assert!(results[2].is_ok(), "the command after it committed");
+    assert!(
+        matches!(results[1], Err(StoreError::Internal(_))),
+        "{results:?}"
+    );
+    assert_eq!(
+        kv_keys(&store).await,
+        ["a", "c"],
+        "the failed command's row is gone"
+    );
+    // The batch ran once without savepoints, was rolled back at the dirty failure (before
+    // `c` ran) and ran again with a savepoint per command.
+    assert_eq!(runs, [2, 2, 1]);
+}
+
+#[tokio::test]
+async fn a_command_failing_before_it_wrote_does_not_run_its_batch_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    insert_kv(&store, "dup".into()).await.expect("first");
+    let (results, runs) = one_batch(&store, [("a", false), ("dup", false), ("c", false)]).await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(StoreError::Sqlite(_))),
+        "{results:?}"
+    );
+    assert_eq!(kv_keys(&store).await, ["a", "c", "dup"]);
+    assert_eq!(
+        runs,
+        [1, 1, 1],
+        "a failed statement changed nothing: no second run"
+    );
 }
 
 #[tokio::test]
@@ -149,16 +236,7 @@ async fn a_panicking_command_fails_alone() {
     assert!(matches!(p, Err(StoreError::Unavailable(_))), "{p:?}");
     ok.expect("the other command in the batch committed");
     assert!(store.writer().is_alive());
-    let keys: Vec<String> = store
-        .read(|c| {
-            let mut s = c.prepare("SELECT key FROM kv ORDER BY key")?;
-            let rows = s
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            Ok::<_, StoreError>(rows)
-        })
-        .await
-        .expect("keys");
+    let keys = kv_keys(&store).await;
     assert_eq!(
         keys,
         ["fine"],
@@ -247,7 +325,7 @@ async fn a_command_outside_the_transaction_runs_after_earlier_writes_and_alone()
             .submit_wait(move |tx| {
                 tx.execute(
                     "INSERT INTO kv (key, value, updated_at) VALUES (?1, 'v', 0)",
-                    [key],
+                    [&key],
                 )?;
                 Ok::<_, StoreError>(())
             })
