@@ -590,7 +590,13 @@ fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
 }
 
 /// The schema steps of this module's tables.
-pub const MIGRATIONS: &[crate::store::Migration] = &[crate::store::Migration {
-    version: 4,
-    sql: include_str!("migrations/0004_cron_runs.sql"),
-}];
+pub const MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration {
+        version: 4,
+        sql: include_str!("migrations/0004_cron_runs.sql"),
+    },
+    crate::store::Migration {
+        version: 8,
+        sql: include_str!("migrations/0008_checks.sql"),
+    },
+];

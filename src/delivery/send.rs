@@ -161,8 +161,15 @@ impl Sender {
             },
             None => None,
         };
-        // Point reads by key: done on this (job) thread rather than handed to the blocking pool.
-        let loaded = {
+        let handed = job
+            .memo
+            .as_ref()
+            .and_then(|m| m.get::<store::Handed>())
+            .filter(|h| h.delivery_id == delivery_id);
+        let loaded = if let Some(h) = handed {
+            Ok(Some((h.to_send.clone(), h.body.to_vec())))
+        } else {
+            // Point reads by key: done on this (job) thread rather than handed to the blocking pool.
             let id = delivery_id.clone();
             self.store
                 .read_quick(move |c| read(c, &id).map_err(StoreError::from))

@@ -5,6 +5,7 @@
 //! A write that changes what fan-out or the send job cache about webhooks calls
 //! [`webhooks_changed`], which bumps the cache generation once the transaction commits.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -540,11 +541,24 @@ pub fn create(
     for s in subscribers {
         let id = ids::new_id(ids::DELIVERY);
         let max_attempts = u32::try_from(s.retries + 1).unwrap_or(u32::MAX);
-        let job = jobs::handoff::enqueue(
+        // A first attempt handed off at once gets its row and the body in memory, not by a read.
+        let job = jobs::handoff::enqueue_with(
             tx,
             handoff,
             &NewJob::new(KIND, json!({"delivery_id": id, "webhook_id": s.webhook_id}))
                 .max_attempts(max_attempts),
+            || {
+                Some(jobs::Memo::new(Handed {
+                    delivery_id: id.clone(),
+                    to_send: ToSend {
+                        state: DeliveryState::Pending.as_str().to_string(),
+                        attempts: 0,
+                        event_id: event.id.to_string(),
+                        webhook_id: s.webhook_id.clone(),
+                    },
+                    body: Arc::clone(event.body),
+                }))
+            },
         )?;
         insert.execute(params![
             id,
@@ -772,6 +786,15 @@ pub struct ToSend {
     pub attempts: i64,
     pub event_id: String,
     pub webhook_id: String,
+}
+
+/// What a delivery created and handed off at once carries to its first attempt: what
+/// [`to_send`] and the event's body would read back.
+#[derive(Debug, Clone)]
+pub struct Handed {
+    pub delivery_id: String,
+    pub to_send: ToSend,
+    pub body: Arc<[u8]>,
 }
 
 /// Reads what the send job needs of delivery `id`.

@@ -213,7 +213,8 @@ pub struct Prepared {
     pub created_at: Millis,
     pub action: Action,
     pub source: String,
-    pub body: Vec<u8>,
+    /// The envelope bytes, shared with the deliveries handed off with it.
+    pub body: Arc<[u8]>,
     pub idempotency_key: Option<String>,
     /// Whose `idempotency_key` it is (the caller's scope): ids are scoped to the token that sent
     /// them, so one publisher cannot pre-claim another's.
@@ -244,6 +245,8 @@ pub struct EventRef<'a> {
     pub id: &'a str,
     pub action: &'a str,
     pub created_at: Millis,
+    /// The envelope bytes every delivery sends.
+    pub body: &'a Arc<[u8]>,
 }
 
 /// The hook events hand their subscribers to: implemented by delivery, handed to the
@@ -321,7 +324,7 @@ pub fn envelope(event: NewEvent, subscribers: Vec<Subscriber>) -> Prepared {
         "data": Value::Object(data),
     });
     Prepared {
-        body: json::to_js_json(&envelope),
+        body: json::to_js_json(&envelope).into(),
         id,
         created_at,
         action,
@@ -386,6 +389,7 @@ impl Publisher {
                 id: &p.id,
                 action: p.action.as_str(),
                 created_at: p.created_at,
+                body: &p.body,
             },
             &p.subscribers,
         )?;
@@ -489,7 +493,7 @@ mod tests {
             only: None,
         };
         let p = envelope(e, Vec::new());
-        let text = String::from_utf8(p.body).expect("utf8");
+        let text = String::from_utf8(p.body.to_vec()).expect("utf8");
         let expected = format!(
             r#"{{"id":"{}","created_at":"{}","action":"app.user.created","data":{{"actor":{{"id":"u1"}},"target":{{"id":"u2"}},"org_id":null,"source":"frontier","metadata":{{"b":1,"a":2}}}}}}"#,
             p.id,

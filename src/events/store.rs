@@ -42,7 +42,7 @@ pub fn insert(tx: &WriteTx<'_>, p: &Prepared, deliveries: u32) -> rusqlite::Resu
         p.publisher,
         p.action.as_str(),
         p.source,
-        p.body,
+        &p.body[..],
         deliveries,
         p.created_at
     ])?;

@@ -247,4 +247,8 @@ pub const MIGRATIONS: &[crate::store::Migration] = &[
         version: 6,
         sql: include_str!("migrations/0006_sources.sql"),
     },
+    crate::store::Migration {
+        version: 8,
+        sql: include_str!("migrations/0008_checks.sql"),
+    },
 ];

@@ -464,4 +464,8 @@ pub const MIGRATIONS: &[crate::store::Migration] = &[
         version: 5,
         sql: include_str!("migrations/0005_parked.sql"),
     },
+    crate::store::Migration {
+        version: 8,
+        sql: include_str!("migrations/0008_checks.sql"),
+    },
 ];

@@ -179,20 +179,28 @@ pub const PARKED_RUN_AT: Millis = 253_402_300_799_000;
 /// # Errors
 /// A database error.
 pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize, at: Millis) -> rusqlite::Result<usize> {
-    let now = clock::now_ms();
-    let woken = tx
+    // Found first, then woken by id: `id IN (SELECT … LIMIT n)` would build a temporary table
+    // on every call, and this runs after every delivery attempt, nearly always finding none.
+    let ids: Vec<String> = tx
         .prepare_cached(
-            "UPDATE jobs SET run_at = ?2, parked_on = NULL, updated_at = ?4
-             WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_parked
-                          WHERE parked_on = ?1 AND state IN ('queued', 'retrying')
-                          ORDER BY id LIMIT ?3)",
+            "SELECT id FROM jobs INDEXED BY jobs_parked
+             WHERE parked_on = ?1 AND state IN ('queued', 'retrying') ORDER BY id LIMIT ?2",
         )?
-        .execute(params![
-            key,
-            at.max(now),
-            i64::try_from(n).unwrap_or(i64::MAX),
-            now
-        ])?;
+        .query_map(params![key, i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+            r.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now = clock::now_ms();
+    let mut wake = tx.prepare_cached(
+        "UPDATE jobs SET run_at = ?2, parked_on = NULL, updated_at = ?3 WHERE id = ?1",
+    )?;
+    let mut woken = 0;
+    for id in &ids {
+        woken += wake.execute(params![id, at.max(now), now])?;
+    }
     if woken > 0 {
         tx.wake_workers();
     }

@@ -460,6 +460,107 @@ mod tests {
         }
     }
 
+    /// `CHECK (x IN ('a', 'b', 'c'))` of more than two values, which SQLite checks through a
+    /// temporary b-tree built on every insert or update.
+    fn in_list_checks(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND sql IS NOT NULL")
+            .expect("schema");
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .expect("rows");
+        let mut found = Vec::new();
+        for row in rows {
+            let (name, sql) = row.expect("row");
+            let mut rest = sql.as_str();
+            while let Some(at) = rest.find("CHECK (") {
+                rest = &rest[at + 7..];
+                let clause = &rest[..rest.find("))").map_or(rest.len(), |e| e + 1)];
+                if let Some((_, list)) = clause.split_once(" IN (")
+                    && list.matches(',').count() >= 2
+                {
+                    found.push(format!("{name}: CHECK ({clause})"));
+                }
+            }
+        }
+        found
+    }
+
+    const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, payload, state, max_attempts, run_at, \
+                              created_at, updated_at) VALUES (?1, 'k', '{}', ?2, 1, 0, 0, 0)";
+
+    fn builds_temporary_btree(conn: &Connection, sql: &str) -> bool {
+        let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
+        let mut rows = stmt
+            .query(rusqlite::params![None::<String>, None::<String>])
+            .expect("plan");
+        while let Some(row) = rows.next().expect("row") {
+            if row.get::<_, String>(1).expect("opcode") == "OpenEphemeral" {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn checks_of_many_values_are_equality_chains() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open_write_connection(&dir.path().join("db.sqlite"), Synchronous::Normal)
+            .expect("open");
+        migrate(&mut conn, &crate::app::schema()).expect("migrate");
+        assert_eq!(in_list_checks(&conn), Vec::<String>::new());
+        // The connection that migrated uses the edited schema at once: no temporary b-tree.
+        assert!(!builds_temporary_btree(&conn, INSERT_JOB));
+    }
+
+    /// A database of schema v7 with rows keeps them, and its constraints, through the in-place
+    /// edit of v8.
+    #[test]
+    fn the_check_edit_keeps_rows_and_constraints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open_write_connection(&dir.path().join("db.sqlite"), Synchronous::Normal)
+            .expect("open");
+        let v7: Vec<&'static [Migration]> = crate::app::schema()
+            .iter()
+            .map(|owner| {
+                let kept: Vec<Migration> =
+                    owner.iter().filter(|m| m.version <= 7).copied().collect();
+                &*Box::leak(kept.into_boxed_slice())
+            })
+            .collect();
+        assert_eq!(migrate(&mut conn, &v7).expect("v7").to, 7);
+        assert!(!in_list_checks(&conn).is_empty(), "v7 has IN-list checks");
+        assert!(builds_temporary_btree(&conn, INSERT_JOB));
+        let insert = INSERT_JOB;
+        conn.execute(insert, ["job_old", "retrying"])
+            .expect("old row");
+
+        let report = migrate(&mut conn, &crate::app::schema()).expect("latest");
+        assert_eq!(report.from, 7);
+        assert_eq!(in_list_checks(&conn), Vec::<String>::new());
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity");
+        assert_eq!(check, "ok");
+        let state: String = conn
+            .query_row("SELECT state FROM jobs WHERE id = 'job_old'", [], |r| {
+                r.get(0)
+            })
+            .expect("kept");
+        assert_eq!(state, "retrying");
+        conn.execute(insert, ["job_new", "cancelled"])
+            .expect("a valid state");
+        let err = conn
+            .execute(insert, ["job_bad", "paused"])
+            .expect_err("an unknown state is refused");
+        assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+        // A connection opened afterwards reads the same schema.
+        drop(conn);
+        let conn = open_write_connection(&dir.path().join("db.sqlite"), Synchronous::Normal)
+            .expect("reopen");
+        assert_eq!(in_list_checks(&conn), Vec::<String>::new());
+    }
+
     /// A cached statement whose plan reads a bound value (`LIMIT ?1`, a partial index matched
     /// against `?2`) keeps its compiled program across new bindings.
     #[test]

@@ -327,10 +327,16 @@ pub fn reencrypt_headers(
 }
 
 /// The schema steps of this module's tables.
-pub const MIGRATIONS: &[crate::store::Migration] = &[crate::store::Migration {
-    version: 7,
-    sql: include_str!("migrations/0007_tasks.sql"),
-}];
+pub const MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration {
+        version: 7,
+        sql: include_str!("migrations/0007_tasks.sql"),
+    },
+    crate::store::Migration {
+        version: 8,
+        sql: include_str!("migrations/0008_checks.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {
