@@ -21,7 +21,10 @@ pub fn store(
     handoff: Option<&jobs::Handoff>,
 ) -> rusqlite::Result<Option<String>> {
     let now = clock::now_ms();
-    if !remember_key(tx, event.source, &event.external_id, now)? {
+    // The event id is a duplicate while its row exists (the unique index) and, after retention
+    // deleted the row, while [`prune`]'s copy in `inbound_keys` lasts: two lookups on the hot
+    // path instead of one more row and index entry per event.
+    if seen(tx, event.source, &event.external_id)? {
         return Ok(None);
     }
     if let Some(key) = &event.body_key
@@ -74,6 +77,18 @@ pub fn store(
 /// How long dedupe keys are remembered at least, whatever the retention of inbound rows: a
 /// captured request replayed after its row is gone is still a duplicate.
 pub const KEY_MEMORY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Whether event id `external_id` of `source` is stored, or was and is still remembered.
+///
+/// # Errors
+/// A database error.
+fn seen(tx: &WriteTx<'_>, source: &str, external_id: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM inbound_events WHERE source = ?1 AND external_id = ?2)
+             OR EXISTS (SELECT 1 FROM inbound_keys WHERE source = ?1 AND key = ?2)",
+    )?
+    .query_row(params![source, external_id], |r| r.get(0))
+}
 
 /// Records `key` of `source` as seen; `false` when it was seen before (a duplicate).
 ///
@@ -325,7 +340,7 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
 }
 
 /// Deletes up to `batch` inbound events in `state` finished before `cutoff` (retention).
-/// Their dedupe keys stay (see [`forget_keys`]). Returns how many.
+/// Their event ids stay remembered as dedupe keys (until [`forget_keys`]). Returns how many.
 ///
 /// # Errors
 /// A database error.
@@ -335,17 +350,34 @@ pub fn prune(
     cutoff: Millis,
     batch: usize,
 ) -> rusqlite::Result<usize> {
-    tx.prepare_cached(
-        "DELETE FROM inbound_events WHERE id IN (
-             SELECT id FROM inbound_events WHERE state = ?1 AND id < ?2 AND COALESCE(processed_at, updated_at) < ?3
-             ORDER BY id LIMIT ?4)",
-    )?
-    .execute(params![
-        state,
-        ids::time_bound(ids::INBOUND, cutoff),
-        cutoff,
-        i64::try_from(batch).unwrap_or(i64::MAX)
-    ])
+    let ids: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM inbound_events
+             WHERE state = ?1 AND id < ?2 AND COALESCE(processed_at, updated_at) < ?3
+             ORDER BY id LIMIT ?4",
+        )?
+        .query_map(
+            params![
+                state,
+                ids::time_bound(ids::INBOUND, cutoff),
+                cutoff,
+                i64::try_from(batch).unwrap_or(i64::MAX)
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut remember = tx.prepare_cached(
+        "INSERT INTO inbound_keys (source, key, seen_at)
+         SELECT source, external_id, received_at FROM inbound_events WHERE id = ?1
+         ON CONFLICT (source, key) DO NOTHING",
+    )?;
+    let mut delete = tx.prepare_cached("DELETE FROM inbound_events WHERE id = ?1")?;
+    let mut n = 0;
+    for id in &ids {
+        remember.execute([id])?;
+        n += delete.execute([id])?;
+    }
+    Ok(n)
 }
 
 /// Stores one refused request.
