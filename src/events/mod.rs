@@ -15,7 +15,8 @@ pub mod json;
 pub mod routes;
 pub mod store;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
@@ -339,13 +340,18 @@ pub fn envelope(event: NewEvent, subscribers: Vec<Subscriber>) -> Prepared {
 #[derive(Clone)]
 pub struct Publisher {
     fanout: Arc<dyn FanOut>,
+    /// Actions this process has seen committed to the catalog: their catalog write is skipped.
+    catalogued: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Publisher {
     /// A publisher whose events fan out through `fanout`.
     #[must_use]
     pub fn new(fanout: Arc<dyn FanOut>) -> Self {
-        Self { fanout }
+        Self {
+            fanout,
+            catalogued: Arc::default(),
+        }
     }
 
     /// The fan-out hook (for the events detail API).
@@ -382,7 +388,23 @@ impl Publisher {
             });
         }
         let count = u32::try_from(p.subscribers.len()).unwrap_or(u32::MAX);
-        store::insert(tx, p, count)?;
+        let action = p.action.as_str();
+        let catalogued = self
+            .catalogued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(action);
+        store::insert(tx, p, count, !catalogued)?;
+        if !catalogued {
+            let known = Arc::clone(&self.catalogued);
+            let action = action.to_string();
+            tx.on_commit(move || {
+                known
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(action);
+            });
+        }
         self.fanout.deliver(
             tx,
             EventRef {

@@ -27,11 +27,17 @@ pub fn find_by_key(
     .optional()
 }
 
-/// Stores a prepared event with its delivery count, and notes its action in the catalog.
+/// Stores a prepared event with its delivery count and, with `catalog`, notes its action in
+/// the catalog (the first time wins; the caller skips it for actions it knows are noted).
 ///
 /// # Errors
 /// A database error.
-pub fn insert(tx: &WriteTx<'_>, p: &Prepared, deliveries: u32) -> rusqlite::Result<()> {
+pub fn insert(
+    tx: &WriteTx<'_>,
+    p: &Prepared,
+    deliveries: u32,
+    catalog: bool,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (id, idempotency_key, publisher, action, source, body, deliveries, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -46,10 +52,12 @@ pub fn insert(tx: &WriteTx<'_>, p: &Prepared, deliveries: u32) -> rusqlite::Resu
         deliveries,
         p.created_at
     ])?;
-    tx.prepare_cached(
-        "INSERT INTO event_types (action, first_seen) VALUES (?1, ?2) ON CONFLICT (action) DO NOTHING",
-    )?
-    .execute(params![p.action.as_str(), p.created_at])?;
+    if catalog {
+        tx.prepare_cached(
+            "INSERT INTO event_types (action, first_seen) VALUES (?1, ?2) ON CONFLICT (action) DO NOTHING",
+        )?
+        .execute(params![p.action.as_str(), p.created_at])?;
+    }
     Ok(())
 }
 

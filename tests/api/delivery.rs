@@ -953,6 +953,41 @@ async fn deleting_a_webhook_cancels_its_queued_deliveries() {
     assert_eq!(job["state"], "cancelled");
 }
 
+/// The catalog notes each action once, with when it was first published, however often it
+/// is published again.
+#[tokio::test]
+async fn the_catalog_keeps_the_first_publication_of_each_action() {
+    let app = delivery_app().await;
+    let first_seen = |types: &Value, action: &str| {
+        let found: Vec<Value> = types["event_types"]
+            .as_array()
+            .expect("types")
+            .iter()
+            .filter(|t| t["action"] == action)
+            .map(|t| t["first_seen"].clone())
+            .collect();
+        assert_eq!(found.len(), 1, "{action} listed once: {types}");
+        found[0].clone()
+    };
+    publish(&app, json!({"action": "custom.first.thing", "data": {}})).await;
+    let before = app
+        .get_json("/v1beta1/admin/event-types", StatusCode::OK)
+        .await;
+    let first = first_seen(&before, "custom.first.thing");
+    assert!(first.is_string(), "{before}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..3 {
+        publish(&app, json!({"action": "custom.first.thing", "data": {}})).await;
+    }
+    publish(&app, json!({"action": "custom.second.thing", "data": {}})).await;
+    let after = app
+        .get_json("/v1beta1/admin/event-types", StatusCode::OK)
+        .await;
+    assert_eq!(first_seen(&after, "custom.first.thing"), first);
+    let second = first_seen(&after, "custom.second.thing");
+    assert!(second.as_str() > first.as_str(), "{first} then {second}");
+}
+
 #[tokio::test]
 async fn test_events_go_to_one_endpoint_and_the_catalog_lists_actions() {
     let app = delivery_app().await;
