@@ -90,16 +90,12 @@ fn seen(tx: &WriteTx<'_>, source: &str, external_id: &str) -> rusqlite::Result<b
     .query_row(params![source, external_id], |r| r.get(0))
 }
 
-/// Records `key` of `source` as seen; `false` when it was seen before (a duplicate).
+/// Records `key` of `source` as seen; `false` when it was seen before (a duplicate). Only
+/// sources' body keys are written on the way in; event ids are kept by [`prune`].
 ///
 /// # Errors
 /// A database error.
-pub fn remember_key(
-    tx: &WriteTx<'_>,
-    source: &str,
-    key: &str,
-    now: Millis,
-) -> rusqlite::Result<bool> {
+fn remember_key(tx: &WriteTx<'_>, source: &str, key: &str, now: Millis) -> rusqlite::Result<bool> {
     let inserted = tx
         .prepare_cached(
             "INSERT INTO inbound_keys (source, key, seen_at) VALUES (?1, ?2, ?3)
