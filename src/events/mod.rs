@@ -318,12 +318,17 @@ pub fn envelope(event: NewEvent, subscribers: Vec<Subscriber>) -> Prepared {
         given.shift_remove("metadata").unwrap_or_else(|| json!({})),
     );
     data.extend(given);
-    let envelope = json!({
-        "id": id,
-        "created_at": clock::to_rfc3339(created_at),
-        "action": action.as_str(),
-        "data": Value::Object(data),
-    });
+    // Built by hand: `json!` would copy `data` value by value (it serialises every expression it
+    // is given), and `data` can be a whole Front conversation.
+    let mut envelope = Map::new();
+    envelope.insert("id".into(), Value::String(id.clone()));
+    envelope.insert(
+        "created_at".into(),
+        Value::String(clock::to_rfc3339(created_at)),
+    );
+    envelope.insert("action".into(), Value::String(action.as_str().to_string()));
+    envelope.insert("data".into(), Value::Object(data));
+    let envelope = Value::Object(envelope);
     Prepared {
         body: json::to_js_json(&envelope).into(),
         id,

@@ -191,7 +191,7 @@ fn verify_app_webhook(
         event_type: envelope.kind.unwrap_or_else(|| "unknown".into()),
         company_id: envelope.authorization.and_then(|a| a.id),
         raw_body: body.to_vec(),
-        headers: kept_headers(headers),
+        headers: kept_headers(headers).to_string(),
     };
     Ok(Verified::Store(event))
 }
@@ -242,7 +242,7 @@ fn verify_rule_webhook(
         event_type: super::webhook_type(event.kind.as_deref().unwrap_or("unknown")).to_string(),
         company_id: None,
         raw_body: body.to_vec(),
-        headers: kept_headers(headers),
+        headers: kept_headers(headers).to_string(),
     };
     Ok(Verified::Store(event))
 }

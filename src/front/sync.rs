@@ -175,7 +175,7 @@ pub async fn run(
             }
         }
         let cursor = advance.after_page(page.next.is_none() && page.refused_next.is_none(), before);
-        let headers = json!({"via": "front_sync", "listed_from": url.as_str()});
+        let headers = json!({"via": "front_sync", "listed_from": url.as_str()}).to_string();
         let company = state.company_id.clone();
         let written = store
             .writer()
@@ -378,7 +378,7 @@ fn write_page(
     tx: &WriteTx<'_>,
     listed: &[Listed],
     company_id: Option<&str>,
-    headers: &Value,
+    headers: &str,
     cursor: Option<Millis>,
 ) -> Result<Written, StoreError> {
     let mut out = Written::default();
@@ -391,7 +391,7 @@ fn write_page(
             event_type: e.event_type.clone(),
             company_id: company_id.map(str::to_string),
             raw_body: e.raw.clone(),
-            headers: headers.clone(),
+            headers: headers.to_string(),
         };
         match inbound::store::store(tx, &event, super::PROCESSING, None)? {
             Some(inbound_id) => out.ingested.push((event.external_id, inbound_id)),

@@ -83,7 +83,8 @@ pub struct NewInbound {
     pub event_type: String,
     pub company_id: Option<String>,
     pub raw_body: Vec<u8>,
-    pub headers: Value,
+    /// The headers kept, as a JSON object (serialised before the write).
+    pub headers: String,
 }
 
 /// What the processing job reads.

@@ -33,7 +33,6 @@ pub fn store(
         return Ok(None);
     }
     let id = ids::new_id(ids::INBOUND);
-    let headers = event.headers.to_string();
     // A run handed off at once gets the event in memory instead of reading it back.
     let job = jobs::handoff::enqueue_with(
         tx,
@@ -49,7 +48,7 @@ pub fn store(
                 raw_body: event.raw_body.clone(),
                 source: event.source.to_string(),
                 external_id: event.external_id.clone(),
-                headers: headers.clone(),
+                headers: event.headers.clone(),
                 received_at: now,
             }))
         },
@@ -66,7 +65,7 @@ pub fn store(
         event.event_type,
         event.company_id,
         event.raw_body,
-        headers,
+        event.headers,
         job.id,
         now,
         event.source

@@ -246,6 +246,6 @@ fn verify(req: &HttpRequest, source: &Source, body: &[u8]) -> Result<Verified, A
         event_type,
         company_id: None,
         raw_body: body.to_vec(),
-        headers: Value::Object(kept),
+        headers: Value::Object(kept).to_string(),
     }))
 }
