@@ -84,6 +84,12 @@ pub struct Dispatcher {
 /// enqueued elsewhere (retries coming due, other processes') are never starved.
 const CLAIM_RESERVE: usize = 16;
 
+/// Most jobs handed off in memory and not yet started. A burst the workers cannot keep up with
+/// waits here, its rows already `running` under this process's lease, instead of being queued
+/// and then claimed and read back one by one (two more statements per job). Bounded, so memory
+/// stays bounded: beyond it jobs are queued as usual.
+pub const HANDOFF_AHEAD: usize = 1024;
+
 /// A `lease_owner` for a new dispatcher: the process id and a random part.
 #[must_use]
 pub fn new_instance() -> String {
@@ -203,8 +209,10 @@ impl Dispatcher {
             let room = (self.workers + ahead).saturating_sub(running + ready.len());
             if let Some(h) = &handoff {
                 let claim_due = if claiming.is_some() { want } else { 0 };
+                let handoff_room =
+                    (self.workers + HANDOFF_AHEAD).saturating_sub(running + ready.len());
                 h.handoff
-                    .set_budget(room.saturating_sub(claim_due + CLAIM_RESERVE));
+                    .set_budget(handoff_room.saturating_sub(claim_due + CLAIM_RESERVE));
             }
             if claiming.is_none()
                 && maybe_due

@@ -431,3 +431,51 @@ async fn graceful_shutdown_in_process_finishes_running_jobs() {
         .expect("row");
     assert_eq!(state, "succeeded");
 }
+
+/// A burst the workers cannot keep up with waits in this process's memory, already claimed
+/// (`running` under its lease), up to `jobs::worker::HANDOFF_AHEAD` beyond the workers, instead
+/// of being queued and claimed back one by one.
+#[tokio::test]
+async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
+    let rx = TestReceiver::start(vec![
+        wiremock::ResponseTemplate::new(200).set_delay(Duration::from_secs(20)),
+    ])
+    .await;
+    let app = spawn_app_with(|c| {
+        local_delivery(c);
+        c.jobs.workers = 1;
+    })
+    .await;
+    create_webhook(
+        &app,
+        json!({"url": rx.url("/slow"), "subscribed_events": ["app.user.created"]}),
+    )
+    .await;
+    // More than the dispatcher ever read ahead before: workers + 2 × the claim batch.
+    let burst = 1 + 2 * hookrelay::jobs::worker::CLAIM_BATCH + 100;
+    for i in 0..burst {
+        publish(
+            &app,
+            json!({"action": "app.user.created", "data": {"target": {"id": format!("user_{i}")}}}),
+        )
+        .await;
+    }
+    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
+    let states: std::collections::HashMap<String, i64> = conn
+        .prepare("SELECT state, COUNT(*) FROM jobs WHERE kind = 'delivery.send' GROUP BY state")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(
+        states.get("queued"),
+        None,
+        "no delivery waits in the queue: {states:?}"
+    );
+    assert_eq!(
+        states.values().sum::<i64>(),
+        i64::try_from(burst).expect("small"),
+        "one delivery per event: {states:?}"
+    );
+}
