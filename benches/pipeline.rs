@@ -10,7 +10,11 @@
 //!    post to the moment the last resulting delivery is recorded as succeeded — the receiver has
 //!    seen them all, the admin API lists no pending delivery and no pending inbound event;
 //! 2. **publish → delivered**: as many events through `POST /v1beta1/events`, 64 concurrent
-//!    publishers, timed the same way.
+//!    publishers, timed the same way;
+//! 3. **publish, Front-sized → delivered**: as 2, but each event carries what `front.process`
+//!    publishes for the Front event of 1 (the Front event, its message and conversation in
+//!    `metadata`, about ten times the size of 2's). Not a target: the ratio of 1 to 3 shows what
+//!    the second durable stage costs apart from the size of the payload.
 //!
 //! For each it prints events/s end to end, the ingest rate alone and the server's CPU time per
 //! event (utime + stime of the server process from `/proc/<pid>/stat`, from the first post to the
@@ -107,6 +111,20 @@ fn publish_event(i: usize) -> Vec<u8> {
     .expect("json")
 }
 
+/// What `front.process` publishes for `front_event(i)`: the same `data` shape and size.
+fn front_sized_event(i: usize) -> Vec<u8> {
+    let front: serde_json::Value = serde_json::from_slice(&front_event(i)).expect("json");
+    let event = &front["payload"];
+    let message = &event["target"]["data"];
+    serde_json::to_vec(&json!({"action": "app.message.received", "data": {
+        "actor": {"id": "crd_77", "type": "contact", "name": "Jane Doe", "email": "jane@example.com"},
+        "target": {"id": message["id"], "type": "message", "name": "Refund for order #1234"},
+        "org_id": "cmp_acme",
+        "metadata": {"event": event, "message": message, "conversation": event["conversation"], "history": []}
+    }}))
+    .expect("json")
+}
+
 fn sign_front(n: usize) -> Vec<Prepared> {
     let timestamp = chrono::Utc::now().timestamp_millis().to_string();
     (0..n)
@@ -126,10 +144,10 @@ fn sign_front(n: usize) -> Vec<Prepared> {
         .collect()
 }
 
-fn prepare_publish(n: usize) -> Vec<Prepared> {
+fn prepare_publish(n: usize, body: fn(usize) -> Vec<u8>) -> Vec<Prepared> {
     (0..n)
         .map(|i| Prepared {
-            body: publish_event(i),
+            body: body(i),
             signed: None,
         })
         .collect()
@@ -357,7 +375,7 @@ async fn main() {
 
     // 2. publish → delivered, on a fresh server.
     let (server, api) = start(&receiver).await;
-    let prepared = prepare_publish(n);
+    let prepared = prepare_publish(n, publish_event);
     let publish = run(
         "publish → delivered",
         &server,
@@ -370,7 +388,22 @@ async fn main() {
     .await;
     drop(server);
 
-    // 3. The targets.
+    // 3. publish, Front-sized → delivered, on a fresh server.
+    let (server, api) = start(&receiver).await;
+    let prepared = prepare_publish(n, front_sized_event);
+    let sized = run(
+        "publish, Front-sized → delivered",
+        &server,
+        &api,
+        &received,
+        "/v1beta1/events",
+        202,
+        prepared,
+    )
+    .await;
+    drop(server);
+
+    // 4. The targets.
     let ratio = front.rate / publish.rate;
     println!("\n== targets");
     println!(
@@ -384,5 +417,13 @@ async fn main() {
         front.cpu_us,
         publish.cpu_us,
         verdict(front.cpu_us <= TARGET_CPU_US)
+    );
+    println!(
+        "not a target — Front → delivered / publish, Front-sized → delivered = {:.0} / {:.0} = {:.2}; CPU {:.0} vs {:.0} µs per event",
+        front.rate,
+        sized.rate,
+        front.rate / sized.rate,
+        front.cpu_us,
+        sized.cpu_us
     );
 }
