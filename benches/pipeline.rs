@@ -3,7 +3,7 @@
 //! Starts the real `hookrelay serve` (optimized build, `synchronous = full`, `jobs.workers` as
 //! shipped unless `BENCH_WORKERS` is set, a Front `webhook_secret`, no Front API token) with one
 //! webhook subscribed to everything, pointing at the minimal receiver of `benches/common`, and
-//! measures two pipelines, each on a fresh server with an empty database:
+//! measures three pipelines, each on a fresh server with an empty database:
 //! 1. **Front → delivered**: `BENCH_EVENTS` (default 50,000) unique, signed, full Front
 //!    `inbound_received` application webhooks (message with its body, conversation, recipients:
 //!    `front.process` needs no API fetch), posted by 64 concurrent posters; timed from the first

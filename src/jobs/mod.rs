@@ -202,8 +202,15 @@ pub struct JobRun {
 /// A value handed to a job's handler in memory with its run, so that it need not read back
 /// what the enqueuing transaction just wrote. Only a shortcut: the handler reads the table
 /// when there is none (a run after a restart, a retry, a replay).
+///
+/// Callers attach one only for data up to [`MEMO_MAX_BYTES`]: up to
+/// [`worker::HANDOFF_AHEAD`] runs may wait in memory with theirs.
 #[derive(Clone)]
 pub struct Memo(Arc<dyn std::any::Any + Send + Sync>);
+
+/// The largest body a [`Memo`] carries; a larger one is read back by its handler. Bounds the
+/// memory of the runs waiting in memory (1,024 × 64 KiB = 64 MiB) whatever `max_body_bytes` is.
+pub const MEMO_MAX_BYTES: usize = 64 * 1024;
 
 impl Memo {
     /// Wraps `value`.

@@ -38,6 +38,9 @@ pub struct WorkerHealth {
     off: AtomicBool,
     heartbeat_ms: AtomicI64,
     in_flight: AtomicUsize,
+    /// When the longest-waiting job this dispatcher holds in memory (claimed or handed off, not
+    /// started) arrived; 0 when none waits.
+    waiting_since_ms: AtomicI64,
 }
 
 impl WorkerHealth {
@@ -61,8 +64,60 @@ impl WorkerHealth {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// How long the longest-waiting job held in memory (claimed or handed off, its row
+    /// `running`, not yet started) has waited: the database's queue lag does not see these.
+    #[must_use]
+    pub fn memory_wait(&self, now: Millis) -> Duration {
+        match self.waiting_since_ms.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => Duration::from_millis(u64::try_from(now - since).unwrap_or(0)),
+        }
+    }
+
     fn beat(&self) {
         self.heartbeat_ms.store(clock::now_ms(), Ordering::SeqCst);
+    }
+}
+
+/// Jobs held in memory waiting for a worker, in two lanes: those claimed from the database and
+/// those handed off by this process. Workers take from the two in turn, so a burst handed off
+/// cannot hold back what the database has due (retries, scheduled and other processes' jobs),
+/// nor the other way round.
+#[derive(Default)]
+struct Ready {
+    claimed: VecDeque<(Millis, JobRun)>,
+    handed: VecDeque<(Millis, JobRun)>,
+    /// Which lane goes first next time.
+    handed_next: bool,
+}
+
+impl Ready {
+    fn len(&self) -> usize {
+        self.claimed.len() + self.handed.len()
+    }
+
+    fn pop(&mut self) -> Option<JobRun> {
+        let first_handed = self.handed_next;
+        self.handed_next = !self.handed_next;
+        let (first, second) = if first_handed {
+            (&mut self.handed, &mut self.claimed)
+        } else {
+            (&mut self.claimed, &mut self.handed)
+        };
+        first
+            .pop_front()
+            .or_else(|| second.pop_front())
+            .map(|(_, job)| job)
+    }
+
+    /// When the longest-waiting job arrived; 0 when none waits.
+    fn waiting_since(&self) -> Millis {
+        [self.claimed.front(), self.handed.front()]
+            .into_iter()
+            .flatten()
+            .map(|(at, _)| *at)
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -80,14 +135,12 @@ pub struct Dispatcher {
     handoff: Option<super::handoff::Receiver>,
 }
 
-/// Places kept free for jobs claimed from the database, whatever is handed off, so jobs
-/// enqueued elsewhere (retries coming due, other processes') are never starved.
-const CLAIM_RESERVE: usize = 16;
-
-/// Most jobs handed off in memory and not yet started. A burst the workers cannot keep up with
-/// waits here, its rows already `running` under this process's lease, instead of being queued
-/// and then claimed and read back one by one (two more statements per job). Bounded, so memory
-/// stays bounded: beyond it jobs are queued as usual.
+/// Most jobs handed off and waiting in memory for a worker. A burst the workers cannot keep up
+/// with waits here, its rows already `running` under this process's lease, instead of being
+/// queued and then claimed and read back one by one (two more statements per job); beyond it,
+/// jobs are queued as usual. Jobs claimed from the database wait in a lane of their own, so
+/// this never holds them back. Memory stays bounded: a memo (the data a handler would read
+/// back) rides along only up to [`super::MEMO_MAX_BYTES`].
 pub const HANDOFF_AHEAD: usize = 1024;
 
 /// A `lease_owner` for a new dispatcher: the process id and a random part.
@@ -167,7 +220,7 @@ impl Dispatcher {
         // `max(workers, 2 × CLAIM_BATCH)` jobs): while one claim commits, the workers run what
         // earlier ones brought, so a worker that frees up never waits for a commit round trip.
         // Claimed jobs hold a lease that is extended like a running job's.
-        let mut ready: VecDeque<JobRun> = VecDeque::new();
+        let mut ready = Ready::default();
         let mut claiming: Option<JoinHandle<Result<Vec<JobRun>, StoreError>>> = None;
         let mut want = 0;
         // Whether due jobs may be waiting: after a wake-up, a timer, or a full claim.
@@ -183,11 +236,11 @@ impl Dispatcher {
                     tracing::error!(error = %e, "job task ended abnormally");
                 }
             }
-            while !ready.is_empty() {
+            while ready.len() > 0 {
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                     break;
                 };
-                let Some(job) = ready.pop_front() else {
+                let Some(job) = ready.pop() else {
                     break;
                 };
                 self.health.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -204,20 +257,21 @@ impl Dispatcher {
                 claim_blocked_until = None;
                 maybe_due = true;
             }
+            self.health
+                .waiting_since_ms
+                .store(ready.waiting_since(), Ordering::Relaxed);
             let running = self.workers - slots.available_permits();
             let ahead = self.workers.max(2 * CLAIM_BATCH);
-            let room = (self.workers + ahead).saturating_sub(running + ready.len());
+            // Claims fill their own lane; what is handed off does not count against them.
+            let room = (self.workers + ahead).saturating_sub(running + ready.claimed.len());
             if let Some(h) = &handoff {
-                let claim_due = if claiming.is_some() { want } else { 0 };
-                let handoff_room =
-                    (self.workers + HANDOFF_AHEAD).saturating_sub(running + ready.len());
                 h.handoff
-                    .set_budget(handoff_room.saturating_sub(claim_due + CLAIM_RESERVE));
+                    .set_budget(HANDOFF_AHEAD.saturating_sub(ready.handed.len()));
             }
             if claiming.is_none()
                 && maybe_due
                 && claim_blocked_until.is_none()
-                && ready.len() < ahead
+                && ready.claimed.len() < ahead
                 && room > 0
             {
                 want = room.min(CLAIM_BATCH);
@@ -228,7 +282,7 @@ impl Dispatcher {
             }
             let wait = if let Some(t) = claim_blocked_until {
                 t.saturating_duration_since(tokio::time::Instant::now())
-            } else if claiming.is_some() || room == 0 || ready.len() >= ahead {
+            } else if claiming.is_some() || room == 0 || ready.claimed.len() >= ahead {
                 POLL_INTERVAL
             } else {
                 // Nothing was due at the last claim: sleep until the next job is.
@@ -244,7 +298,8 @@ impl Dispatcher {
                             if let Ok(mut c) = claims.lock() {
                                 c.extend(jobs.iter().map(|j| (j.id.clone(), j.claim)));
                             }
-                            ready.extend(jobs);
+                            let now = clock::now_ms();
+                            ready.claimed.extend(jobs.into_iter().map(|j| (now, j)));
                         }
                         Ok(Err(e)) => {
                             claim_blocked_until = Some(tokio::time::Instant::now() + CLAIM_ERROR_BACKOFF);
@@ -261,14 +316,15 @@ impl Dispatcher {
                     if let Ok(mut c) = claims.lock() {
                         c.insert((job.id.clone(), job.claim));
                     }
-                    ready.push_back(job);
+                    let now = clock::now_ms();
+                    ready.handed.push_back((now, job));
                     // Take what else arrived in the same commit.
                     if let Some(h) = handoff.as_mut() {
                         while let Ok(more) = h.rx.try_recv() {
                             if let Ok(mut c) = claims.lock() {
                                 c.insert((more.id.clone(), more.claim));
                             }
-                            ready.push_back(more);
+                            ready.handed.push_back((now, more));
                         }
                     }
                 }

@@ -290,6 +290,9 @@ impl Readiness {
 
         match sample.lag {
             Ok(lag) => {
+                // Jobs this process holds in memory are `running` in the database, so the
+                // queue's lag does not see them waiting for a worker.
+                let lag = lag.max(self.workers.memory_wait(now));
                 checks.insert(
                     "queue_lag_ms".into(),
                     json!(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),

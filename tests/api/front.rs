@@ -723,6 +723,41 @@ async fn the_event_handed_off_in_memory_publishes_what_a_replay_reads_back() {
     assert_ne!(first["outbound"]["id"], again["outbound"]["id"]);
 }
 
+/// Memos stop at `jobs::MEMO_MAX_BYTES` (64 KiB), so the runs waiting in memory stay bounded:
+/// a larger event is read back by its processing run and its delivery, and arrives whole.
+#[tokio::test]
+async fn an_event_too_large_for_a_memo_is_read_back_whole() {
+    let rx = TestReceiver::ok().await;
+    let app = spawn_app_with(|c| {
+        front_config(c, None);
+        local_delivery(c);
+    })
+    .await;
+    create_webhook(
+        &app,
+        json!({"url": rx.url("/front"), "subscribed_events": ["front.*"]}),
+    )
+    .await;
+    let mut body = full_inbound("evt_big", "msg_big");
+    let text = "refund ".repeat(100_000 / 7);
+    assert!(text.len() > hookrelay::jobs::MEMO_MAX_BYTES);
+    body["payload"]["target"]["data"]["text"] = json!(text);
+    assert_json(
+        post_front(&app.client, &app.address, &body).await,
+        StatusCode::OK,
+    )
+    .await;
+    let id = only_inbound_id(&app).await;
+    let processed = wait_inbound(&app, &id, "processed", Duration::from_secs(10)).await;
+    assert_eq!(
+        processed["outbound"]["data"]["metadata"]["message"]["text"],
+        json!(text)
+    );
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    let sent: Value = serde_json::from_slice(&got[0].1.body).expect("json");
+    assert_eq!(sent["data"]["metadata"]["message"]["text"], json!(text));
+}
+
 #[tokio::test]
 async fn history_follows_pagination_when_enabled() {
     let api = MockServer::start().await;

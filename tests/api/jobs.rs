@@ -433,10 +433,12 @@ async fn graceful_shutdown_in_process_finishes_running_jobs() {
 }
 
 /// A burst the workers cannot keep up with waits in this process's memory, already claimed
-/// (`running` under its lease), up to `jobs::worker::HANDOFF_AHEAD` beyond the workers, instead
-/// of being queued and claimed back one by one.
+/// (`running` under its lease), up to `jobs::worker::HANDOFF_AHEAD`, instead of being queued and
+/// claimed back one by one. It holds back neither a job the database has due nor the queue lag
+/// `/readyz` reports.
 #[tokio::test]
 async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
+    // Never answers in time: each attempt takes the whole `delivery.timeout` (3 s).
     let rx = TestReceiver::start(vec![
         wiremock::ResponseTemplate::new(200).set_delay(Duration::from_secs(20)),
     ])
@@ -477,5 +479,27 @@ async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
         states.values().sum::<i64>(),
         i64::try_from(burst).expect("small"),
         "one delivery per event: {states:?}"
+    );
+
+    // A job queued in the database is claimed into its own lane and runs next, not after the
+    // ~230 deliveries (3 s each on the one worker) waiting in memory.
+    let id = app.enqueue(noop(json!({}))).await;
+    app.wait_job(&id, "succeeded", Duration::from_secs(15))
+        .await;
+
+    // The jobs waiting in memory are `running` in the database; the lag still shows them.
+    let ready: serde_json::Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    let lag = ready["checks"]["queue_lag_ms"].as_u64().expect("lag");
+    assert!(
+        lag >= 1_000,
+        "the deliveries have waited for seconds: {ready}"
     );
 }
