@@ -358,52 +358,30 @@ async fn main() {
          server CPU is utime + stime of the server process only (/proc/<pid>/stat); each phase on a fresh server and database"
     );
 
-    // 1. Front → delivered.
-    let (server, api) = start(&receiver).await;
-    let prepared = sign_front(n);
-    let front = run(
-        "Front → delivered",
-        &server,
-        &api,
-        &received,
-        "/webhooks/front",
-        200,
-        prepared,
-    )
-    .await;
-    drop(server);
-
-    // 2. publish → delivered, on a fresh server.
-    let (server, api) = start(&receiver).await;
-    let prepared = prepare_publish(n, publish_event);
-    let publish = run(
+    // Each phase on a fresh server and database.
+    let phase = async |label: &str, path: &'static str, expect: u16, prepared: Vec<Prepared>| {
+        let (server, api) = start(&receiver).await;
+        let measured = run(label, &server, &api, &received, path, expect, prepared).await;
+        drop(server);
+        measured
+    };
+    let front = phase("Front → delivered", "/webhooks/front", 200, sign_front(n)).await;
+    let publish = phase(
         "publish → delivered",
-        &server,
-        &api,
-        &received,
         "/v1beta1/events",
         202,
-        prepared,
+        prepare_publish(n, publish_event),
     )
     .await;
-    drop(server);
-
-    // 3. publish, Front-sized → delivered, on a fresh server.
-    let (server, api) = start(&receiver).await;
-    let prepared = prepare_publish(n, front_sized_event);
-    let sized = run(
+    let sized = phase(
         "publish, Front-sized → delivered",
-        &server,
-        &api,
-        &received,
         "/v1beta1/events",
         202,
-        prepared,
+        prepare_publish(n, front_sized_event),
     )
     .await;
-    drop(server);
 
-    // 4. The targets.
+    // The targets.
     let ratio = front.rate / publish.rate;
     println!("\n== targets");
     println!(
