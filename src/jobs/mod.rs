@@ -209,7 +209,8 @@ pub struct JobRun {
 pub struct Memo(Arc<dyn std::any::Any + Send + Sync>);
 
 /// The largest body a [`Memo`] carries; a larger one is read back by its handler. Bounds the
-/// memory of the runs waiting in memory (1,024 × 64 KiB = 64 MiB) whatever `max_body_bytes` is.
+/// memory of the runs waiting in memory to about 1,024 × 64 KiB = 64 MiB, whatever
+/// `max_body_bytes` is.
 pub const MEMO_MAX_BYTES: usize = 64 * 1024;
 
 impl Memo {
