@@ -79,6 +79,10 @@ async fn sigterm_lets_running_jobs_finish_and_exits_0() {
         (job_states(&db).get("running").copied().unwrap_or(0) == 3).then_some(())
     })
     .await;
+    // A row is `running` once its claim commits; the dispatcher starts the job a moment later.
+    // A job claimed but not started when the signal arrives is given back, not run: wait for
+    // the start (the jobs sleep 1.5 s, so they are still running at the signal).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     app.signal(Signal::SIGTERM);
     let status = app.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "log:\n{}", app.log());

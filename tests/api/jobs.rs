@@ -423,6 +423,9 @@ async fn graceful_shutdown_in_process_finishes_running_jobs() {
     let app = spawn_app().await;
     let id = app.enqueue(noop(json!({"sleep_ms": 700}))).await;
     app.wait_job(&id, "running", Duration::from_secs(5)).await;
+    // `running` once its claim commits; started a moment later (one claimed but not started at
+    // shutdown is given back instead). The job sleeps 0.7 s, so it is still running after this.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let db = app.db_path.clone();
     let _dir = app.shutdown().await;
     let conn = rusqlite::Connection::open(db).expect("db");
