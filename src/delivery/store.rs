@@ -548,17 +548,15 @@ pub fn create(
             &NewJob::new(KIND, json!({"delivery_id": id, "webhook_id": s.webhook_id}))
                 .max_attempts(max_attempts),
             || {
-                (event.body.len() <= jobs::MEMO_MAX_BYTES).then(|| {
-                    jobs::Memo::new(Handed {
-                        delivery_id: id.clone(),
-                        to_send: ToSend {
-                            state: DeliveryState::Pending.as_str().to_string(),
-                            attempts: 0,
-                            event_id: event.id.to_string(),
-                            webhook_id: s.webhook_id.clone(),
-                        },
-                        body: Arc::clone(event.body),
-                    })
+                jobs::Memo::bounded(event.body.len(), || Handed {
+                    delivery_id: id.clone(),
+                    to_send: ToSend {
+                        state: DeliveryState::Pending.as_str().to_string(),
+                        attempts: 0,
+                        event_id: event.id.to_string(),
+                        webhook_id: s.webhook_id.clone(),
+                    },
+                    body: Arc::clone(event.body),
                 })
             },
         )?;

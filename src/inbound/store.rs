@@ -40,18 +40,16 @@ pub fn store(
         &NewJob::new(processing.kind, json!({"inbound_id": id}))
             .max_attempts(processing.max_attempts),
         || {
-            (event.raw_body.len() <= jobs::MEMO_MAX_BYTES).then(|| {
-                jobs::Memo::new(Stored {
-                    id: id.clone(),
-                    channel: event.channel.as_str().to_string(),
-                    event_type: event.event_type.clone(),
-                    company_id: event.company_id.clone(),
-                    raw_body: event.raw_body.clone(),
-                    source: event.source.to_string(),
-                    external_id: event.external_id.clone(),
-                    headers: event.headers.clone(),
-                    received_at: now,
-                })
+            jobs::Memo::bounded(event.raw_body.len(), || Stored {
+                id: id.clone(),
+                channel: event.channel.as_str().to_string(),
+                event_type: event.event_type.clone(),
+                company_id: event.company_id.clone(),
+                raw_body: event.raw_body.clone(),
+                source: event.source.to_string(),
+                external_id: event.external_id.clone(),
+                headers: event.headers.clone(),
+                received_at: now,
             })
         },
     )?;

@@ -203,7 +203,7 @@ pub struct JobRun {
 /// what the enqueuing transaction just wrote. Only a shortcut: the handler reads the table
 /// when there is none (a run after a restart, a retry, a replay).
 ///
-/// Callers attach one only for data up to [`MEMO_MAX_BYTES`]: up to
+/// Made by [`Memo::bounded`], which carries data only up to [`MEMO_MAX_BYTES`]: up to
 /// [`worker::HANDOFF_AHEAD`] runs may wait in memory with theirs.
 #[derive(Clone)]
 pub struct Memo(Arc<dyn std::any::Any + Send + Sync>);
@@ -214,10 +214,14 @@ pub struct Memo(Arc<dyn std::any::Any + Send + Sync>);
 pub const MEMO_MAX_BYTES: usize = 64 * 1024;
 
 impl Memo {
-    /// Wraps `value`.
+    /// A memo of `make()`, whose body is `bytes` long; none when that is over
+    /// [`MEMO_MAX_BYTES`] (the handler then reads the data back).
     #[must_use]
-    pub fn new<T: std::any::Any + Send + Sync>(value: T) -> Self {
-        Self(Arc::new(value))
+    pub fn bounded<T: std::any::Any + Send + Sync>(
+        bytes: usize,
+        make: impl FnOnce() -> T,
+    ) -> Option<Self> {
+        (bytes <= MEMO_MAX_BYTES).then(|| Self(Arc::new(make())))
     }
 
     /// The value, if it is a `T`.

@@ -92,8 +92,8 @@ struct Ready {
 }
 
 impl Ready {
-    fn len(&self) -> usize {
-        self.claimed.len() + self.handed.len()
+    fn is_empty(&self) -> bool {
+        self.claimed.is_empty() && self.handed.is_empty()
     }
 
     fn pop(&mut self) -> Option<JobRun> {
@@ -236,7 +236,7 @@ impl Dispatcher {
                     tracing::error!(error = %e, "job task ended abnormally");
                 }
             }
-            while ready.len() > 0 {
+            while !ready.is_empty() {
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                     break;
                 };
@@ -313,19 +313,15 @@ impl Dispatcher {
                 }
                 () = self.wake.notified() => maybe_due = true,
                 Some(job) = async { handoff.as_mut().expect("guarded").rx.recv().await }, if handoff.is_some() => {
-                    if let Ok(mut c) = claims.lock() {
-                        c.insert((job.id.clone(), job.claim));
-                    }
                     let now = clock::now_ms();
-                    ready.handed.push_back((now, job));
-                    // Take what else arrived in the same commit.
-                    if let Some(h) = handoff.as_mut() {
-                        while let Ok(more) = h.rx.try_recv() {
-                            if let Ok(mut c) = claims.lock() {
-                                c.insert((more.id.clone(), more.claim));
-                            }
-                            ready.handed.push_back((now, more));
+                    // This one and what else arrived in the same commit.
+                    let mut next = Some(job);
+                    while let Some(job) = next {
+                        if let Ok(mut c) = claims.lock() {
+                            c.insert((job.id.clone(), job.claim));
                         }
+                        ready.handed.push_back((now, job));
+                        next = handoff.as_mut().and_then(|h| h.rx.try_recv().ok());
                     }
                 }
                 () = slot_freed.notified() => {}

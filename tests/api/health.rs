@@ -30,18 +30,6 @@ async fn hammer(app: &TestApp, path: &str, total: usize, at_once: usize) -> Vec<
     statuses
 }
 
-/// `/readyz`'s status and body.
-async fn readyz(app: &TestApp) -> (StatusCode, Value) {
-    let res = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
-    let status = res.status();
-    (status, res.json().await.expect("json"))
-}
-
 /// Waits until `/readyz` answers `status`; returns its body and how long that took.
 async fn wait_readyz(app: &TestApp, status: StatusCode, within: Duration) -> (Value, Duration) {
     let started = Instant::now();

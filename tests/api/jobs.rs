@@ -491,15 +491,7 @@ async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
         .await;
 
     // The jobs waiting in memory are `running` in the database; the lag still shows them.
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let (_, ready) = readyz(&app).await;
     let lag = ready["checks"]["queue_lag_ms"].as_u64().expect("lag");
     assert!(
         lag >= 1_000,

@@ -195,6 +195,18 @@ pub async fn assert_error(res: reqwest::Response, status: StatusCode, code: &str
     v
 }
 
+/// `/readyz`'s status and body.
+pub async fn readyz(app: &TestApp) -> (StatusCode, Value) {
+    let res = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("request");
+    let status = res.status();
+    (status, res.json().await.expect("json"))
+}
+
 /// Polls `check` until it yields a value, failing the test after `within`.
 pub async fn wait_until<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where
