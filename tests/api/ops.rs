@@ -50,17 +50,8 @@ async fn wait_run(app: &TestApp, name: &str) -> Value {
 /// Waits until `/readyz` answers 503; returns its body.
 async fn wait_not_ready(app: &TestApp, within: Duration) -> Value {
     wait_until(within, "readyz to fail", || async {
-        let res = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("request");
-        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-            Some(res.json::<Value>().await.expect("json"))
-        } else {
-            None
-        }
+        let (status, body) = readyz(app).await;
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(body)
     })
     .await
 }
@@ -652,13 +643,7 @@ async fn metrics_expose_every_family() {
 async fn readyz_fails_when_a_schedule_stops_ticking() {
     let app = spawn_app_with(|c| set_cron(c, "lease_reaper", "* * * * * *")).await;
     wait_until(Duration::from_secs(5), "ready", || async {
-        let res = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("request");
-        (res.status() == StatusCode::OK).then_some(())
+        (readyz(&app).await.0 == StatusCode::OK).then_some(())
     })
     .await;
     // What tokio-cron-scheduler's issue #113 describes: the ticker silently stops.
