@@ -395,6 +395,20 @@ pub fn claim(
     rows.collect()
 }
 
+/// Whether claim `claim` of job `id` is still held: the job is `running` under that claim (not
+/// cancelled, finished or taken back since).
+///
+/// # Errors
+/// A database error.
+pub fn holds_claim(conn: &Connection, id: &str, claim: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM jobs WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
+    )?
+    .query_row(params![id, claim], |_| Ok(()))
+    .optional()
+    .map(|found| found.is_some())
+}
+
 /// Pushes the lease of every claim in `held` to `until`.
 ///
 /// # Errors

@@ -96,7 +96,8 @@ impl Ready {
         self.claimed.is_empty() && self.handed.is_empty()
     }
 
-    fn pop(&mut self) -> Option<JobRun> {
+    /// The next job, with when it began to wait.
+    fn pop(&mut self) -> Option<(Millis, JobRun)> {
         let first_handed = self.handed_next;
         self.handed_next = !self.handed_next;
         let (first, second) = if first_handed {
@@ -104,10 +105,7 @@ impl Ready {
         } else {
             (&mut self.claimed, &mut self.handed)
         };
-        first
-            .pop_front()
-            .or_else(|| second.pop_front())
-            .map(|(_, job)| job)
+        first.pop_front().or_else(|| second.pop_front())
     }
 
     /// When the longest-waiting job arrived; 0 when none waits.
@@ -142,6 +140,11 @@ pub struct Dispatcher {
 /// this never holds them back. Memory stays bounded: a memo (the data a handler would read
 /// back) rides along only up to [`super::MEMO_MAX_BYTES`].
 pub const HANDOFF_AHEAD: usize = 1024;
+
+/// A job that waited in memory at least this long (ms) is checked before it starts: one
+/// cancelled (or taken back) while it waited is not run. A cancel in the last moment before a
+/// job starts is like one while it runs: the job runs and its result is discarded.
+pub const RECHECK_AFTER_MS: Millis = 1_000;
 
 /// A `lease_owner` for a new dispatcher: the process id and a random part.
 #[must_use]
@@ -240,7 +243,7 @@ impl Dispatcher {
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                     break;
                 };
-                let Some(job) = ready.pop() else {
+                let Some((since, job)) = ready.pop() else {
                     break;
                 };
                 self.health.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -251,7 +254,7 @@ impl Dispatcher {
                     slot_freed: Arc::clone(&slot_freed),
                     health: Arc::clone(&self.health),
                 };
-                tasks.spawn(run.run(job, permit));
+                tasks.spawn(run.run(job, since, permit));
             }
             if claim_blocked_until.is_some_and(|t| tokio::time::Instant::now() >= t) {
                 claim_blocked_until = None;
@@ -417,10 +420,18 @@ struct RunOne {
 }
 
 impl RunOne {
-    async fn run(self, job: JobRun, permit: tokio::sync::OwnedSemaphorePermit) {
+    async fn run(self, job: JobRun, since: Millis, permit: tokio::sync::OwnedSemaphorePermit) {
         let span =
             tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempt);
         async move {
+            if clock::now_ms() - since >= RECHECK_AFTER_MS && !self.still_held(&job).await {
+                tracing::info!("cancelled or taken back while it waited for a worker; not run");
+                drop(permit);
+                self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.slot_freed.notify_one();
+                self.forget(&job);
+                return;
+            }
             let kind = self.registry.get(&job.kind).cloned();
             let result = match kind {
                 // Catch a panic both while the handler builds its future and while it runs.
@@ -461,12 +472,27 @@ impl RunOne {
                 }
                 Err(e) => tracing::error!(error = %e, "recording the job outcome failed; it runs again when its lease runs out"),
             }
-            if let Ok(mut c) = self.claims.lock() {
-                c.remove(&(job.id.clone(), job.claim));
-            }
+            self.forget(&job);
         }
         .instrument(span)
         .await;
+    }
+
+    /// Whether the job's claim is still held; true when that cannot be read (the run then goes
+    /// ahead, and its result is discarded if the claim was lost).
+    async fn still_held(&self, job: &JobRun) -> bool {
+        let (id, claim) = (job.id.clone(), job.claim);
+        self.store
+            .read_quick(move |c| super::queue::holds_claim(c, &id, claim).map_err(StoreError::from))
+            .await
+            .unwrap_or(true)
+    }
+
+    /// Drops the job's claim from those whose leases this dispatcher extends.
+    fn forget(&self, job: &JobRun) {
+        if let Ok(mut c) = self.claims.lock() {
+            c.remove(&(job.id.clone(), job.claim));
+        }
     }
 
     /// Queues the outcome's transaction; the returned future resolves after its commit.

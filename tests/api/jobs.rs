@@ -170,6 +170,26 @@ async fn cancelling_a_running_job_discards_its_result() {
 }
 
 #[tokio::test]
+async fn a_job_cancelled_while_it_waits_for_a_worker_does_not_run() {
+    let app = spawn_app_with(|c| c.jobs.workers = 1).await;
+    let first = app.enqueue(noop(json!({"sleep_ms": 1500}))).await;
+    let long = app.enqueue(noop(json!({"sleep_ms": 20_000}))).await;
+    let last = app.enqueue(noop(json!({}))).await;
+    app.wait_job(&first, "running", Duration::from_secs(5))
+        .await;
+    // Claimed with the first, `long` waits in memory for the one worker: `running` already.
+    app.wait_job(&long, "running", Duration::from_secs(5)).await;
+    let res = app
+        .post(&format!("/v1beta1/admin/jobs/{long}/cancel"), &json!({}))
+        .await;
+    assert_json(res, StatusCode::OK).await;
+    // Had `long` started, its 20 s sleep would hold the worker and `last` behind it.
+    app.wait_job(&last, "succeeded", Duration::from_secs(8))
+        .await;
+    assert_eq!(app.job(&long).await["state"], "cancelled");
+}
+
+#[tokio::test]
 async fn an_idempotency_key_names_one_job() {
     let app = spawn_app().await;
     let body =
@@ -496,5 +516,77 @@ async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
     assert!(
         lag >= 1_000,
         "the deliveries have waited for seconds: {ready}"
+    );
+}
+
+#[tokio::test]
+async fn deliveries_cancelled_while_they_wait_in_memory_are_not_sent() {
+    // One worker and a receiver that takes 2 s to answer: while the first delivery is at the
+    // receiver, the other two wait in memory, already `running` in the database.
+    let rx = TestReceiver::start(vec![
+        wiremock::ResponseTemplate::new(200).set_delay(Duration::from_secs(2)),
+    ])
+    .await;
+    let app = spawn_app_with(|c| {
+        local_delivery(c);
+        c.jobs.workers = 1;
+    })
+    .await;
+    let webhook = create_webhook(
+        &app,
+        json!({"url": rx.url("/slow"), "subscribed_events": ["app.user.created"]}),
+    )
+    .await;
+    for i in 0..3 {
+        publish(
+            &app,
+            json!({"action": "app.user.created", "data": {"target": {"id": format!("user_{i}")}}}),
+        )
+        .await;
+    }
+    rx.wait_for(1, Duration::from_secs(10)).await;
+
+    // Disabling the webhook cancels its pending deliveries: the one at the receiver (it runs on,
+    // its result discarded) and the two waiting.
+    let res = app
+        .client
+        .put(app.url(&format!(
+            "/v1beta1/admin/webhooks/{}",
+            webhook["id"].as_str().expect("id")
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"state": "disabled"}))
+        .send()
+        .await
+        .expect("put");
+    assert_json(res, StatusCode::OK).await;
+    let cancelled = app
+        .get_json("/v1beta1/admin/deliveries?state=cancelled", StatusCode::OK)
+        .await;
+    assert_eq!(
+        cancelled["deliveries"].as_array().map(Vec::len),
+        Some(3),
+        "{cancelled}"
+    );
+
+    // The first answer comes after 2 s; give the waiting two time to have been sent if they were.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        rx.requests().len(),
+        1,
+        "only the delivery already at the receiver was sent"
+    );
+    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
+    let states: std::collections::HashMap<String, i64> = conn
+        .prepare("SELECT state, COUNT(*) FROM jobs WHERE kind = 'delivery.send' GROUP BY state")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(
+        states,
+        [("cancelled".to_string(), 3)].into(),
+        "every delivery job stays cancelled"
     );
 }
