@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Every cfg this script may set.
-const CFGS: [&str; 8] = [
+const CFGS: [&str; 9] = [
     "missing_node",
     "missing_node_packages",
     "missing_python3",
@@ -24,6 +24,7 @@ const CFGS: [&str; 8] = [
     "missing_schemathesis",
     "missing_chromium",
     "missing_chromedriver",
+    "missing_postgres",
 ];
 
 fn main() {
@@ -55,6 +56,11 @@ fn main() {
         if file.is_file() {
             println!("cargo::rerun-if-changed={}", file.display());
         }
+    }
+    // Installing PostgreSQL (Debian puts its programs there, off PATH) turns its tests on.
+    // (Without it, the package's /usr/bin/psql changes a PATH directory, watched above.)
+    if Path::new("/usr/lib/postgresql").is_dir() {
+        println!("cargo::rerun-if-changed=/usr/lib/postgresql");
     }
     let venv = root.join("target/schemathesis-venv");
     let venv_st = venv.join("bin/st");
@@ -127,6 +133,17 @@ fn main() {
     }
     if which(Path::new("chromedriver")).is_none() {
         missing("missing_chromedriver");
+    }
+    // As tests/api/helpers/postgres.rs finds them: on PATH, else Debian's versioned folder.
+    let debian_postgres = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+        versions
+            .filter_map(Result::ok)
+            .any(|v| v.path().join("bin/initdb").is_file() && v.path().join("bin/pg_ctl").is_file())
+    });
+    if !debian_postgres
+        && (which(Path::new("initdb")).is_none() || which(Path::new("pg_ctl")).is_none())
+    {
+        missing("missing_postgres");
     }
 }
 

@@ -46,6 +46,20 @@ pub fn schema() -> Vec<&'static [crate::store::Migration]> {
     ]
 }
 
+/// The same schema for PostgreSQL: each owner's PostgreSQL steps, in the same order.
+#[must_use]
+pub fn postgres_schema() -> Vec<&'static [crate::store::Migration]> {
+    vec![
+        crate::store::POSTGRES_MIGRATIONS,
+        crate::jobs::POSTGRES_MIGRATIONS,
+        crate::events::POSTGRES_MIGRATIONS,
+        crate::delivery::POSTGRES_MIGRATIONS,
+        crate::inbound::POSTGRES_MIGRATIONS,
+        crate::tasks::POSTGRES_MIGRATIONS,
+        crate::cron::POSTGRES_MIGRATIONS,
+    ]
+}
+
 /// Opens the store with the whole schema (see [`Store::open`]).
 ///
 /// # Errors

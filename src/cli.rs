@@ -46,6 +46,17 @@ pub enum Command {
         #[arg(value_name = "DEST")]
         dest: PathBuf,
     },
+    /// Copy this SQLite database (database.path), stopped, into an empty PostgreSQL database.
+    ///
+    /// Every table and row as it is: ids, the encrypted secrets (the same encryption keys
+    /// decrypt them), the queue and the history, in one transaction. The PostgreSQL schema is
+    /// created first; a target whose tables hold any row is refused. The SQLite file must be at
+    /// this binary's schema version (`hookrelay migrate`) and no `serve` may run on it.
+    CopyDb {
+        /// The target, e.g. postgres://hookrelay:PASSWORD@db.internal:5432/hookrelay.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Front helpers.
     Front {
         #[command(subcommand)]
@@ -128,6 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
             serve(cfg)
         }
         Command::Backup { dest } => backup(&cfg, &dest),
+        Command::CopyDb { to } => copy_db(&cfg, &to),
         Command::Keys {
             command: KeysCommand::Reencrypt,
         } => reencrypt(&cfg),
@@ -346,6 +358,34 @@ fn backup(cfg: &Config, dest: &Path) -> anyhow::Result<()> {
         human_bytes(snap.source_bytes),
         snap.duration_ms,
         snap.integrity_check
+    );
+    Ok(())
+}
+
+fn copy_db(cfg: &Config, to: &str) -> anyhow::Result<()> {
+    let _lock = crate::app::lock_database(&cfg.database.path)
+        .context("copy-db needs the database stopped: stop `hookrelay serve` first")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(crate::ops::copy_db::copy_db(
+        &cfg.database.path,
+        to,
+        &crate::app::schema(),
+        &crate::app::postgres_schema(),
+    ))?;
+    for (table, rows) in &report.tables {
+        println!("{table:<20} {rows:>10} rows");
+    }
+    let total: u64 = report.tables.iter().map(|(_, n)| n).sum();
+    println!(
+        "copied {} into {}: {total} rows in {} tables, schema version {}, in {} ms",
+        cfg.database.path.display(),
+        crate::redact::url(to),
+        report.tables.len(),
+        report.version,
+        report.duration_ms
     );
     Ok(())
 }

@@ -254,8 +254,12 @@ mod tests {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            for entry in entries {
-                let path = entry.expect("entry").path();
+            // The SQLite steps, and the PostgreSQL ones in `postgres/`.
+            let mut paths: Vec<PathBuf> = entries.map(|e| e.expect("entry").path()).collect();
+            if let Ok(pg) = std::fs::read_dir(dir.join("postgres")) {
+                paths.extend(pg.map(|e| e.expect("entry").path()));
+            }
+            for path in paths.into_iter().filter(|p| p.is_file()) {
                 let sql = std::fs::read_to_string(&path).expect("read");
                 let sql: String = sql
                     .lines()

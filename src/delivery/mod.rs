@@ -110,3 +110,9 @@ pub const MIGRATIONS: &[crate::store::Migration] = &[
         sql: include_str!("migrations/0008_checks.sql"),
     },
 ];
+
+/// The same tables in PostgreSQL (see [`crate::store::postgres`]).
+pub const POSTGRES_MIGRATIONS: &[crate::store::Migration] = &[crate::store::Migration {
+    version: 8,
+    sql: include_str!("migrations/postgres/0008_delivery.sql"),
+}];

@@ -478,6 +478,12 @@ pub const MIGRATIONS: &[crate::store::Migration] = &[
     },
 ];
 
+/// The same tables in PostgreSQL (see [`crate::store::postgres`]).
+pub const POSTGRES_MIGRATIONS: &[crate::store::Migration] = &[crate::store::Migration {
+    version: 8,
+    sql: include_str!("migrations/postgres/0008_events.sql"),
+}];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod copy_db;
 pub mod maintenance;
 pub mod retention;
 pub mod stats;

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod kv;
+pub mod postgres;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,12 @@ pub type Schema<'a> = &'a [&'static [Migration]];
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     sql: include_str!("migrations/0001_audit_kv.sql"),
+}];
+
+/// The same tables in PostgreSQL (see [`postgres`]).
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
+    version: 8,
+    sql: include_str!("migrations/postgres/0008_audit_kv.sql"),
 }];
 
 /// Each version's SQL: the owners' steps of that version, in schema order.

@@ -77,14 +77,6 @@ fn browser_binaries(what: &str) -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// chromedriver's non-standard "read the browser log" command (`goog:loggingPrefs`).
 #[derive(Debug)]
 struct BrowserLog;

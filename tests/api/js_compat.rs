@@ -196,14 +196,6 @@ fn the_envelope_writer_matches_json_stringify() {
 }
 
 /// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 struct Node(std::process::Child);
 
 impl Drop for Node {

@@ -4,6 +4,7 @@ mod backup;
 mod browser;
 mod chaos;
 mod cli;
+mod copy_db;
 mod crash;
 mod delivery;
 mod front;

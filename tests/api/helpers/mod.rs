@@ -2,8 +2,10 @@
 //! process for crash and signal tests), an HTTP client that speaks to it, and waiting on
 //! conditions instead of sleeping.
 
+mod postgres;
 mod receiver;
 
+pub use postgres::PgCluster;
 pub use receiver::{TestReceiver, create_webhook, delivery_app, local_delivery, publish};
 
 use std::future::Future;
@@ -260,6 +262,14 @@ pub struct ChildApp {
     pub address: String,
     pub client: reqwest::Client,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// A loopback port nothing listens on (for a server a test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Writes a config file for a child process into `dir` and returns its path.

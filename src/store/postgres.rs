@@ -1,0 +1,213 @@
+//! PostgreSQL: the schema and its migrations. Each owner keeps its PostgreSQL steps beside its
+//! SQLite ones (`<owner>/migrations/postgres/`, listed next to `MIGRATIONS` as
+//! `POSTGRES_MIGRATIONS`), so a reader sees both dialects of a table together.
+//!
+//! PostgreSQL databases start at schema version 8, the schema of the release that introduced
+//! them: each owner's version-8 step creates its tables as SQLite has them after its steps 1–8.
+//! Every later version adds a step in both dialects. The version is kept in `hookrelay_schema`;
+//! migrations run one version per transaction under an advisory lock, so two processes starting
+//! together apply each step once.
+//!
+//! Types map one to one: `INTEGER` → `BIGINT` (`INTEGER PRIMARY KEY` → an identity column),
+//! `TEXT` → `TEXT`, `BLOB` → `BYTEA`; constraints and partial indexes are the same.
+
+use anyhow::Context as _;
+use tokio_postgres::{Client, GenericClient, NoTls};
+
+use super::{MigrationReport, Schema};
+
+/// The first schema version a PostgreSQL database can have.
+pub const FIRST_VERSION: usize = 8;
+
+/// Key of the advisory lock migrations hold (any constant: "hookrelay" in ASCII).
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+#[must_use]
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Connects to `url`; the connection is driven on the current Tokio runtime.
+///
+/// # Errors
+/// When `url` is not a PostgreSQL URL or the server cannot be reached or refuses the login.
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    anyhow::ensure!(
+        is_postgres_url(url),
+        "expected a postgres:// (or postgresql://) URL"
+    );
+    let shown = crate::redact::url(url);
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {shown}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "the PostgreSQL connection failed");
+        }
+    });
+    Ok(client)
+}
+
+/// Each version's SQL from `schema`'s PostgreSQL steps, from [`FIRST_VERSION`] on.
+fn versions(schema: Schema<'_>) -> Vec<(usize, String)> {
+    let latest = schema
+        .iter()
+        .flat_map(|m| m.iter().map(|s| s.version))
+        .max()
+        .unwrap_or(0);
+    (FIRST_VERSION..=latest)
+        .map(|v| {
+            let sql = schema
+                .iter()
+                .flat_map(|m| m.iter().filter(|s| s.version == v).map(|s| s.sql))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (v, sql)
+        })
+        .collect()
+}
+
+/// The tables `schema` creates, in the order it creates them (parents before the tables whose
+/// foreign keys point at them).
+#[must_use]
+pub fn tables(schema: Schema<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, sql) in versions(schema) {
+        let mut words = sql.split_whitespace().peekable();
+        while let Some(w) = words.next() {
+            if w.eq_ignore_ascii_case("CREATE")
+                && words
+                    .peek()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("TABLE"))
+            {
+                words.next();
+                if let Some(name) = words.next() {
+                    out.push(name.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The schema version of the database behind `client`: 0 when it has none yet.
+///
+/// # Errors
+/// A database error.
+pub async fn schema_version(client: &impl GenericClient) -> anyhow::Result<usize> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('hookrelay_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: Option<i64> = client
+        .query_opt("SELECT version FROM hookrelay_schema", &[])
+        .await?
+        .map(|r| r.get(0));
+    Ok(v.and_then(|v| usize::try_from(v).ok()).unwrap_or(0))
+}
+
+/// Applies the pending versions of `schema`'s PostgreSQL steps, one transaction each. Refuses a
+/// database whose schema is newer than this binary.
+///
+/// # Errors
+/// When a step fails or the database is newer than this binary knows.
+pub async fn migrate(client: &mut Client, schema: Schema<'_>) -> anyhow::Result<MigrationReport> {
+    let steps = versions(schema);
+    let latest = steps.last().map_or(0, |(v, _)| *v);
+    let from = schema_version(client).await?;
+    for (version, sql) in steps {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS hookrelay_schema (version BIGINT NOT NULL)")
+            .await?;
+        let current = schema_version(&tx).await?;
+        if current > latest {
+            anyhow::bail!(
+                "the database schema is version {current}, newer than this hookrelay binary \
+                 knows (version {latest}); run a newer hookrelay"
+            );
+        }
+        if current >= version {
+            continue;
+        }
+        tx.batch_execute(&sql)
+            .await
+            .with_context(|| format!("applying schema version {version}"))?;
+        tx.execute("DELETE FROM hookrelay_schema", &[]).await?;
+        tx.execute(
+            "INSERT INTO hookrelay_schema (version) VALUES ($1)",
+            &[&i64::try_from(version).unwrap_or(i64::MAX)],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(MigrationReport {
+        from,
+        to: schema_version(client).await?.max(from),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sqlite_table_has_a_postgres_twin_in_an_order_that_keeps_foreign_keys() {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+        crate::store::migrate(&mut conn, &crate::app::schema()).expect("migrate");
+        let mut sqlite: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect();
+        sqlite.sort();
+        let ordered = tables(&crate::app::postgres_schema());
+        let mut pg = ordered.clone();
+        pg.sort();
+        assert_eq!(pg, sqlite);
+        // Each table's foreign keys point at tables created before it.
+        for (i, table) in ordered.iter().enumerate() {
+            let parents: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT \"table\" FROM pragma_foreign_key_list('{table}')"
+                ))
+                .expect("prepare")
+                .query_map([], |r| r.get(0))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect();
+            for p in parents {
+                assert!(
+                    ordered[..i].contains(&p),
+                    "{table} refers to {p}, created later"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn both_dialects_reach_the_same_version() {
+        assert_eq!(
+            versions(&crate::app::postgres_schema())
+                .last()
+                .map(|(v, _)| *v),
+            Some(crate::store::latest_version(&crate::app::schema()))
+        );
+    }
+
+    #[test]
+    fn only_postgres_urls_are_taken() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://u@h/db"));
+        assert!(!is_postgres_url("sqlite:///var/lib/hookrelay.db"));
+    }
+}
