@@ -426,6 +426,7 @@ impl RunOne {
         async move {
             if clock::now_ms() - since >= RECHECK_AFTER_MS && !self.still_held(&job).await {
                 tracing::info!("cancelled or taken back while it waited for a worker; not run");
+                crate::counters::job_finished(&job.kind, "claim_lost");
                 drop(permit);
                 self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
                 self.slot_freed.notify_one();

@@ -5,9 +5,9 @@
 //! The SQLite file must be at this binary's schema version (`hookrelay migrate` brings it
 //! there) and no `serve` may hold it (its `<db>.lock` is taken for the copy). The target gets
 //! the PostgreSQL schema first; a target whose tables hold any row is refused. Rows go in with
-//! binary `COPY`, columns by name, each value as the type its PostgreSQL column has; identity
-//! columns then continue after the highest id copied. Finally every table's row count is
-//! compared on both sides.
+//! binary `COPY`, columns by name, each value as the type its PostgreSQL column has, and each
+//! table's row count is compared before the commit; identity columns then continue after the
+//! highest id copied. An advisory lock keeps two copies into one target apart.
 
 use std::path::Path;
 use std::time::Instant;
@@ -67,10 +67,66 @@ pub async fn copy_db(
         }
     );
 
+    // One snapshot of the whole file (the lock file keeps `serve` away; a backup may read).
+    source.execute_batch("BEGIN")?;
+
     let mut client = postgres::connect(url).await?;
-    postgres::migrate(&mut client, postgres_schema).await?;
     let tables = postgres::tables(postgres_schema);
+    // A target that has the schema already is checked before it is migrated, so a refused one
+    // is left exactly as it was.
+    if postgres::schema_version(&client).await? > 0 {
+        ensure_empty(&client, &tables, true).await?;
+    }
+    postgres::migrate(&mut client, postgres_schema).await?;
+
+    let tx = client.transaction().await?;
+    // Two copies into one target at once: the second waits here, then finds rows.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COPY_LOCK])
+        .await?;
+    ensure_empty(&tx, &tables, false).await?;
+    let mut copied = Vec::with_capacity(tables.len());
     for table in &tables {
+        let n = copy_table(&source, &tx, table)
+            .await
+            .with_context(|| format!("copying table {table}"))?;
+        let there: i64 = tx
+            .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+            .await?
+            .get(0);
+        anyhow::ensure!(
+            u64::try_from(there).ok() == Some(n),
+            "table {table}: {n} rows read from SQLite but {there} in the target; nothing was copied"
+        );
+        copied.push((table.clone(), n));
+    }
+    tx.commit().await.context("committing the copy")?;
+    Ok(CopyReport {
+        tables: copied,
+        version,
+        duration_ms: started.elapsed().as_millis(),
+    })
+}
+
+/// Key of the advisory lock a copy holds ("copydb" in ASCII).
+const COPY_LOCK: i64 = 0x636f_7079_6462;
+
+/// Refuses a target in which any of `tables` has a row (those that do not exist yet, when
+/// `only_existing`, are skipped).
+async fn ensure_empty(
+    client: &impl tokio_postgres::GenericClient,
+    tables: &[String],
+    only_existing: bool,
+) -> anyhow::Result<()> {
+    for table in tables {
+        if only_existing {
+            let exists: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])
+                .await?
+                .get(0);
+            if !exists {
+                continue;
+            }
+        }
         let has_rows: bool = client
             .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
             .await?
@@ -81,32 +137,7 @@ pub async fn copy_db(
              empty database, so that nothing there is mixed with or overwritten by the copy"
         );
     }
-
-    let tx = client.transaction().await?;
-    let mut copied = Vec::with_capacity(tables.len());
-    for table in &tables {
-        let n = copy_table(&source, &tx, table)
-            .await
-            .with_context(|| format!("copying table {table}"))?;
-        copied.push((table.clone(), n));
-    }
-    tx.commit().await.context("committing the copy")?;
-
-    for (table, n) in &copied {
-        let there: i64 = client
-            .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
-            .await?
-            .get(0);
-        anyhow::ensure!(
-            u64::try_from(there).ok() == Some(*n),
-            "table {table}: {n} rows copied but {there} found in the target"
-        );
-    }
-    Ok(CopyReport {
-        tables: copied,
-        version,
-        duration_ms: started.elapsed().as_millis(),
-    })
+    Ok(())
 }
 
 /// A PostgreSQL column: its name, its type, and whether it is an identity column.

@@ -9,7 +9,9 @@
 //! together apply each step once.
 //!
 //! Types map one to one: `INTEGER` → `BIGINT` (`INTEGER PRIMARY KEY` → an identity column),
-//! `TEXT` → `TEXT`, `BLOB` → `BYTEA`; constraints and partial indexes are the same.
+//! `TEXT` → `TEXT COLLATE "C"` (bytes compare and sort as in SQLite, whatever the database's
+//! locale: ids page in the same order, and prefix `LIKE`s can use the indexes), `BLOB` →
+//! `BYTEA`; constraints and partial indexes are the same.
 
 use anyhow::Context as _;
 use tokio_postgres::{Client, GenericClient, NoTls};
@@ -28,7 +30,9 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// Connects to `url`; the connection is driven on the current Tokio runtime.
+/// Connects to `url`; the connection is driven on the current Tokio runtime. A URL without a
+/// password takes `$PGPASSWORD`, as PostgreSQL's own tools do, so that it need not appear on a
+/// command line. The connection is made without TLS (`sslmode=require` is refused).
 ///
 /// # Errors
 /// When `url` is not a PostgreSQL URL or the server cannot be reached or refuses the login.
@@ -38,7 +42,21 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
         "expected a postgres:// (or postgresql://) URL"
     );
     let shown = crate::redact::url(url);
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{shown} is not a valid PostgreSQL URL: {e}"))?;
+    anyhow::ensure!(
+        config.get_ssl_mode() != tokio_postgres::config::SslMode::Require,
+        "{shown} asks for sslmode=require, but hookrelay connects to PostgreSQL without TLS: \
+         use a private network, a loopback or an SSH tunnel, and drop sslmode=require"
+    );
+    if config.get_password().is_none()
+        && let Some(password) = std::env::var_os("PGPASSWORD")
+    {
+        config.password(password.as_encoded_bytes());
+    }
+    let (client, connection) = config
+        .connect(NoTls)
         .await
         .with_context(|| format!("connecting to {shown}"))?;
     tokio::spawn(async move {

@@ -173,10 +173,17 @@ async fn copy_db_moves_every_row_into_an_empty_postgres_database() {
     let config = write_child_config(dir.path(), "");
     let config = config.to_str().expect("utf-8");
 
+    // The password from $PGPASSWORD, as psql takes it, rather than on the command line.
     let out = run_bin(
         dir.path(),
-        &["copy-db", "--config", config, "--to", &pg.url("moved")],
-        &[],
+        &[
+            "copy-db",
+            "--config",
+            config,
+            "--to",
+            &pg.url_without_password("moved"),
+        ],
+        &[("PGPASSWORD", PG_PASSWORD)],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -281,10 +288,16 @@ async fn copy_db_refuses_a_database_in_use_and_an_old_schema() {
     // Not a PostgreSQL URL; and a password in the URL is never printed.
     let stderr = copy_db_refused(dir.path(), "mysql://u:hunter2@h/db");
     assert!(stderr.contains("postgres://"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // A wrong password: refused by the server, and never printed.
     let stderr = copy_db_refused(
         dir.path(),
-        &format!("postgres://hookrelay:hunter2@127.0.0.1:{}/nope", pg.port),
+        &format!("postgres://hookrelay:hunter2@127.0.0.1:{}/target", pg.port),
     );
     assert!(stderr.contains("connecting to"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+    // TLS is not spoken: a URL that requires it is refused with that reason.
+    let stderr = copy_db_refused(dir.path(), &format!("{}?sslmode=require", pg.url("target")));
+    assert!(stderr.contains("without TLS"), "{stderr}");
+    assert!(!stderr.contains(PG_PASSWORD), "{stderr}");
 }

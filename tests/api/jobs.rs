@@ -172,7 +172,7 @@ async fn cancelling_a_running_job_discards_its_result() {
 #[tokio::test]
 async fn a_job_cancelled_while_it_waits_for_a_worker_does_not_run() {
     let app = spawn_app_with(|c| c.jobs.workers = 1).await;
-    let first = app.enqueue(noop(json!({"sleep_ms": 1500}))).await;
+    let first = app.enqueue(noop(json!({"sleep_ms": 3000}))).await;
     let long = app.enqueue(noop(json!({"sleep_ms": 20_000}))).await;
     let last = app.enqueue(noop(json!({}))).await;
     app.wait_job(&first, "running", Duration::from_secs(5))
@@ -184,7 +184,7 @@ async fn a_job_cancelled_while_it_waits_for_a_worker_does_not_run() {
         .await;
     assert_json(res, StatusCode::OK).await;
     // Had `long` started, its 20 s sleep would hold the worker and `last` behind it.
-    app.wait_job(&last, "succeeded", Duration::from_secs(8))
+    app.wait_job(&last, "succeeded", Duration::from_secs(12))
         .await;
     assert_eq!(app.job(&long).await["state"], "cancelled");
 }
@@ -522,7 +522,9 @@ async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
 #[tokio::test]
 async fn deliveries_cancelled_while_they_wait_in_memory_are_not_sent() {
     // One worker and a receiver that takes 2 s to answer: while the first delivery is at the
-    // receiver, the other two wait in memory, already `running` in the database.
+    // receiver, the other two wait in memory, already `running` in the database, their delivery
+    // rows handed along as `pending`. Disabling the webhook must still stop them: the sender
+    // looks the webhook up in its cache, which the disabling commit invalidates.
     let rx = TestReceiver::start(vec![
         wiremock::ResponseTemplate::new(200).set_delay(Duration::from_secs(2)),
     ])

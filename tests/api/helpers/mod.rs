@@ -5,7 +5,7 @@
 mod postgres;
 mod receiver;
 
-pub use postgres::PgCluster;
+pub use postgres::{PASSWORD as PG_PASSWORD, PgCluster};
 pub use receiver::{TestReceiver, create_webhook, delivery_app, local_delivery, publish};
 
 use std::future::Future;

@@ -9,7 +9,10 @@ use tempfile::TempDir;
 
 use super::free_port;
 
-/// A running cluster; every database in it accepts the `hookrelay` user without a password.
+/// The password of the cluster's `hookrelay` user (it logs in with SCRAM, over TCP).
+pub const PASSWORD: &str = "test-pg-password";
+
+/// A running cluster whose superuser is `hookrelay`, with [`PASSWORD`].
 pub struct PgCluster {
     dir: TempDir,
     bin: PathBuf,
@@ -30,7 +33,7 @@ pub fn postgres_bin() -> Option<PathBuf> {
             .filter_map(|e| {
                 let v = e.file_name().to_str()?.parse().ok()?;
                 let bin = e.path().join("bin");
-                bin.join("initdb").is_file().then_some((v, bin))
+                (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((v, bin))
             })
             .collect();
         versions.sort();
@@ -62,9 +65,16 @@ impl PgCluster {
                 .expect("PostgreSQL's package creates the user postgres");
             nix::unistd::chown(dir.path(), Some(pg.uid), Some(pg.gid)).expect("chown");
         }
-        let port = free_port();
         let data = dir.path().join("data");
-        let cluster = Self { dir, bin, port };
+        let pwfile = dir.path().join("pwfile");
+        std::fs::write(&pwfile, PASSWORD).expect("write the password file");
+        if nix::unistd::geteuid().is_root() {
+            let pg = nix::unistd::User::from_name("postgres")
+                .expect("look up user postgres")
+                .expect("PostgreSQL's package creates the user postgres");
+            nix::unistd::chown(&pwfile, Some(pg.uid), Some(pg.gid)).expect("chown");
+        }
+        let mut cluster = Self { dir, bin, port: 0 };
         cluster.pg(
             "initdb",
             &[
@@ -72,35 +82,60 @@ impl PgCluster {
                 path(&data),
                 "-U",
                 "hookrelay",
-                "--auth=trust",
+                "--auth=scram-sha-256",
+                &format!("--pwfile={}", path(&pwfile)),
                 "-E",
                 "UTF8",
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            cluster.dir.path().display()
-        );
         let log = cluster.dir.path().join("postgres.log");
-        cluster.pg(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&data),
-                "-o",
-                &options,
-                "-l",
-                path(&log),
-                "-w",
-                "start",
-            ],
-        );
+        // The port is picked just before the start; one taken in between gets another try.
+        for attempt in 1..=3 {
+            cluster.port = free_port();
+            let options = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+                cluster.port,
+                cluster.dir.path().display()
+            );
+            let out = cluster
+                .command("pg_ctl")
+                .args([
+                    "-D",
+                    path(&data),
+                    "-o",
+                    &options,
+                    "-l",
+                    path(&log),
+                    "-w",
+                    "start",
+                ])
+                .output()
+                .expect("run pg_ctl");
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                attempt < 3,
+                "pg_ctl start failed: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         Some(cluster)
     }
 
-    /// A URL for database `db` (see [`Self::create_db`]).
+    /// A URL for database `db` (see [`Self::create_db`]), with the password.
     pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://hookrelay:{PASSWORD}@127.0.0.1:{}/{db}",
+            self.port
+        )
+    }
+
+    /// The same URL without the password (which is then [`PASSWORD`], e.g. from `$PGPASSWORD`).
+    pub fn url_without_password(&self, db: &str) -> String {
         format!("postgres://hookrelay@127.0.0.1:{}/{db}", self.port)
     }
 
@@ -125,13 +160,16 @@ impl PgCluster {
     /// One of PostgreSQL's programs, run as `postgres` when this is root.
     fn command(&self, program: &str) -> Command {
         let exe = self.bin.join(program);
-        if nix::unistd::geteuid().is_root() {
+        let mut c = if nix::unistd::geteuid().is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(exe);
             c
         } else {
             Command::new(exe)
-        }
+        };
+        // Not the test's own folder, which `postgres` may not be allowed into.
+        c.current_dir(self.dir.path());
+        c
     }
 
     /// Runs one of PostgreSQL's programs; panics with its output when it fails.
