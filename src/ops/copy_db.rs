@@ -184,7 +184,6 @@ fn convert(value: SqlValue, column: &Column) -> anyhow::Result<Box<dyn ToSql + S
         (SqlValue::Integer(i), &Type::INT8) => Box::new(i),
         (SqlValue::Text(s), &Type::TEXT) => Box::new(s),
         (SqlValue::Blob(b), &Type::BYTEA) => Box::new(b),
-        (SqlValue::Text(s), &Type::BYTEA) => Box::new(s.into_bytes()),
         (other, ty) => anyhow::bail!(
             "column {} holds a {:?} value, which does not fit its PostgreSQL type {ty}",
             column.name,

@@ -455,6 +455,17 @@ async fn graceful_shutdown_in_process_finishes_running_jobs() {
     assert_eq!(state, "succeeded");
 }
 
+/// How many `delivery.send` jobs are in each state.
+fn delivery_job_states(app: &TestApp) -> std::collections::HashMap<String, i64> {
+    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
+    conn.prepare("SELECT state, COUNT(*) FROM jobs WHERE kind = 'delivery.send' GROUP BY state")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
 /// A burst the workers cannot keep up with waits in this process's memory, already claimed
 /// (`running` under its lease), up to `jobs::worker::HANDOFF_AHEAD`, instead of being queued and
 /// claimed back one by one. It holds back neither a job the database has due nor the queue lag
@@ -485,14 +496,7 @@ async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
         )
         .await;
     }
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
-    let states: std::collections::HashMap<String, i64> = conn
-        .prepare("SELECT state, COUNT(*) FROM jobs WHERE kind = 'delivery.send' GROUP BY state")
-        .expect("prepare")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect();
+    let states = delivery_job_states(&app);
     assert_eq!(
         states.get("queued"),
         None,
@@ -578,14 +582,7 @@ async fn deliveries_cancelled_while_they_wait_in_memory_are_not_sent() {
         1,
         "only the delivery already at the receiver was sent"
     );
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
-    let states: std::collections::HashMap<String, i64> = conn
-        .prepare("SELECT state, COUNT(*) FROM jobs WHERE kind = 'delivery.send' GROUP BY state")
-        .expect("prepare")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect();
+    let states = delivery_job_states(&app);
     assert_eq!(
         states,
         [("cancelled".to_string(), 3)].into(),
