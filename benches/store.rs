@@ -43,6 +43,7 @@ fn open(sync: Synchronous) -> Bench {
         .expect("tempdir");
     let cfg = DatabaseConfig {
         path: dir.path().join("bench.db"),
+        url: None,
         synchronous: sync,
         pool_size: 4,
     };

@@ -65,7 +65,7 @@ pub fn postgres_schema() -> Vec<&'static [crate::store::Migration]> {
 /// # Errors
 /// As [`Store::open`].
 pub fn open_store(cfg: &crate::config::DatabaseConfig, wake: Arc<Notify>) -> anyhow::Result<Store> {
-    Store::open(cfg, wake, &schema())
+    Store::open(cfg, wake, &schema(), &postgres_schema())
 }
 
 /// Applies the whole schema to the database of `cfg` (`hookrelay migrate`).
@@ -75,7 +75,7 @@ pub fn open_store(cfg: &crate::config::DatabaseConfig, wake: Arc<Notify>) -> any
 pub fn migrate_file(
     cfg: &crate::config::DatabaseConfig,
 ) -> anyhow::Result<crate::store::MigrationReport> {
-    crate::store::migrate_file(cfg, &schema())
+    crate::store::migrate_file(cfg, &schema(), &postgres_schema())
 }
 
 /// Every periodic task this binary has, as its owners declare them: what `[cron]` may name.
@@ -121,7 +121,7 @@ pub struct Application {
     readiness: web::Data<Readiness>,
     stop: CancellationToken,
     admin_token: Secret,
-    _lock: File,
+    _lock: DatabaseLock,
 }
 
 /// Everything route handlers can reach, registered as `web::Data`.
@@ -150,7 +150,12 @@ impl Application {
     /// migrated, or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::install_tls_provider();
-        let lock = lock_database(&config.database.path)?;
+        let lock = match &config.database.url {
+            None => DatabaseLock::File(lock_database(&config.database.path)?),
+            Some(url) => {
+                DatabaseLock::Postgres(Box::new(crate::store::postgres::lock_serve(url.expose())?))
+            }
+        };
         let (admin_token, generated) = match &config.auth.admin_token {
             Some(t) => (t.clone(), false),
             None => (auth::generate_token(), true),
@@ -574,6 +579,14 @@ pub fn lock_path(db: &Path) -> PathBuf {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".lock");
     db.with_file_name(name)
+}
+
+/// What keeps a second `serve` off the database while this one runs.
+enum DatabaseLock {
+    /// `<db>.lock`, locked.
+    File(#[allow(dead_code)] File),
+    /// A session holding an advisory lock.
+    Postgres(#[allow(dead_code)] Box<crate::sql::PgClient>),
 }
 
 /// Takes an exclusive lock so that two `serve` processes never share one database (the job

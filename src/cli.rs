@@ -314,6 +314,7 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
         .context("stop hookrelay serve first: it must not sign with secrets being re-encrypted")?;
     let mut conn = store::open_write_connection(&cfg.database.path, cfg.database.synchronous)?;
     store::migrate(&mut conn, &crate::app::schema())?;
+    let conn = crate::sql::Connection::from(conn);
     // Unknown key ids are reported row by row below; only a missing generated key file is
     // refused up front (it must not be replaced by a new key).
     let mut key_ids = crate::delivery::webhooks::sealed_key_ids(&conn)?;
@@ -321,8 +322,9 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
     let stored = crate::delivery::secrets::SealedInventory { key_ids };
     let keyring = crate::delivery::secrets::Keyring::from_config_unchecked(cfg, &stored)?;
     // Webhook secrets and headers, task and schedule headers: one transaction.
-    let raw = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let tx = crate::store::WriteTx::over(&raw);
+    // Dropping the connection without COMMIT (on an error below) rolls the transaction back.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let tx = crate::store::WriteTx::over(&conn);
     let (mut done, mut current, mut unreadable) =
         crate::delivery::webhooks::reencrypt_all(&tx, &keyring)?;
     let (d, c, u) = crate::tasks::reencrypt_headers(&tx, &keyring)?;
@@ -330,7 +332,7 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
     current += c;
     unreadable.extend(u);
     drop(tx);
-    raw.commit()?;
+    conn.execute_batch("COMMIT")?;
     println!(
         "re-encrypted {done} secret(s) with key {}; {current} already used it",
         keyring.current_id()
@@ -349,6 +351,12 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
 }
 
 fn backup(cfg: &Config, dest: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cfg.database.url.is_none(),
+        "the database is PostgreSQL (database.url): back it up with pg_dump, \
+         e.g. `pg_dump --format=custom --file {} <database>`",
+        dest.display()
+    );
     let snap = crate::ops::backup::snapshot(&cfg.database.path, dest)?;
     println!(
         "wrote {}: {}, from {} ({} with its WAL) in {} ms; integrity_check {}",
@@ -365,16 +373,12 @@ fn backup(cfg: &Config, dest: &Path) -> anyhow::Result<()> {
 fn copy_db(cfg: &Config, to: &str) -> anyhow::Result<()> {
     let _lock = crate::app::lock_database(&cfg.database.path)
         .context("copy-db needs the database stopped: stop `hookrelay serve` first")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let report = runtime.block_on(crate::ops::copy_db::copy_db(
+    let report = crate::ops::copy_db::copy_db(
         &cfg.database.path,
         to,
         &crate::app::schema(),
         &crate::app::postgres_schema(),
-    ))?;
+    )?;
     for (table, rows) in &report.tables {
         println!("{table:<20} {rows:>10} rows");
     }

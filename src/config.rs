@@ -195,15 +195,27 @@ impl Default for RawServer {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawDatabase {
-    path: PathBuf,
+    /// Unset means [`DEFAULT_DATABASE_PATH`]; kept apart so that setting it beside `url` is
+    /// an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<RawSecret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url_file: Option<PathBuf>,
     synchronous: String,
     pool_size: u32,
 }
 
+/// The SQLite file when `database.path` is not set.
+pub const DEFAULT_DATABASE_PATH: &str = "data/hookrelay.db";
+
 impl Default for RawDatabase {
     fn default() -> Self {
         Self {
-            path: "data/hookrelay.db".into(),
+            path: None,
+            url: None,
+            url_file: None,
             synchronous: "full".into(),
             pool_size: 8,
         }
@@ -428,7 +440,10 @@ impl Synchronous {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseConfig {
+    /// The SQLite file (also the folder of generated keys and backups); unused with `url`.
     pub path: PathBuf,
+    /// `database.url`: PostgreSQL instead of SQLite.
+    pub url: Option<Secret>,
     pub synchronous: Synchronous,
     pub pool_size: u32,
 }
@@ -1119,13 +1134,28 @@ impl Validator<'_> {
             },
         };
 
+        let url = self.secret("database.url", raw.database.url, raw.database.url_file)?;
+        if let Some(url) = &url {
+            if raw.database.path.is_some() {
+                return Err(self.invalid(
+                    "database.url",
+                    "set either `database.path` (SQLite) or `database.url` (PostgreSQL), not both",
+                ));
+            }
+            check_postgres_url(url.expose()).map_err(|m| self.invalid("database.url", m))?;
+        }
         let database = DatabaseConfig {
             path: {
-                if raw.database.path.as_os_str().is_empty() {
+                let path = raw
+                    .database
+                    .path
+                    .unwrap_or_else(|| DEFAULT_DATABASE_PATH.into());
+                if path.as_os_str().is_empty() {
                     return Err(self.invalid("database.path", "must not be empty"));
                 }
-                raw.database.path
+                path
             },
+            url,
             synchronous: match raw.database.synchronous.to_ascii_lowercase().as_str() {
                 "full" => Synchronous::Full,
                 "normal" => Synchronous::Normal,
@@ -1317,6 +1347,26 @@ impl Validator<'_> {
             },
         };
 
+        let tasks = self.tasks(raw.tasks)?;
+        if database.url.is_some() {
+            // A key generated into one host's data folder would differ on every replica: each
+            // must seal and sign with the same ones.
+            if delivery.encryption_key.is_none() {
+                return Err(self.invalid(
+                    "delivery.encryption_key",
+                    "is required with database.url: every replica must decrypt the same \
+                     webhook secrets (generate one with `openssl rand -base64 32`)",
+                ));
+            }
+            if tasks.signing_secret.is_none() {
+                return Err(self.invalid(
+                    "tasks.signing_secret",
+                    "is required with database.url: every replica must sign task calls with \
+                     the same key (a whsec_ key: `echo whsec_$(openssl rand -base64 32)`)",
+                ));
+            }
+        }
+
         Ok(Config {
             server,
             database,
@@ -1329,7 +1379,7 @@ impl Validator<'_> {
             backup,
             log,
             sources: self.sources(raw.sources)?,
-            tasks: self.tasks(raw.tasks)?,
+            tasks,
             schedules: self.schedules(raw.schedules)?,
         })
     }
@@ -1419,6 +1469,25 @@ pub fn parse_encryption_key(value: &str) -> Result<[u8; 32], String> {
             .map_err(|_| "internal: string length".to_string());
     }
     Err("must be 32 bytes: 64 hex chars (`openssl rand -hex 32`), base64 of 32 bytes, or a 32-character string".into())
+}
+
+/// Why `url` cannot be a `database.url`, if it cannot (the message never repeats the URL: it
+/// holds a password).
+fn check_postgres_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must be a postgres:// (or postgresql://) URL".into());
+    }
+    let config: ::postgres::Config = url
+        .parse()
+        .map_err(|e| format!("is not a valid PostgreSQL URL: {e}"))?;
+    if config.get_ssl_mode() == ::postgres::config::SslMode::Require {
+        return Err(
+            "asks for sslmode=require, but hookrelay connects to PostgreSQL without \
+                    TLS: use a private network or a tunnel, and drop sslmode=require"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn read_secret_file(path: &Path) -> std::io::Result<String> {
@@ -1531,6 +1600,44 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn database_url_is_postgres_only_and_not_beside_a_path() {
+        const KEYS: &str = "[delivery]\nencryption_key = \"0000000000000000000000000000000000000000000000000000000000000001\"\n\
+                            [tasks]\nsigning_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
+        let url = "postgres://hookrelay:s3cret@db:5432/hookrelay";
+        let c = from_toml_str(&format!("[database]\nurl = \"{url}\"\n{KEYS}")).expect("valid");
+        assert_eq!(c.database.url.as_ref().map(Secret::expose), Some(url));
+        let both = from_toml_str(&format!(
+            "[database]\npath = \"x.db\"\nurl = \"{url}\"\n{KEYS}"
+        ))
+        .expect_err("both")
+        .to_string();
+        assert!(
+            both.contains("database.path") && both.contains("database.url"),
+            "{both}"
+        );
+        assert!(!both.contains("s3cret"), "{both}");
+        let mysql = from_toml_str(&format!(
+            "[database]\nurl = \"mysql://u:s3cret@db/x\"\n{KEYS}"
+        ))
+        .expect_err("not postgres")
+        .to_string();
+        assert!(
+            mysql.contains("database.url") && !mysql.contains("s3cret"),
+            "{mysql}"
+        );
+        let tls = from_toml_str(&format!(
+            "[database]\nurl = \"{url}?sslmode=require\"\n{KEYS}"
+        ))
+        .expect_err("tls")
+        .to_string();
+        assert!(tls.contains("sslmode=require"), "{tls}");
+        let keyless = from_toml_str(&format!("[database]\nurl = \"{url}\""))
+            .expect_err("no encryption key")
+            .to_string();
+        assert!(keyless.contains("delivery.encryption_key"), "{keyless}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | primitives | `clock`, `ids`, `redact`, `config`, `error`, `counters`, `pagination`, `http`, `auth` (in that order) |
+//! | primitives | `clock`, `ids`, `redact`, `config`, `error`, `counters`, `sql`, `pagination`, `http`, `auth` (in that order) |
 //! | store | `store` (pool, writer, migrations, the audit record, kv) |
 //! | jobs | `jobs` (queue SQL, registry, worker, periodic tasks) |
 //! | capabilities | `events` → `delivery` → `inbound` → `front` → `sources` → `tasks` |
@@ -26,6 +26,7 @@ pub const ORDER: &[&str] = &[
     "config",
     "error",
     "counters",
+    "sql",
     "pagination",
     "http",
     "auth",

@@ -58,6 +58,7 @@ pub mod ops;
 pub mod pagination;
 pub mod redact;
 pub mod sources;
+pub mod sql;
 pub mod store;
 pub mod tasks;
 pub mod web;

@@ -88,7 +88,7 @@ pub fn finish<T>(
 #[derive(Default)]
 pub struct ListQuery<'a> {
     clauses: Vec<&'static str>,
-    args: Vec<&'a dyn rusqlite::ToSql>,
+    args: Vec<&'a dyn crate::sql::Param>,
 }
 
 impl<'a> ListQuery<'a> {
@@ -100,7 +100,7 @@ impl<'a> ListQuery<'a> {
 
     /// Adds `clause` (with one `?`) when `value` is present.
     #[must_use]
-    pub fn filter<T: rusqlite::ToSql>(
+    pub fn filter<T: crate::sql::Param>(
         mut self,
         clause: &'static str,
         value: &'a Option<T>,
@@ -126,12 +126,12 @@ impl<'a> ListQuery<'a> {
     /// A database error.
     pub fn run<T>(
         self,
-        conn: &rusqlite::Connection,
+        conn: &crate::sql::Connection,
         columns: &str,
         table: &str,
         limit: usize,
-        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<Vec<T>> {
+        map: impl FnMut(&crate::sql::Row<'_>) -> crate::sql::Result<T>,
+    ) -> crate::sql::Result<Vec<T>> {
         let where_sql = if self.clauses.is_empty() {
             String::new()
         } else {

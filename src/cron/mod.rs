@@ -422,7 +422,7 @@ fn tick(tx: &WriteTx<'_>, name: &str, at: Millis, trigger: Trigger) -> Result<Ti
 
 /// The job of a queued or running run of `name`, if its job is still live. A run whose job
 /// ended without recording (cancelled by an operator) is closed here.
-fn active_job(tx: &WriteTx<'_>, name: &str) -> rusqlite::Result<Option<String>> {
+fn active_job(tx: &WriteTx<'_>, name: &str) -> crate::sql::Result<Option<String>> {
     let open = store::open_runs(tx, name)?;
     let mut live = None;
     for (run_id, job_id) in open {
@@ -569,7 +569,7 @@ fn finish_run(
     tx: &WriteTx<'_>,
     job_id: &str,
     result: Result<&TaskReport, &String>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let now = clock::now_ms();
     match result {
         Ok(r) => store::finish(
@@ -585,7 +585,7 @@ fn finish_run(
 }
 
 /// A cron job died without recording its run (its lease ran out on the last attempt): close it.
-fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
+fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> crate::sql::Result<()> {
     store::close_dead(tx, &dead.id, &dead.error, clock::now_ms())
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use crate::sql::{Connection, params};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -29,7 +29,7 @@ pub struct Run {
 
 const RUN_COLUMNS: &str = "id, name, scheduled_at, trigger, state, job_id, started_at, finished_at, rows_affected, detail, error";
 
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+fn run_row(r: &crate::sql::Row<'_>) -> crate::sql::Result<Run> {
     let started: Option<Millis> = r.get(6)?;
     let finished: Option<Millis> = r.get(7)?;
     Ok(Run {
@@ -51,7 +51,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
 }
 
 /// The latest run of every name.
-pub fn latest_runs(c: &Connection) -> rusqlite::Result<HashMap<String, Run>> {
+pub fn latest_runs(c: &Connection) -> crate::sql::Result<HashMap<String, Run>> {
     let mut out = HashMap::new();
     let names: Vec<String> = c
         .prepare_cached("SELECT DISTINCT name FROM cron_runs")?
@@ -66,7 +66,7 @@ pub fn latest_runs(c: &Connection) -> rusqlite::Result<HashMap<String, Run>> {
 }
 
 /// The latest `n` runs of `name`, newest first.
-pub fn recent_runs(c: &Connection, name: &str, n: usize) -> rusqlite::Result<Vec<Run>> {
+pub fn recent_runs(c: &Connection, name: &str, n: usize) -> crate::sql::Result<Vec<Run>> {
     c.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM cron_runs INDEXED BY cron_runs_tick WHERE name = ?1
          ORDER BY scheduled_at DESC, id DESC LIMIT ?2"
@@ -76,7 +76,7 @@ pub fn recent_runs(c: &Connection, name: &str, n: usize) -> rusqlite::Result<Vec
 }
 
 /// The latest tick recorded for every name (manual runs are not ticks).
-pub fn last_ticks(c: &Connection) -> rusqlite::Result<HashMap<String, Millis>> {
+pub fn last_ticks(c: &Connection) -> crate::sql::Result<HashMap<String, Millis>> {
     c.prepare_cached(
         "SELECT name, MAX(scheduled_at) FROM cron_runs WHERE trigger != 'manual' GROUP BY name",
     )?
@@ -88,7 +88,7 @@ pub fn last_ticks(c: &Connection) -> rusqlite::Result<HashMap<String, Millis>> {
 ///
 /// # Errors
 /// A database error.
-pub fn tick_taken(conn: &Connection, name: &str, at: Millis) -> rusqlite::Result<bool> {
+pub fn tick_taken(conn: &Connection, name: &str, at: Millis) -> crate::sql::Result<bool> {
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM cron_runs WHERE name = ?1 AND scheduled_at = ?2 AND trigger != 'manual')",
     )?
@@ -106,13 +106,12 @@ pub fn insert_skipped(
     trigger: &str,
     why: &str,
     now: Millis,
-) -> rusqlite::Result<i64> {
+) -> crate::sql::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO cron_runs (name, scheduled_at, trigger, state, error, created_at, finished_at)
-         VALUES (?1, ?2, ?3, 'skipped', ?4, ?5, ?5)",
+         VALUES (?1, ?2, ?3, 'skipped', ?4, ?5, ?5) RETURNING id",
     )?
-    .execute(params![name, at, trigger, why, now])?;
-    Ok(tx.last_insert_rowid())
+    .query_row(params![name, at, trigger, why, now], |r| r.get(0))
 }
 
 /// Records a queued run carried by `job_id`; returns the run id.
@@ -126,20 +125,19 @@ pub fn insert_queued(
     trigger: &str,
     job_id: &str,
     now: Millis,
-) -> rusqlite::Result<i64> {
+) -> crate::sql::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO cron_runs (name, scheduled_at, trigger, state, job_id, created_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5) RETURNING id",
     )?
-    .execute(params![name, at, trigger, job_id, now])?;
-    Ok(tx.last_insert_rowid())
+    .query_row(params![name, at, trigger, job_id, now], |r| r.get(0))
 }
 
 /// The queued or running runs of `name` with a job: `(run id, job id)`.
 ///
 /// # Errors
 /// A database error.
-pub fn open_runs(conn: &Connection, name: &str) -> rusqlite::Result<Vec<(i64, String)>> {
+pub fn open_runs(conn: &Connection, name: &str) -> crate::sql::Result<Vec<(i64, String)>> {
     conn.prepare_cached(
         "SELECT id, job_id FROM cron_runs INDEXED BY cron_runs_active
          WHERE name = ?1 AND state IN ('queued', 'running') AND job_id IS NOT NULL",
@@ -152,7 +150,7 @@ pub fn open_runs(conn: &Connection, name: &str) -> rusqlite::Result<Vec<(i64, St
 ///
 /// # Errors
 /// A database error.
-pub fn fail_run(tx: &WriteTx<'_>, id: i64, why: &str, now: Millis) -> rusqlite::Result<()> {
+pub fn fail_run(tx: &WriteTx<'_>, id: i64, why: &str, now: Millis) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "UPDATE cron_runs SET state = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
     )?
@@ -164,7 +162,7 @@ pub fn fail_run(tx: &WriteTx<'_>, id: i64, why: &str, now: Millis) -> rusqlite::
 ///
 /// # Errors
 /// A database error.
-pub fn mark_running(tx: &WriteTx<'_>, job_id: &str, at: Millis) -> rusqlite::Result<()> {
+pub fn mark_running(tx: &WriteTx<'_>, job_id: &str, at: Millis) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "UPDATE cron_runs SET state = 'running', started_at = ?2 WHERE job_id = ?1 AND state IN ('queued', 'running')",
     )?
@@ -183,7 +181,7 @@ pub fn finish(
     detail: Option<&Value>,
     error: Option<&str>,
     now: Millis,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let state = if error.is_some() {
         "failed"
     } else {
@@ -208,7 +206,7 @@ pub fn finish(
 ///
 /// # Errors
 /// A database error.
-pub fn note_error(tx: &WriteTx<'_>, job_id: &str, error: &str) -> rusqlite::Result<()> {
+pub fn note_error(tx: &WriteTx<'_>, job_id: &str, error: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE cron_runs SET error = ?2 WHERE job_id = ?1")?
         .execute(params![job_id, error])?;
     Ok(())
@@ -223,7 +221,7 @@ pub fn close_dead(
     job_id: &str,
     error: &str,
     now: Millis,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "UPDATE cron_runs SET state = 'failed', error = ?2, finished_at = ?3
          WHERE job_id = ?1 AND state IN ('queued', 'running')",
@@ -237,7 +235,7 @@ pub fn close_dead(
 ///
 /// # Errors
 /// A database error.
-pub fn prune(tx: &WriteTx<'_>, ok: Millis, bad: Millis) -> rusqlite::Result<usize> {
+pub fn prune(tx: &WriteTx<'_>, ok: Millis, bad: Millis) -> crate::sql::Result<usize> {
     tx.prepare_cached(
         "DELETE FROM cron_runs
          WHERE ((state IN ('succeeded', 'skipped') AND created_at < ?1)

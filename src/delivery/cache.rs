@@ -14,8 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::sql::Connection;
 use futures_util::future::BoxFuture;
-use rusqlite::Connection;
 use serde_json::Value;
 use url::Url;
 
@@ -253,7 +253,7 @@ impl Webhooks {
 /// An enabled webhook with its signing secrets: `(webhook, [(seq, sealed, expires_at)])`.
 type Loaded = (Webhook, Vec<(i64, super::secrets::Sealed, Option<Millis>)>);
 
-fn load(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Loaded>> {
+fn load(conn: &Connection, now: Millis) -> crate::sql::Result<Vec<Loaded>> {
     store::enabled(conn)?
         .into_iter()
         .map(|w| {
@@ -308,7 +308,7 @@ impl FanOut for Webhooks {
         conn: &Connection,
         action: &str,
         only: Option<&str>,
-    ) -> rusqlite::Result<Vec<Subscriber>> {
+    ) -> crate::sql::Result<Vec<Subscriber>> {
         let enabled = store::enabled(conn)?;
         Ok(matching(
             enabled.iter().map(|w| {
@@ -328,11 +328,11 @@ impl FanOut for Webhooks {
         tx: &WriteTx<'_>,
         event: EventRef<'_>,
         subscribers: &[Subscriber],
-    ) -> rusqlite::Result<()> {
+    ) -> crate::sql::Result<()> {
         store::create(tx, event, subscribers, self.handoff.as_ref())
     }
 
-    fn deliveries_of(&self, conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Value>> {
+    fn deliveries_of(&self, conn: &Connection, event_id: &str) -> crate::sql::Result<Vec<Value>> {
         store::for_event(conn, event_id)
     }
 }

@@ -5,9 +5,9 @@
 //! States: `pending` (attempts remain) → `succeeded`, `failed` (out of attempts, 410, or an
 //! unusable webhook), or `cancelled` (webhook deleted or disabled).
 
+use crate::sql::Connection;
 use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
-use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -93,7 +93,7 @@ async fn list(
 ///
 /// # Errors
 /// A database error.
-pub fn detail_json(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
+pub fn detail_json(c: &Connection, id: &str) -> crate::sql::Result<Option<Value>> {
     let Some(mut v) = store::delivery(c, id)? else {
         return Ok(None);
     };

@@ -62,7 +62,7 @@ pub fn kind(sender: Arc<Sender>) -> JobKind {
 }
 
 /// A delivery job died: the delivery is failed (if nothing recorded that yet) and audited.
-fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> rusqlite::Result<()> {
+fn on_dead(tx: &WriteTx<'_>, dead: &DeadJob) -> crate::sql::Result<()> {
     let Some(id) = dead.payload.get("delivery_id").and_then(Value::as_str) else {
         return Ok(());
     };
@@ -107,7 +107,7 @@ fn record(
     a: &AttemptRow,
     next: Next,
     wake: Wake,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     // The attempt freed a place at this endpoint: wake the deliveries parked on it.
     jobs::unpark(tx, webhook_id, wake.count, wake.at)?;
     store::record_attempt(tx, delivery_id, a, next)?;
@@ -128,9 +128,9 @@ fn parse_retry_after(v: &str, now: Millis) -> Option<Duration> {
 
 /// What the attempt reads: the delivery, and (while it is pending) the event's bytes.
 fn read(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     id: &str,
-) -> rusqlite::Result<Option<(store::ToSend, Vec<u8>)>> {
+) -> crate::sql::Result<Option<(store::ToSend, Vec<u8>)>> {
     let Some(d) = store::to_send(conn, id)? else {
         return Ok(None);
     };

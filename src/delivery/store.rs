@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value, json};
 
 use super::secrets::Sealed;
@@ -109,7 +109,7 @@ pub struct Webhook {
 const COLUMNS: &str = "id, url, description, subscribed_events, headers, state, disabled_reason,
      signature_algorithm, retry_schedule, created_at, updated_at, failing_since";
 
-fn webhook_row(r: &Row<'_>) -> rusqlite::Result<Webhook> {
+fn webhook_row(r: &Row<'_>) -> crate::sql::Result<Webhook> {
     let subscribed: String = r.get(3)?;
     let headers: String = r.get(4)?;
     let algorithm: String = r.get(7)?;
@@ -134,7 +134,7 @@ fn webhook_row(r: &Row<'_>) -> rusqlite::Result<Webhook> {
 ///
 /// # Errors
 /// A database error.
-pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Webhook>> {
+pub fn get(conn: &Connection, id: &str) -> crate::sql::Result<Option<Webhook>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"))?
         .query_row([id], webhook_row)
         .optional()
@@ -149,7 +149,7 @@ pub fn list(
     state: Option<String>,
     before: Option<String>,
     limit: usize,
-) -> rusqlite::Result<Vec<Webhook>> {
+) -> crate::sql::Result<Vec<Webhook>> {
     ListQuery::new()
         .filter("state = ?", &state)
         .filter("id < ?", &before)
@@ -160,7 +160,7 @@ pub fn list(
 ///
 /// # Errors
 /// A database error.
-pub fn enabled(conn: &Connection) -> rusqlite::Result<Vec<Webhook>> {
+pub fn enabled(conn: &Connection) -> crate::sql::Result<Vec<Webhook>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM webhooks WHERE state = 'enabled'"
     ))?;
@@ -176,7 +176,7 @@ fn json_list(list: &[String]) -> String {
 ///
 /// # Errors
 /// A database error (a duplicate url is a unique-constraint violation).
-pub fn insert(tx: &WriteTx<'_>, w: &Webhook) -> rusqlite::Result<()> {
+pub fn insert(tx: &WriteTx<'_>, w: &Webhook) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO webhooks (id, url, description, subscribed_events, headers, state,
                                signature_algorithm, retry_schedule, created_at, updated_at)
@@ -201,7 +201,7 @@ pub fn insert(tx: &WriteTx<'_>, w: &Webhook) -> rusqlite::Result<()> {
 ///
 /// # Errors
 /// A database error (a duplicate url is a unique-constraint violation).
-pub fn update(tx: &WriteTx<'_>, w: &Webhook, now: Millis) -> rusqlite::Result<()> {
+pub fn update(tx: &WriteTx<'_>, w: &Webhook, now: Millis) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "UPDATE webhooks SET url = ?2, description = ?3, subscribed_events = ?4, headers = ?5, state = ?6,
                 disabled_reason = ?7, signature_algorithm = ?8, retry_schedule = ?9, updated_at = ?10,
@@ -228,7 +228,7 @@ pub fn update(tx: &WriteTx<'_>, w: &Webhook, now: Millis) -> rusqlite::Result<()
 ///
 /// # Errors
 /// A database error.
-pub fn touch(tx: &WriteTx<'_>, id: &str, now: Millis) -> rusqlite::Result<()> {
+pub fn touch(tx: &WriteTx<'_>, id: &str, now: Millis) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE webhooks SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
     webhooks_changed(tx);
@@ -239,7 +239,7 @@ pub fn touch(tx: &WriteTx<'_>, id: &str, now: Millis) -> rusqlite::Result<()> {
 ///
 /// # Errors
 /// A database error.
-pub fn delete(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<()> {
+pub fn delete(tx: &WriteTx<'_>, id: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
         .execute([id])?;
     webhooks_changed(tx);
@@ -255,7 +255,7 @@ pub fn disable(
     id: &str,
     reason: &str,
     now: Millis,
-) -> rusqlite::Result<Option<String>> {
+) -> crate::sql::Result<Option<String>> {
     let url = tx
         .prepare_cached(
             "UPDATE webhooks SET state = 'disabled', disabled_reason = ?2, updated_at = ?3
@@ -280,7 +280,7 @@ pub fn note_attempt(
     webhook_id: &str,
     succeeded: bool,
     at: Millis,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     if succeeded {
         tx.prepare_cached(
             "UPDATE webhooks SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
@@ -304,7 +304,7 @@ pub fn failing_since(
     conn: &Connection,
     cutoff: Millis,
     span: Millis,
-) -> rusqlite::Result<Vec<(String, Millis)>> {
+) -> crate::sql::Result<Vec<(String, Millis)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, failing_since FROM webhooks
          WHERE state = 'enabled' AND failing_since IS NOT NULL AND failing_since <= ?1
@@ -318,7 +318,7 @@ pub fn failing_since(
 ///
 /// # Errors
 /// A database error.
-pub fn all_headers(conn: &Connection) -> rusqlite::Result<Vec<(String, Map<String, Value>)>> {
+pub fn all_headers(conn: &Connection) -> crate::sql::Result<Vec<(String, Map<String, Value>)>> {
     let mut stmt = conn.prepare_cached("SELECT id, headers FROM webhooks")?;
     let rows = stmt.query_map([], |r| {
         let text: String = r.get(1)?;
@@ -335,7 +335,7 @@ pub fn set_headers(
     tx: &WriteTx<'_>,
     id: &str,
     headers: &Map<String, Value>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE webhooks SET headers = ?2 WHERE id = ?1")?
         .execute(params![id, Value::Object(headers.clone()).to_string()])?;
     webhooks_changed(tx);
@@ -346,7 +346,7 @@ pub fn set_headers(
 ///
 /// # Errors
 /// A database error.
-pub fn webhook_counts(conn: &Connection) -> rusqlite::Result<(StateCounts, u64)> {
+pub fn webhook_counts(conn: &Connection) -> crate::sql::Result<(StateCounts, u64)> {
     let by_state = count_by(
         conn,
         "SELECT state, COUNT(*) FROM webhooks GROUP BY state",
@@ -363,8 +363,8 @@ pub fn webhook_counts(conn: &Connection) -> rusqlite::Result<(StateCounts, u64)>
 fn count_by(
     conn: &Connection,
     sql: &str,
-    p: impl rusqlite::Params,
-) -> rusqlite::Result<StateCounts> {
+    p: impl crate::sql::Params,
+) -> crate::sql::Result<StateCounts> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(p, |r| {
         Ok((
@@ -383,7 +383,7 @@ fn count_by(
 ///
 /// # Errors
 /// A database error.
-pub fn secret_summaries(conn: &Connection, webhook_id: &str) -> rusqlite::Result<Vec<Value>> {
+pub fn secret_summaries(conn: &Connection, webhook_id: &str) -> crate::sql::Result<Vec<Value>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, created_at, expires_at FROM webhook_secrets WHERE webhook_id = ?1 ORDER BY seq DESC",
     )?;
@@ -408,7 +408,7 @@ pub fn insert_secret(
     seq: i64,
     sealed: &Sealed,
     now: Millis,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO webhook_secrets (webhook_id, seq, key_id, nonce, ciphertext, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -429,7 +429,7 @@ pub fn insert_secret(
 ///
 /// # Errors
 /// A database error.
-pub fn expire_secrets(tx: &WriteTx<'_>, webhook_id: &str, at: Millis) -> rusqlite::Result<i64> {
+pub fn expire_secrets(tx: &WriteTx<'_>, webhook_id: &str, at: Millis) -> crate::sql::Result<i64> {
     tx.prepare_cached(
         "UPDATE webhook_secrets SET expires_at = ?2
          WHERE webhook_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
@@ -451,7 +451,7 @@ pub fn signing_secrets(
     conn: &Connection,
     webhook_id: &str,
     now: Millis,
-) -> rusqlite::Result<Vec<(i64, Sealed, Option<Millis>)>> {
+) -> crate::sql::Result<Vec<(i64, Sealed, Option<Millis>)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, key_id, nonce, ciphertext, expires_at FROM webhook_secrets
          WHERE webhook_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY seq DESC",
@@ -474,7 +474,7 @@ pub fn signing_secrets(
 ///
 /// # Errors
 /// A database error.
-pub fn all_secrets(conn: &Connection) -> rusqlite::Result<Vec<(String, i64, Sealed)>> {
+pub fn all_secrets(conn: &Connection) -> crate::sql::Result<Vec<(String, i64, Sealed)>> {
     let mut stmt = conn
         .prepare_cached("SELECT webhook_id, seq, key_id, nonce, ciphertext FROM webhook_secrets")?;
     let rows = stmt.query_map([], |r| {
@@ -500,7 +500,7 @@ pub fn reseal_secret(
     webhook_id: &str,
     seq: i64,
     sealed: &Sealed,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "UPDATE webhook_secrets SET key_id = ?3, nonce = ?4, ciphertext = ?5 WHERE webhook_id = ?1 AND seq = ?2",
     )?
@@ -513,7 +513,7 @@ pub fn reseal_secret(
 ///
 /// # Errors
 /// A database error.
-pub fn secret_key_ids(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+pub fn secret_key_ids(conn: &Connection) -> crate::sql::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached("SELECT DISTINCT key_id FROM webhook_secrets")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
@@ -532,7 +532,7 @@ pub fn create(
     event: EventRef<'_>,
     subscribers: &[Subscriber],
     handoff: Option<&jobs::Handoff>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO deliveries (id, event_id, webhook_id, action, state, max_attempts, job_id, next_attempt_at,
                                  created_at, updated_at)
@@ -577,7 +577,11 @@ pub fn create(
 ///
 /// # Errors
 /// A database error.
-pub fn cancel_pending(tx: &WriteTx<'_>, webhook_id: &str, reason: &str) -> rusqlite::Result<usize> {
+pub fn cancel_pending(
+    tx: &WriteTx<'_>,
+    webhook_id: &str,
+    reason: &str,
+) -> crate::sql::Result<usize> {
     let now = clock::now_ms();
     let job_ids: Vec<Option<String>> = tx
         .prepare_cached(
@@ -600,7 +604,7 @@ pub fn cancel_pending(tx: &WriteTx<'_>, webhook_id: &str, reason: &str) -> rusql
 pub fn job_and_webhook(
     conn: &Connection,
     id: &str,
-) -> rusqlite::Result<Option<(Option<String>, String)>> {
+) -> crate::sql::Result<Option<(Option<String>, String)>> {
     conn.prepare_cached("SELECT job_id, webhook_id FROM deliveries WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -611,7 +615,7 @@ pub fn job_and_webhook(
 ///
 /// # Errors
 /// A database error.
-pub fn requeue(tx: &WriteTx<'_>, id: &str, job_id: Option<&str>) -> rusqlite::Result<bool> {
+pub fn requeue(tx: &WriteTx<'_>, id: &str, job_id: Option<&str>) -> crate::sql::Result<bool> {
     let now = clock::now_ms();
     let changed = tx
         .prepare_cached(
@@ -659,7 +663,7 @@ pub fn recover(
     webhook_id: &str,
     since: Millis,
     until: Millis,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     let failed: Vec<(String, Option<String>)> = tx
         .prepare_cached(
             "SELECT id, job_id FROM deliveries
@@ -683,7 +687,7 @@ pub fn recover(
 ///
 /// # Errors
 /// A database error.
-pub fn last_for_webhook(conn: &Connection, webhook_id: &str) -> rusqlite::Result<Value> {
+pub fn last_for_webhook(conn: &Connection, webhook_id: &str) -> crate::sql::Result<Value> {
     Ok(conn
         .prepare_cached(
             "SELECT id, state, last_status, last_error, updated_at FROM deliveries
@@ -706,7 +710,7 @@ const DELIVERY_COLUMNS: &str =
     "id, event_id, webhook_id, action, state, attempts, max_attempts, job_id, next_attempt_at,
      last_status, last_error, created_at, updated_at, finished_at";
 
-fn summary(r: &Row<'_>) -> rusqlite::Result<Value> {
+fn summary(r: &Row<'_>) -> crate::sql::Result<Value> {
     Ok(json!({
         "id": r.get::<_, String>(0)?,
         "event_id": r.get::<_, String>(1)?,
@@ -729,7 +733,7 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<Value> {
 ///
 /// # Errors
 /// A database error.
-pub fn for_event(conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Value>> {
+pub fn for_event(conn: &Connection, event_id: &str) -> crate::sql::Result<Vec<Value>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id"
     ))?;
@@ -756,7 +760,7 @@ pub fn list_deliveries(
     conn: &Connection,
     f: &DeliveryFilter,
     limit: usize,
-) -> rusqlite::Result<Vec<Value>> {
+) -> crate::sql::Result<Vec<Value>> {
     ListQuery::new()
         .filter("webhook_id = ?", &f.webhook_id)
         .filter("state = ?", &f.state)
@@ -771,7 +775,7 @@ pub fn list_deliveries(
 ///
 /// # Errors
 /// A database error.
-pub fn delivery(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
+pub fn delivery(conn: &Connection, id: &str) -> crate::sql::Result<Option<Value>> {
     conn.prepare_cached(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"
     ))?
@@ -801,7 +805,7 @@ pub struct Handed {
 ///
 /// # Errors
 /// A database error.
-pub fn to_send(conn: &Connection, id: &str) -> rusqlite::Result<Option<ToSend>> {
+pub fn to_send(conn: &Connection, id: &str) -> crate::sql::Result<Option<ToSend>> {
     conn.prepare_cached(
         "SELECT state, attempts, event_id, webhook_id FROM deliveries WHERE id = ?1",
     )?
@@ -825,7 +829,7 @@ pub fn settle(
     delivery_id: &str,
     state: DeliveryState,
     reason: &str,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let now = clock::now_ms();
     tx.prepare_cached(
         "UPDATE deliveries SET state = ?2, last_error = ?3, next_attempt_at = NULL, finished_at = ?4, updated_at = ?4
@@ -844,7 +848,7 @@ pub fn fail_dead(
     tx: &WriteTx<'_>,
     id: &str,
     error: &str,
-) -> rusqlite::Result<Option<(String, String, String, i64)>> {
+) -> crate::sql::Result<Option<(String, String, String, i64)>> {
     let now = clock::now_ms();
     tx.prepare_cached(
         "UPDATE deliveries SET state = 'failed', last_error = COALESCE(last_error, ?2), next_attempt_at = NULL,
@@ -903,7 +907,7 @@ pub fn record_attempt(
     delivery_id: &str,
     a: &AttemptRow,
     next: Next,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms, response_headers, response_body,
                                         error_kind, error, response_headers_truncated)
@@ -953,7 +957,7 @@ pub const ATTEMPT_COLUMNS: &str =
 ///
 /// # Errors
 /// A column of the wrong type.
-pub fn attempt_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+pub fn attempt_json(r: &crate::sql::Row<'_>) -> crate::sql::Result<Value> {
     let headers: Option<String> = r.get(4)?;
     let body: Option<Vec<u8>> = r.get(5)?;
     Ok(json!({
@@ -974,7 +978,7 @@ pub fn attempt_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
 ///
 /// # Errors
 /// A database error.
-pub fn attempts(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec<Value>> {
+pub fn attempts(conn: &Connection, delivery_id: &str) -> crate::sql::Result<Vec<Value>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt"
     ))?;
@@ -992,7 +996,7 @@ pub type StateCounts = Vec<(String, u64)>;
 pub fn delivery_counts(
     conn: &Connection,
     since: Millis,
-) -> rusqlite::Result<(StateCounts, StateCounts, u64)> {
+) -> crate::sql::Result<(StateCounts, StateCounts, u64)> {
     let by_state = count_by(
         conn,
         "SELECT state, COUNT(*) FROM deliveries GROUP BY state",
@@ -1022,7 +1026,7 @@ pub fn prune(
     state: DeliveryState,
     cutoff: Millis,
     batch: usize,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     tx.prepare_cached(
         "DELETE FROM deliveries WHERE id IN (
              SELECT id FROM deliveries WHERE state = ?1 AND id < ?2 AND COALESCE(finished_at, updated_at) < ?3
@@ -1040,7 +1044,10 @@ pub fn prune(
 ///
 /// # Errors
 /// A database error.
-pub fn referenced_events(conn: &Connection, event_ids: &[String]) -> rusqlite::Result<Vec<String>> {
+pub fn referenced_events(
+    conn: &Connection,
+    event_ids: &[String],
+) -> crate::sql::Result<Vec<String>> {
     let mut stmt =
         conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)")?;
     let mut out = Vec::new();

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use crate::sql::Connection;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, web};
-use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
@@ -35,7 +35,7 @@ const MAX_HEADERS: usize = 32;
 const MAX_SUBSCRIPTIONS: usize = 200;
 
 /// The webhook as the API shows it; `secrets` as `{id, created_at, expires_at}` only.
-fn to_json(conn: &Connection, w: &Webhook) -> rusqlite::Result<Value> {
+fn to_json(conn: &Connection, w: &Webhook) -> crate::sql::Result<Value> {
     Ok(shown(w, json!(store::secret_summaries(conn, &w.id)?)))
 }
 
@@ -211,11 +211,9 @@ fn check_description(d: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn conflict_on_duplicate_url(e: rusqlite::Error) -> ApiError {
-    if let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e
-        && f.code == rusqlite::ErrorCode::ConstraintViolation
-        && msg.contains("webhooks.url")
-    {
+fn conflict_on_duplicate_url(e: crate::sql::Error) -> ApiError {
+    // The id is new, so the url is the only unique key an insert or update can break.
+    if e.is_unique_violation() && e.database_message().is_some_and(|m| m.contains("url")) {
         return ApiError::conflict("already_exists", "a webhook with this url already exists");
     }
     ApiError::from(e)
@@ -754,7 +752,7 @@ pub fn disable(
     publisher: &Publisher,
     webhook_id: &str,
     reason: &str,
-) -> rusqlite::Result<bool> {
+) -> crate::sql::Result<bool> {
     let Some(url) = store::disable(tx, webhook_id, reason, clock::now_ms())? else {
         return Ok(false);
     };
@@ -827,7 +825,7 @@ pub fn reencrypt_all(
 ///
 /// # Errors
 /// A database error.
-pub fn sealed_key_ids(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+pub fn sealed_key_ids(conn: &Connection) -> crate::sql::Result<Vec<String>> {
     let mut ids = store::secret_key_ids(conn)?;
     for (_, map) in store::all_headers(conn)? {
         ids.extend(headers::key_ids(&map));

@@ -18,8 +18,8 @@ pub mod store;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::sql::Connection;
 use futures_util::future::BoxFuture;
-use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
 use crate::clock::{self, Millis};
@@ -271,7 +271,7 @@ pub trait FanOut: Send + Sync {
         conn: &Connection,
         action: &str,
         only: Option<&str>,
-    ) -> rusqlite::Result<Vec<Subscriber>>;
+    ) -> crate::sql::Result<Vec<Subscriber>>;
 
     /// Creates one delivery and its job per subscriber of the stored `event`, in `tx`.
     ///
@@ -282,13 +282,13 @@ pub trait FanOut: Send + Sync {
         tx: &WriteTx<'_>,
         event: EventRef<'_>,
         subscribers: &[Subscriber],
-    ) -> rusqlite::Result<()>;
+    ) -> crate::sql::Result<()>;
 
     /// The deliveries of event `id`, as the events detail shows them.
     ///
     /// # Errors
     /// A database error.
-    fn deliveries_of(&self, conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Value>>;
+    fn deliveries_of(&self, conn: &Connection, event_id: &str) -> crate::sql::Result<Vec<Value>>;
 }
 
 /// Builds the envelope of `event`: `{id, created_at, action, data: {actor, target, org_id, source,
@@ -382,7 +382,7 @@ impl Publisher {
     ///
     /// # Errors
     /// A database error.
-    pub fn store(&self, tx: &WriteTx<'_>, p: &Prepared) -> rusqlite::Result<Published> {
+    pub fn store(&self, tx: &WriteTx<'_>, p: &Prepared) -> crate::sql::Result<Published> {
         if let Some(key) = &p.idempotency_key
             && let Some((id, deliveries)) = store::find_by_key(tx, key, p.publisher.as_deref())?
         {
@@ -433,7 +433,7 @@ impl Publisher {
     ///
     /// # Errors
     /// A database error.
-    pub fn publish_in(&self, tx: &WriteTx<'_>, event: NewEvent) -> rusqlite::Result<Published> {
+    pub fn publish_in(&self, tx: &WriteTx<'_>, event: NewEvent) -> crate::sql::Result<Published> {
         let subscribers =
             self.fanout
                 .subscribers_in(tx, event.action.as_str(), event.only.as_deref())?;

@@ -1,6 +1,6 @@
 //! The `events` and `event_types` tables — every statement on them.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
 use super::Prepared;
@@ -18,7 +18,7 @@ pub fn find_by_key(
     conn: &Connection,
     key: &str,
     publisher: Option<&str>,
-) -> rusqlite::Result<Option<(String, u32)>> {
+) -> crate::sql::Result<Option<(String, u32)>> {
     conn.prepare_cached(
         "SELECT id, deliveries FROM events
          WHERE idempotency_key = ?1 AND (publisher = ?2 OR publisher IS NULL)",
@@ -37,7 +37,7 @@ pub fn insert(
     p: &Prepared,
     deliveries: u32,
     catalog: bool,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (id, idempotency_key, publisher, action, source, body, deliveries, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -65,7 +65,7 @@ pub fn insert(
 ///
 /// # Errors
 /// A database error.
-pub fn body(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+pub fn body(conn: &Connection, id: &str) -> crate::sql::Result<Option<Vec<u8>>> {
     conn.prepare_cached("SELECT body FROM events WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()
@@ -73,7 +73,7 @@ pub fn body(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
 
 const SUMMARY: &str = "id, action, source, deliveries, idempotency_key, created_at";
 
-fn summary(r: &Row<'_>) -> rusqlite::Result<Value> {
+fn summary(r: &Row<'_>) -> crate::sql::Result<Value> {
     Ok(json!({
         "id": r.get::<_, String>(0)?,
         "action": r.get::<_, String>(1)?,
@@ -94,7 +94,7 @@ pub fn list(
     since: Option<Millis>,
     before: Option<String>,
     limit: usize,
-) -> rusqlite::Result<Vec<Value>> {
+) -> crate::sql::Result<Vec<Value>> {
     ListQuery::new()
         .action(action)
         .filter("created_at >= ?", &since)
@@ -106,7 +106,7 @@ pub fn list(
 ///
 /// # Errors
 /// A database error.
-pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
+pub fn get(conn: &Connection, id: &str) -> crate::sql::Result<Option<Value>> {
     conn.prepare_cached(&format!("SELECT {SUMMARY}, body FROM events WHERE id = ?1"))?
         .query_row([id], |r| {
             let mut v = summary(r)?;
@@ -121,7 +121,7 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
 ///
 /// # Errors
 /// A database error.
-pub fn seen_actions(conn: &Connection) -> rusqlite::Result<Vec<(String, Millis)>> {
+pub fn seen_actions(conn: &Connection) -> crate::sql::Result<Vec<(String, Millis)>> {
     let mut stmt =
         conn.prepare_cached("SELECT action, first_seen FROM event_types ORDER BY action")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -138,7 +138,7 @@ pub fn older_than(
     cutoff: Millis,
     after: &str,
     batch: usize,
-) -> rusqlite::Result<Vec<String>> {
+) -> crate::sql::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM events WHERE id > ?1 AND id < ?2 AND created_at < ?3 ORDER BY id LIMIT ?4",
     )?;
@@ -158,7 +158,7 @@ pub fn older_than(
 ///
 /// # Errors
 /// A database error.
-pub fn delete(tx: &WriteTx<'_>, ids: &[String]) -> rusqlite::Result<usize> {
+pub fn delete(tx: &WriteTx<'_>, ids: &[String]) -> crate::sql::Result<usize> {
     let mut stmt = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
     let mut n = 0;
     for id in ids {

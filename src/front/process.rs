@@ -342,7 +342,7 @@ pub fn publish_outbound(
     tx: &WriteTx<'_>,
     publisher: &Publisher,
     prepared: &Prepared,
-) -> rusqlite::Result<String> {
+) -> crate::sql::Result<String> {
     Ok(publisher.store(tx, prepared)?.id)
 }
 

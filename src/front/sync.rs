@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::sql::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 

@@ -1,6 +1,6 @@
 //! The `inbound_events`, `inbound_keys` and `inbound_rejected` tables — every statement on them.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
 use super::{NewInbound, Processing, RejectedRow, Rejection, Stored, Summary};
@@ -19,7 +19,7 @@ pub fn store(
     event: &NewInbound,
     processing: Processing,
     handoff: Option<&jobs::Handoff>,
-) -> rusqlite::Result<Option<String>> {
+) -> crate::sql::Result<Option<String>> {
     let now = clock::now_ms();
     // The event id is a duplicate while its row exists (the unique index) and, after retention
     // deleted the row, while [`prune`]'s copy in `inbound_keys` lasts: two lookups on the hot
@@ -81,7 +81,7 @@ pub const KEY_MEMORY: std::time::Duration = std::time::Duration::from_secs(30 * 
 ///
 /// # Errors
 /// A database error.
-fn seen(tx: &WriteTx<'_>, source: &str, external_id: &str) -> rusqlite::Result<bool> {
+fn seen(tx: &WriteTx<'_>, source: &str, external_id: &str) -> crate::sql::Result<bool> {
     tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM inbound_events WHERE source = ?1 AND external_id = ?2)
              OR EXISTS (SELECT 1 FROM inbound_keys WHERE source = ?1 AND key = ?2)",
@@ -94,7 +94,12 @@ fn seen(tx: &WriteTx<'_>, source: &str, external_id: &str) -> rusqlite::Result<b
 ///
 /// # Errors
 /// A database error.
-fn remember_key(tx: &WriteTx<'_>, source: &str, key: &str, now: Millis) -> rusqlite::Result<bool> {
+fn remember_key(
+    tx: &WriteTx<'_>,
+    source: &str,
+    key: &str,
+    now: Millis,
+) -> crate::sql::Result<bool> {
     let inserted = tx
         .prepare_cached(
             "INSERT INTO inbound_keys (source, key, seen_at) VALUES (?1, ?2, ?3)
@@ -108,7 +113,7 @@ fn remember_key(tx: &WriteTx<'_>, source: &str, key: &str, now: Millis) -> rusql
 ///
 /// # Errors
 /// A database error.
-pub fn forget_keys(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlite::Result<usize> {
+pub fn forget_keys(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> crate::sql::Result<usize> {
     tx.prepare_cached(
         // A key whose event is still stored stays: forgetting it would turn a resend into a
         // clash with that row instead of a duplicate.
@@ -125,7 +130,7 @@ pub fn forget_keys(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlite::
 ///
 /// # Errors
 /// A database error.
-pub fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Stored>> {
+pub fn load(conn: &Connection, id: &str) -> crate::sql::Result<Option<Stored>> {
     conn.prepare_cached(
         "SELECT id, channel, event_type, company_id, raw_body, source, external_id, headers, received_at
          FROM inbound_events WHERE id = ?1",
@@ -155,7 +160,7 @@ pub fn mark_processed(
     id: &str,
     fetched: &str,
     event_id: &str,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let now = clock::now_ms();
     tx.prepare_cached(
         "UPDATE inbound_events SET state = 'processed', fetched = ?2, event_id = ?3, error = NULL,
@@ -170,7 +175,7 @@ pub fn mark_processed(
 ///
 /// # Errors
 /// A database error.
-pub fn note_error(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<()> {
+pub fn note_error(tx: &WriteTx<'_>, id: &str, error: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE inbound_events SET error = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id, error, clock::now_ms()])?;
     Ok(())
@@ -180,7 +185,7 @@ pub fn note_error(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<(
 ///
 /// # Errors
 /// A database error.
-pub fn mark_failed(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<()> {
+pub fn mark_failed(tx: &WriteTx<'_>, id: &str, error: &str) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "UPDATE inbound_events SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1",
     )?
@@ -190,7 +195,7 @@ pub fn mark_failed(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<
 
 const SUMMARY_COLUMNS: &str = "id, source, channel, external_id, event_type, company_id, state, error, job_id, received_at, processed_at";
 
-fn summary(r: &Row<'_>) -> rusqlite::Result<Summary> {
+fn summary(r: &Row<'_>) -> crate::sql::Result<Summary> {
     Ok(Summary {
         id: r.get(0)?,
         source: r.get(1)?,
@@ -216,7 +221,7 @@ pub fn list(
     state: Option<&str>,
     before: Option<&str>,
     limit: usize,
-) -> rusqlite::Result<Vec<Summary>> {
+) -> crate::sql::Result<Vec<Summary>> {
     let (source, state, before) = (
         source.map(str::to_string),
         state.map(str::to_string),
@@ -240,7 +245,7 @@ fn json_or_text(text: Option<String>) -> Value {
 ///
 /// # Errors
 /// A database error.
-pub fn detail(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
+pub fn detail(conn: &Connection, id: &str) -> crate::sql::Result<Option<Value>> {
     let row = conn
         .prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS}, raw_body, headers, fetched, event_id FROM inbound_events WHERE id = ?1"
@@ -286,7 +291,7 @@ pub fn detail(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
 pub fn job_and_source(
     conn: &Connection,
     id: &str,
-) -> rusqlite::Result<Option<(Option<String>, String)>> {
+) -> crate::sql::Result<Option<(Option<String>, String)>> {
     conn.prepare_cached("SELECT job_id, source FROM inbound_events WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -296,7 +301,7 @@ pub fn job_and_source(
 ///
 /// # Errors
 /// A database error.
-pub fn mark_pending(tx: &WriteTx<'_>, id: &str, job_id: &str) -> rusqlite::Result<()> {
+pub fn mark_pending(tx: &WriteTx<'_>, id: &str, job_id: &str) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "UPDATE inbound_events SET state = 'pending', error = NULL, job_id = ?2, updated_at = ?3
          WHERE id = ?1",
@@ -309,7 +314,7 @@ pub fn mark_pending(tx: &WriteTx<'_>, id: &str, job_id: &str) -> rusqlite::Resul
 ///
 /// # Errors
 /// A database error.
-pub fn latest_company(conn: &Connection, source: &str) -> rusqlite::Result<Option<String>> {
+pub fn latest_company(conn: &Connection, source: &str) -> crate::sql::Result<Option<String>> {
     conn.prepare_cached(
         "SELECT company_id FROM inbound_events
          WHERE source = ?1 AND company_id IS NOT NULL ORDER BY id DESC LIMIT 1",
@@ -322,7 +327,7 @@ pub fn latest_company(conn: &Connection, source: &str) -> rusqlite::Result<Optio
 ///
 /// # Errors
 /// A database error.
-pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+pub fn counts(conn: &Connection) -> crate::sql::Result<Vec<(String, u64)>> {
     let mut stmt =
         conn.prepare_cached("SELECT state, COUNT(*) FROM inbound_events GROUP BY state")?;
     let rows = stmt.query_map([], |r| {
@@ -344,7 +349,7 @@ pub fn prune(
     state: &str,
     cutoff: Millis,
     batch: usize,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     let ids: Vec<String> = tx
         .prepare_cached(
             "SELECT id FROM inbound_events
@@ -379,7 +384,7 @@ pub fn prune(
 ///
 /// # Errors
 /// A database error.
-pub fn insert_rejected(tx: &WriteTx<'_>, r: &Rejection) -> rusqlite::Result<()> {
+pub fn insert_rejected(tx: &WriteTx<'_>, r: &Rejection) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO inbound_rejected (id, source, cause, message, at, peer, method, path, content_type,
                                        content_length, user_agent, signature, body_head)
@@ -414,7 +419,7 @@ pub fn list_rejected(
     since: Option<Millis>,
     before: Option<&str>,
     limit: usize,
-) -> rusqlite::Result<Vec<RejectedRow>> {
+) -> crate::sql::Result<Vec<RejectedRow>> {
     let (source, cause, before) = (
         source.map(str::to_string),
         cause.map(str::to_string),
@@ -457,7 +462,7 @@ pub fn list_rejected(
 ///
 /// # Errors
 /// A database error.
-pub fn last_rejected(conn: &Connection, source: &str) -> rusqlite::Result<Option<Millis>> {
+pub fn last_rejected(conn: &Connection, source: &str) -> crate::sql::Result<Option<Millis>> {
     conn.prepare_cached(
         "SELECT at FROM inbound_rejected WHERE source = ?1 ORDER BY id DESC LIMIT 1",
     )?
@@ -469,7 +474,7 @@ pub fn last_rejected(conn: &Connection, source: &str) -> rusqlite::Result<Option
 ///
 /// # Errors
 /// A database error.
-pub fn last_received(conn: &Connection, source: &str) -> rusqlite::Result<Option<Millis>> {
+pub fn last_received(conn: &Connection, source: &str) -> crate::sql::Result<Option<Millis>> {
     conn.prepare_cached(
         "SELECT received_at FROM inbound_events INDEXED BY inbound_source WHERE source = ?1
          ORDER BY id DESC LIMIT 1",
@@ -482,7 +487,7 @@ pub fn last_received(conn: &Connection, source: &str) -> rusqlite::Result<Option
 ///
 /// # Errors
 /// A database error.
-pub fn prune_rejected(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlite::Result<usize> {
+pub fn prune_rejected(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> crate::sql::Result<usize> {
     tx.prepare_cached(
         "DELETE FROM inbound_rejected WHERE id IN (
              SELECT id FROM inbound_rejected WHERE id < ?1 ORDER BY id LIMIT ?2)",
@@ -502,7 +507,7 @@ pub fn prune_rejected(tx: &WriteTx<'_>, cutoff: Millis, batch: usize) -> rusqlit
 pub fn minutes_since(
     conn: &Connection,
     since: Millis,
-) -> rusqlite::Result<Vec<(String, i64, u64, u64)>> {
+) -> crate::sql::Result<Vec<(String, i64, u64, u64)>> {
     let mut out = Vec::new();
     for (sql, bound, received) in [
         (

@@ -85,7 +85,7 @@ impl Handoff {
     ///
     /// # Errors
     /// A database error (the caller's whole command then rolls back).
-    pub fn enqueue(&self, tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
+    pub fn enqueue(&self, tx: &WriteTx<'_>, job: &NewJob) -> crate::sql::Result<Enqueued> {
         self.enqueue_with(tx, job, || None)
     }
 
@@ -99,7 +99,7 @@ impl Handoff {
         tx: &WriteTx<'_>,
         job: &NewJob,
         memo: impl FnOnce() -> Option<Memo>,
-    ) -> rusqlite::Result<Enqueued> {
+    ) -> crate::sql::Result<Enqueued> {
         if job.run_at.is_some() || job.idempotency_key.is_some() || !self.reserve() {
             return queue::enqueue(tx, job);
         }
@@ -130,7 +130,7 @@ pub fn enqueue(
     tx: &WriteTx<'_>,
     handoff: Option<&Handoff>,
     job: &NewJob,
-) -> rusqlite::Result<Enqueued> {
+) -> crate::sql::Result<Enqueued> {
     enqueue_with(tx, handoff, job, || None)
 }
 
@@ -143,7 +143,7 @@ pub fn enqueue_with(
     handoff: Option<&Handoff>,
     job: &NewJob,
     memo: impl FnOnce() -> Option<Memo>,
-) -> rusqlite::Result<Enqueued> {
+) -> crate::sql::Result<Enqueued> {
     match handoff {
         Some(h) => h.enqueue_with(tx, job, memo),
         None => queue::enqueue(tx, job),

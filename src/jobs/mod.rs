@@ -250,7 +250,7 @@ impl JobRun {
 pub type OutcomeWrite = Box<OutcomeWriteFn>;
 
 /// The function of an [`OutcomeWrite`]: `Fn`, as the writer may run a command twice.
-pub type OutcomeWriteFn = dyn Fn(&WriteTx<'_>) -> rusqlite::Result<()> + Send;
+pub type OutcomeWriteFn = dyn Fn(&WriteTx<'_>) -> crate::sql::Result<()> + Send;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -321,7 +321,7 @@ impl From<Outcome> for JobResult {
 /// Runs one job.
 pub type HandlerFn = Arc<dyn Fn(JobRun) -> BoxFuture<'static, JobResult> + Send + Sync>;
 /// Runs inside the transaction that makes a job of this kind dead.
-pub type DeadHookFn = Arc<dyn Fn(&WriteTx<'_>, &DeadJob) -> rusqlite::Result<()> + Send + Sync>;
+pub type DeadHookFn = Arc<dyn Fn(&WriteTx<'_>, &DeadJob) -> crate::sql::Result<()> + Send + Sync>;
 /// Checks an operator-supplied payload before it is enqueued.
 pub type ValidateFn = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
 
@@ -430,7 +430,7 @@ impl Registry {
 ///
 /// # Errors
 /// Only if the savepoint around the hooks cannot be managed (the transaction is then broken).
-pub fn on_dead(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> rusqlite::Result<()> {
+pub fn on_dead(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> crate::sql::Result<()> {
     tx.execute_batch("SAVEPOINT dead_hooks")?;
     match run_dead_hooks(tx, registry, job) {
         Ok(()) => tx.execute_batch("RELEASE dead_hooks"),
@@ -442,7 +442,7 @@ pub fn on_dead(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> rusqlite
     }
 }
 
-fn run_dead_hooks(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> rusqlite::Result<()> {
+fn run_dead_hooks(tx: &WriteTx<'_>, registry: &Registry, job: &DeadJob) -> crate::sql::Result<()> {
     audit::record(
         tx,
         &audit::Entry {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{Enqueued, Job, JobFilter, JobRun, JobState, MAX_ATTEMPTS_LIMIT, NewJob};
@@ -18,7 +18,7 @@ use crate::store::WriteTx;
 ///
 /// # Errors
 /// A database error (the caller's whole command then rolls back).
-pub fn enqueue(tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
+pub fn enqueue(tx: &WriteTx<'_>, job: &NewJob) -> crate::sql::Result<Enqueued> {
     let now = clock::now_ms();
     let id = ids::new_id(ids::JOB);
     let payload = job.payload.to_string();
@@ -58,7 +58,7 @@ pub fn enqueue(tx: &WriteTx<'_>, job: &NewJob) -> rusqlite::Result<Enqueued> {
 ///
 /// # Errors
 /// A database error.
-pub fn requeue(tx: &WriteTx<'_>, id: &str, from: &[JobState]) -> rusqlite::Result<bool> {
+pub fn requeue(tx: &WriteTx<'_>, id: &str, from: &[JobState]) -> crate::sql::Result<bool> {
     let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
     let changed = tx
         .prepare_cached(&format!(
@@ -79,7 +79,7 @@ pub fn requeue(tx: &WriteTx<'_>, id: &str, from: &[JobState]) -> rusqlite::Resul
 ///
 /// # Errors
 /// A database error.
-pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<bool> {
+pub fn cancel(tx: &WriteTx<'_>, id: &str) -> crate::sql::Result<bool> {
     let changed = tx
         .prepare_cached(
             "UPDATE jobs SET state = 'cancelled', lease_until = NULL, lease_owner = NULL,
@@ -94,7 +94,7 @@ const JOB_COLUMNS: &str =
     "id, kind, state, attempt, max_attempts, payload, idempotency_key, last_error,
      run_at, lease_until, lease_owner, created_at, updated_at, finished_at, parked_on";
 
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+fn job_from_row(r: &Row<'_>) -> crate::sql::Result<Job> {
     let state: String = r.get(2)?;
     let payload: String = r.get(5)?;
     Ok(Job {
@@ -120,7 +120,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
 ///
 /// # Errors
 /// A database error.
-pub fn get(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Job>> {
+pub fn get(conn: &crate::sql::Connection, id: &str) -> crate::sql::Result<Option<Job>> {
     conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
         .query_row([id], job_from_row)
         .optional()
@@ -131,10 +131,10 @@ pub fn get(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Job
 /// # Errors
 /// A database error.
 pub fn list(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     filter: &JobFilter,
     limit: usize,
-) -> rusqlite::Result<Vec<Job>> {
+) -> crate::sql::Result<Vec<Job>> {
     let state = filter.state.map(JobState::as_str);
     crate::pagination::ListQuery::new()
         .filter("state = ?", &state)
@@ -148,9 +148,9 @@ pub fn list(
 /// # Errors
 /// A database error.
 pub fn oldest_due_wait(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     now: Millis,
-) -> rusqlite::Result<Option<Duration>> {
+) -> crate::sql::Result<Option<Duration>> {
     let min: Option<Millis> = conn
         .prepare_cached(
             "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying') AND run_at <= ?1",
@@ -163,7 +163,7 @@ pub fn oldest_due_wait(
 ///
 /// # Errors
 /// A database error.
-pub fn next_due(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Millis>> {
+pub fn next_due(conn: &crate::sql::Connection) -> crate::sql::Result<Option<Millis>> {
     conn.prepare_cached(
         "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'retrying')",
     )?
@@ -178,7 +178,7 @@ pub const PARKED_RUN_AT: Millis = 253_402_300_799_000;
 ///
 /// # Errors
 /// A database error.
-pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize, at: Millis) -> rusqlite::Result<usize> {
+pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize, at: Millis) -> crate::sql::Result<usize> {
     // Found first, then woken by id: `id IN (SELECT … LIMIT n)` would build a temporary table
     // on every call, and this runs after every delivery attempt, nearly always finding none.
     let ids: Vec<String> = tx
@@ -211,7 +211,7 @@ pub fn unpark(tx: &WriteTx<'_>, key: &str, n: usize, at: Millis) -> rusqlite::Re
 ///
 /// # Errors
 /// A database error.
-pub fn parked(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+pub fn parked(conn: &crate::sql::Connection) -> crate::sql::Result<Vec<(String, u64)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT parked_on, COUNT(*) FROM jobs INDEXED BY jobs_parked
          WHERE parked_on IS NOT NULL AND state IN ('queued', 'retrying') GROUP BY parked_on",
@@ -232,7 +232,7 @@ pub fn insert_claimed(
     lease_until: Millis,
     owner: &str,
     now: Millis,
-) -> rusqlite::Result<JobRun> {
+) -> crate::sql::Result<JobRun> {
     let id = ids::new_id(ids::JOB);
     let max_attempts = job.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT);
     tx.prepare_cached(
@@ -264,7 +264,7 @@ pub fn insert_claimed(
 ///
 /// # Errors
 /// A database error.
-pub fn succeed(tx: &WriteTx<'_>, job: &JobRun, now: Millis) -> rusqlite::Result<bool> {
+pub fn succeed(tx: &WriteTx<'_>, job: &JobRun, now: Millis) -> crate::sql::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = 'succeeded', lease_until = NULL, lease_owner = NULL,
@@ -285,7 +285,7 @@ pub fn retry(
     at: Millis,
     error: &str,
     now: Millis,
-) -> rusqlite::Result<bool> {
+) -> crate::sql::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = 'retrying', run_at = ?3, last_error = ?4, lease_until = NULL,
@@ -300,7 +300,7 @@ pub fn retry(
 ///
 /// # Errors
 /// A database error.
-pub fn kill(tx: &WriteTx<'_>, job: &JobRun, error: &str, now: Millis) -> rusqlite::Result<bool> {
+pub fn kill(tx: &WriteTx<'_>, job: &JobRun, error: &str, now: Millis) -> crate::sql::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = 'dead', last_error = ?3, lease_until = NULL, lease_owner = NULL,
@@ -322,7 +322,7 @@ pub fn reschedule(
     at: Millis,
     reason: &str,
     now: Millis,
-) -> rusqlite::Result<bool> {
+) -> crate::sql::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
@@ -345,7 +345,7 @@ pub fn park(
     key: &str,
     reason: &str,
     now: Millis,
-) -> rusqlite::Result<bool> {
+) -> crate::sql::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
@@ -367,7 +367,7 @@ pub fn claim(
     lease_until: Millis,
     owner: &str,
     now: Millis,
-) -> rusqlite::Result<Vec<JobRun>> {
+) -> crate::sql::Result<Vec<JobRun>> {
     let mut stmt = tx.prepare_cached(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, claim_seq = claim_seq + 1,
                 lease_until = ?1,
@@ -400,7 +400,7 @@ pub fn claim(
 ///
 /// # Errors
 /// A database error.
-pub fn holds_claim(conn: &Connection, id: &str, claim: i64) -> rusqlite::Result<bool> {
+pub fn holds_claim(conn: &Connection, id: &str, claim: i64) -> crate::sql::Result<bool> {
     conn.prepare_cached(
         "SELECT 1 FROM jobs WHERE id = ?1 AND claim_seq = ?2 AND state = 'running'",
     )?
@@ -413,7 +413,7 @@ pub fn holds_claim(conn: &Connection, id: &str, claim: i64) -> rusqlite::Result<
 ///
 /// # Errors
 /// A database error.
-pub fn extend(tx: &WriteTx<'_>, held: &[(String, i64)], until: Millis) -> rusqlite::Result<()> {
+pub fn extend(tx: &WriteTx<'_>, held: &[(String, i64)], until: Millis) -> crate::sql::Result<()> {
     let mut stmt = tx.prepare_cached(
         "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND claim_seq = ?3 AND state = 'running'",
     )?;
@@ -427,7 +427,7 @@ pub fn extend(tx: &WriteTx<'_>, held: &[(String, i64)], until: Millis) -> rusqli
 ///
 /// # Errors
 /// A database error.
-pub fn release(tx: &WriteTx<'_>, held: &[(String, i64)], now: Millis) -> rusqlite::Result<usize> {
+pub fn release(tx: &WriteTx<'_>, held: &[(String, i64)], now: Millis) -> crate::sql::Result<usize> {
     let mut stmt = tx.prepare_cached(
         "UPDATE jobs SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
                 attempt = attempt - 1, run_at = ?3, lease_until = NULL, lease_owner = NULL,
@@ -458,7 +458,7 @@ pub fn take_back(
     all: bool,
     reason: &str,
     now: Millis,
-) -> rusqlite::Result<Vec<TakenBack>> {
+) -> crate::sql::Result<Vec<TakenBack>> {
     let sql = if all {
         "UPDATE jobs INDEXED BY jobs_leased SET
             state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
@@ -497,7 +497,7 @@ pub fn take_back(
 ///
 /// # Errors
 /// A database error.
-pub fn state_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobState>> {
+pub fn state_of(conn: &Connection, id: &str) -> crate::sql::Result<Option<JobState>> {
     let state: Option<String> = conn
         .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -512,7 +512,7 @@ pub fn state_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobState
 pub fn count_by_kind(
     conn: &Connection,
     states: &[JobState],
-) -> rusqlite::Result<Vec<(String, JobState, u64)>> {
+) -> crate::sql::Result<Vec<(String, JobState, u64)>> {
     let mut out = Vec::new();
     let mut stmt = conn.prepare_cached(
         "SELECT kind, COUNT(*) FROM jobs INDEXED BY jobs_state WHERE state = ?1 GROUP BY kind",
@@ -532,7 +532,7 @@ pub fn count_by_kind(
 ///
 /// # Errors
 /// A database error.
-pub fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobState, u64)>> {
+pub fn count_by_state(conn: &Connection) -> crate::sql::Result<Vec<(JobState, u64)>> {
     let mut counts: Vec<(JobState, u64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
@@ -550,8 +550,8 @@ pub fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobState, u64)
 ///
 /// # Errors
 /// A database error.
-pub fn depth(conn: &Connection, now: Millis) -> rusqlite::Result<(u64, u64)> {
-    let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<u64> {
+pub fn depth(conn: &Connection, now: Millis) -> crate::sql::Result<(u64, u64)> {
+    let count = |sql: &str, p: &[&dyn crate::sql::Param]| -> crate::sql::Result<u64> {
         conn.prepare_cached(sql)?
             .query_row(p, |r| r.get::<_, i64>(0))
             .map(|n| u64::try_from(n).unwrap_or(0))
@@ -578,7 +578,7 @@ pub fn prune(
     state: JobState,
     cutoff: Millis,
     batch: usize,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     // Ids sort by creation time and nothing finishes before it is created, so the id bound lets
     // the (state, id) index skip every younger row.
     tx.prepare_cached(

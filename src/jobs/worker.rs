@@ -458,7 +458,7 @@ impl RunOne {
             };
             match outcome {
                 Ok(recorded) => recorded.log(&job),
-                Err(StoreError::Sqlite(e)) => {
+                Err(StoreError::Query(e)) => {
                     // The handler's own write failed and was rolled back: record a retry
                     // without it, so the job is not stuck until its lease runs out.
                     tracing::error!(error = %e, "the job's write failed; recording a retry instead");

@@ -12,11 +12,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+use ::postgres::binary_copy::BinaryCopyInWriter;
+use ::postgres::types::{ToSql, Type};
 use anyhow::Context as _;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 
 use crate::store::{Schema, postgres};
 
@@ -36,7 +36,7 @@ pub struct CopyReport {
 /// # Errors
 /// When the SQLite database is not at this binary's version, the target cannot be reached or is
 /// not empty, or a row does not fit its PostgreSQL column; nothing is left half copied.
-pub async fn copy_db(
+pub fn copy_db(
     db_path: &Path,
     url: &str,
     sqlite: Schema<'_>,
@@ -70,28 +70,25 @@ pub async fn copy_db(
     // One snapshot of the whole file (the lock file keeps `serve` away; a backup may read).
     source.execute_batch("BEGIN")?;
 
-    let mut client = postgres::connect(url).await?;
+    let mut client = postgres::connect(url)?;
     let tables = postgres::tables(postgres_schema);
     // A target that has the schema already is checked before it is migrated, so a refused one
     // is left exactly as it was.
-    if postgres::schema_version(&client).await? > 0 {
-        ensure_empty(&client, &tables, true).await?;
+    if postgres::schema_version(&mut client)? > 0 {
+        ensure_empty(&mut client, &tables, true)?;
     }
-    postgres::migrate(&mut client, postgres_schema).await?;
+    postgres::migrate(&mut client, postgres_schema)?;
 
-    let tx = client.transaction().await?;
+    let mut tx = client.transaction()?;
     // Two copies into one target at once: the second waits here, then finds rows.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COPY_LOCK])
-        .await?;
-    ensure_empty(&tx, &tables, false).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COPY_LOCK])?;
+    ensure_empty(&mut tx, &tables, false)?;
     let mut copied = Vec::with_capacity(tables.len());
     for table in &tables {
-        let n = copy_table(&source, &tx, table)
-            .await
+        let n = copy_table(&source, &mut tx, table)
             .with_context(|| format!("copying table {table}"))?;
         let there: i64 = tx
-            .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
-            .await?
+            .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])?
             .get(0);
         anyhow::ensure!(
             u64::try_from(there).ok() == Some(n),
@@ -99,7 +96,7 @@ pub async fn copy_db(
         );
         copied.push((table.clone(), n));
     }
-    tx.commit().await.context("committing the copy")?;
+    tx.commit().context("committing the copy")?;
     Ok(CopyReport {
         tables: copied,
         version,
@@ -112,24 +109,22 @@ const COPY_LOCK: i64 = 0x636f_7079_6462;
 
 /// Refuses a target in which any of `tables` has a row (those that do not exist yet, when
 /// `only_existing`, are skipped).
-async fn ensure_empty(
-    client: &impl tokio_postgres::GenericClient,
+fn ensure_empty(
+    client: &mut impl ::postgres::GenericClient,
     tables: &[String],
     only_existing: bool,
 ) -> anyhow::Result<()> {
     for table in tables {
         if only_existing {
             let exists: bool = client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])
-                .await?
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])?
                 .get(0);
             if !exists {
                 continue;
             }
         }
         let has_rows: bool = client
-            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
-            .await?
+            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])?
             .get(0);
         anyhow::ensure!(
             !has_rows,
@@ -147,14 +142,12 @@ struct Column {
     identity: bool,
 }
 
-async fn columns(tx: &tokio_postgres::Transaction<'_>, table: &str) -> anyhow::Result<Vec<Column>> {
-    let rows = tx
-        .query(
-            "SELECT column_name, data_type, is_identity = 'YES' FROM information_schema.columns
+fn columns(tx: &mut ::postgres::Transaction<'_>, table: &str) -> anyhow::Result<Vec<Column>> {
+    let rows = tx.query(
+        "SELECT column_name, data_type, is_identity = 'YES' FROM information_schema.columns
              WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-            &[&table],
-        )
-        .await?;
+        &[&table],
+    )?;
     rows.iter()
         .map(|r| {
             let name: String = r.get(0);
@@ -193,12 +186,12 @@ fn convert(value: SqlValue, column: &Column) -> anyhow::Result<Box<dyn ToSql + S
 }
 
 /// Copies every row of `table`; returns how many.
-async fn copy_table(
+fn copy_table(
     source: &Connection,
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &mut ::postgres::Transaction<'_>,
     table: &str,
 ) -> anyhow::Result<u64> {
-    let columns = columns(tx, table).await?;
+    let columns = columns(tx, table)?;
     anyhow::ensure!(!columns.is_empty(), "the target has no table {table}");
     let names = columns
         .iter()
@@ -206,11 +199,8 @@ async fn copy_table(
         .collect::<Vec<_>>()
         .join(", ");
     let types: Vec<Type> = columns.iter().map(|c| c.ty.clone()).collect();
-    let sink = tx
-        .copy_in(&format!("COPY {table} ({names}) FROM STDIN BINARY"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    futures_util::pin_mut!(writer);
+    let sink = tx.copy_in(&format!("COPY {table} ({names}) FROM STDIN BINARY"))?;
+    let mut writer = BinaryCopyInWriter::new(sink, &types);
 
     let mut stmt = source.prepare(&format!("SELECT {names} FROM {table}"))?;
     let mut rows = stmt.query([])?;
@@ -224,10 +214,10 @@ async fn copy_table(
             .iter()
             .map(|v| v.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        writer.as_mut().write(&refs).await?;
+        writer.write(&refs)?;
         n += 1;
     }
-    writer.finish().await?;
+    writer.finish()?;
 
     for column in columns.iter().filter(|c| c.identity) {
         // The next id after the highest copied (or 1 for an empty table).
@@ -239,8 +229,7 @@ async fn copy_table(
                 name = column.name
             ),
             &[],
-        )
-        .await?;
+        )?;
     }
     Ok(n)
 }

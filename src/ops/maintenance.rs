@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use crate::sql::Connection;
 use serde::Serialize;
 
 use crate::store::{self, Store, StoreError};
@@ -65,6 +65,11 @@ pub async fn run(store: &Store) -> Result<Maintenance, StoreError> {
 }
 
 fn maintain(conn: &Connection, db: &Path) -> Result<Maintenance, StoreError> {
+    let Some(conn) = conn.sqlite() else {
+        return Err(StoreError::Internal(
+            "database maintenance is for SQLite; PostgreSQL's autovacuum does its own".into(),
+        ));
+    };
     let started = Instant::now();
     let wal = store::wal_path(db);
     let db_bytes_before = file_len(db);

@@ -34,7 +34,7 @@ fn millis(d: std::time::Duration) -> Millis {
 /// Runs `prune` in transactions of [`BATCH`] rows until fewer are left; returns (rows, transactions).
 async fn in_batches<F>(store: &Store, prune: F) -> Result<(u64, u64), StoreError>
 where
-    F: Fn(&WriteTx<'_>) -> rusqlite::Result<usize> + Send + Sync + Clone + 'static,
+    F: Fn(&WriteTx<'_>) -> crate::sql::Result<usize> + Send + Sync + Clone + 'static,
 {
     let (mut total, mut batches) = (0u64, 0u64);
     loop {

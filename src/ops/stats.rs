@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::sql::Connection;
 use actix_web::{HttpResponse, web};
-use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Admin;
@@ -49,7 +49,7 @@ fn by_state(counts: Vec<(String, u64)>, states: &[&str]) -> Map<String, Value> {
     out
 }
 
-fn read(c: &Connection, now: Millis) -> rusqlite::Result<Value> {
+fn read(c: &Connection, now: Millis) -> crate::sql::Result<Value> {
     let hour_ago = now - i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX);
     let jobs = by_state(
         jobs::queue::count_by_state(c)?

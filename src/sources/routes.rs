@@ -25,7 +25,7 @@ pub(super) async fn list(
             names
                 .iter()
                 .map(|n| Ok((inbound::last_received(c, n)?, inbound::last_rejected(c, n)?)))
-                .collect::<rusqlite::Result<Vec<_>>>()
+                .collect::<crate::sql::Result<Vec<_>>>()
                 .map_err(ApiError::from)
         })
         .await?;

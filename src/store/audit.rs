@@ -3,7 +3,7 @@
 //! change and its record commit together. Every layer above records here; the admin API that
 //! lists them is `ops::audit`.
 
-use rusqlite::{Connection, params};
+use crate::sql::{Connection, params};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -27,7 +27,7 @@ pub struct Entry<'a> {
 ///
 /// # Errors
 /// A database error.
-pub fn record(tx: &WriteTx<'_>, entry: &Entry<'_>) -> rusqlite::Result<()> {
+pub fn record(tx: &WriteTx<'_>, entry: &Entry<'_>) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO audit_log (id, at, actor, action, target_type, target_id, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -67,7 +67,7 @@ pub fn list(
     since: Option<Millis>,
     before: Option<&str>,
     limit: usize,
-) -> rusqlite::Result<Vec<Record>> {
+) -> crate::sql::Result<Vec<Record>> {
     let action = crate::pagination::ActionFilter::parse(action);
     let (target_id, before) = (target_id.map(str::to_string), before.map(str::to_string));
     crate::pagination::ListQuery::new()

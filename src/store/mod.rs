@@ -1,4 +1,5 @@
-//! SQLite storage: connection settings, migrations, a read pool, and the single [`Writer`].
+//! Storage, SQLite or PostgreSQL (`database.path` or `database.url`): connection settings,
+//! migrations, a read pool, and the single [`Writer`]. Queries go through [`crate::sql`].
 //!
 //! Every write of the process goes through [`Writer`] (one thread, one connection, group commit);
 //! reads use the r2d2 pool, whose connections are `query_only`. Both run off the async threads.
@@ -18,6 +19,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
+
+use crate::sql;
 use rusqlite_migration::{M, MigrationDefinitionError, Migrations};
 use tokio::sync::Notify;
 
@@ -103,7 +106,7 @@ pub enum StoreError {
     Closed,
     /// A query failed.
     #[error("database error: {0}")]
-    Sqlite(rusqlite::Error),
+    Query(sql::Error),
     /// No pooled connection became free in time.
     #[error("no database connection available: {0}")]
     Pool(#[from] r2d2::Error),
@@ -129,7 +132,45 @@ impl From<rusqlite::Error> for StoreError {
                 | C::DatabaseCorrupt
                 | C::NotADatabase,
             ) => Self::Unavailable(e.to_string()),
-            _ => Self::Sqlite(e),
+            _ => Self::Query(sql::Error::Sqlite(e)),
+        }
+    }
+}
+
+impl From<sql::Error> for StoreError {
+    /// As for SQLite's errors; a PostgreSQL server that cannot be reached, is shutting down,
+    /// is out of disk or refuses connections is [`Self::Unavailable`] too.
+    fn from(e: sql::Error) -> Self {
+        match e {
+            sql::Error::Sqlite(e) => Self::from(e),
+            sql::Error::Postgres(pg) => {
+                use ::postgres::error::SqlState as S;
+                let unavailable = pg.is_closed()
+                    || pg.as_db_error().is_none()
+                    || pg.code().is_some_and(|c| {
+                        [
+                            S::DISK_FULL,
+                            S::INSUFFICIENT_RESOURCES,
+                            S::OUT_OF_MEMORY,
+                            S::TOO_MANY_CONNECTIONS,
+                            S::ADMIN_SHUTDOWN,
+                            S::CRASH_SHUTDOWN,
+                            S::CANNOT_CONNECT_NOW,
+                            S::READ_ONLY_SQL_TRANSACTION,
+                            S::LOCK_NOT_AVAILABLE,
+                            S::T_R_SERIALIZATION_FAILURE,
+                            S::T_R_DEADLOCK_DETECTED,
+                        ]
+                        .contains(c)
+                    });
+                let e = sql::Error::Postgres(pg);
+                if unavailable {
+                    Self::Unavailable(e.to_string())
+                } else {
+                    Self::Query(e)
+                }
+            }
+            other => Self::Query(other),
         }
     }
 }
@@ -179,8 +220,14 @@ impl From<rusqlite::Error> for ApiError {
     }
 }
 
+impl From<sql::Error> for ApiError {
+    fn from(e: sql::Error) -> Self {
+        Self::from(StoreError::from(e))
+    }
+}
+
 /// The read pool.
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub type Pool = r2d2::Pool<sql::Manager>;
 
 /// Handle to the database: reads through the pool, writes through the writer.
 #[derive(Clone)]
@@ -188,6 +235,7 @@ pub struct Store {
     pool: Pool,
     writer: Writer,
     path: PathBuf,
+    postgres: bool,
 }
 
 impl Store {
@@ -201,16 +249,64 @@ impl Store {
         cfg: &DatabaseConfig,
         wake: Arc<Notify>,
         schema: Schema<'_>,
+        postgres_schema: Schema<'_>,
     ) -> anyhow::Result<Self> {
+        if let Some(url) = &cfg.url {
+            // The blocking client cannot start on an async thread: it opens on one of its own.
+            return std::thread::scope(|s| {
+                s.spawn(|| Self::open_postgres(url.expose(), cfg, wake, postgres_schema))
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("opening PostgreSQL panicked")))
+            });
+        }
         let mut conn = open_write_connection(&cfg.path, cfg.synchronous)?;
         migrate(&mut conn, schema)?;
-        let writer = Writer::start(conn, wake).context("starting the writer thread")?;
+        let writer = Writer::start(conn.into(), wake).context("starting the writer thread")?;
         let pool = read_pool(&cfg.path, cfg.synchronous, cfg.pool_size)?;
         Ok(Self {
             pool,
             writer,
             path: cfg.path.clone(),
+            postgres: false,
         })
+    }
+
+    /// PostgreSQL: the same writer on one client, and a pool of clients whose transactions are
+    /// read-only (as SQLite's read connections are `query_only`).
+    fn open_postgres(
+        url: &str,
+        cfg: &DatabaseConfig,
+        wake: Arc<Notify>,
+        schema: Schema<'_>,
+    ) -> anyhow::Result<Self> {
+        let mut client = postgres::connect(url)?;
+        postgres::migrate(&mut client, schema)?;
+        let writer = Writer::start(client.into(), wake).context("starting the writer thread")?;
+        let mut config = postgres::config(url)?;
+        config.options("-c default_transaction_read_only=on");
+        let manager = r2d2_postgres::PostgresConnectionManager::new(config, ::postgres::NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(cfg.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(POOL_TIMEOUT)
+            .build(sql::Manager::Postgres(manager))
+            .with_context(|| format!("opening the read pool on {}", crate::redact::url(url)))?;
+        Ok(Self {
+            pool,
+            writer,
+            path: cfg.path.clone(),
+            postgres: true,
+        })
+    }
+
+    /// Which database this is.
+    #[must_use]
+    pub fn dialect(&self) -> sql::Dialect {
+        if self.postgres {
+            sql::Dialect::Postgres
+        } else {
+            sql::Dialect::Sqlite
+        }
     }
 
     /// The single writer.
@@ -231,7 +327,7 @@ impl Store {
     /// `f`'s error, or a pool/panic failure converted into `E`.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&sql::Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
@@ -253,10 +349,14 @@ impl Store {
     /// `f`'s error, or a pool error.
     pub async fn read_quick<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&sql::Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        if self.dialect() == sql::Dialect::Postgres {
+            // A blocking client must not run on this async thread.
+            return self.read(f).await;
+        }
         match self.pool.try_get() {
             Some(conn) => f(&conn),
             None => self.read(f).await,
@@ -353,7 +453,7 @@ fn read_pool(path: &Path, sync: Synchronous, size: u32) -> anyhow::Result<Pool> 
         // A local file connection does not go stale: no `SELECT 1` before every read.
         .test_on_check_out(false)
         .connection_timeout(POOL_TIMEOUT)
-        .build(manager)
+        .build(sql::Manager::Sqlite(manager))
         .with_context(|| format!("opening the read pool on {}", path.display()))
 }
 
@@ -411,7 +511,18 @@ pub fn latest_version(schema: Schema<'_>) -> usize {
 ///
 /// # Errors
 /// As [`migrate`] and [`open_write_connection`].
-pub fn migrate_file(cfg: &DatabaseConfig, schema: Schema<'_>) -> anyhow::Result<MigrationReport> {
+pub fn migrate_file(
+    cfg: &DatabaseConfig,
+    schema: Schema<'_>,
+    postgres_schema: Schema<'_>,
+) -> anyhow::Result<MigrationReport> {
+    if let Some(url) = &cfg.url {
+        return std::thread::scope(|s| {
+            s.spawn(|| postgres::migrate(&mut postgres::connect(url.expose())?, postgres_schema))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("migrating PostgreSQL panicked")))
+        });
+    }
     let mut conn = open_write_connection(&cfg.path, cfg.synchronous)?;
     migrate(&mut conn, schema)
 }

@@ -13,8 +13,8 @@
 //! locale: ids page in the same order, and prefix `LIKE`s can use the indexes), `BLOB` →
 //! `BYTEA`; constraints and partial indexes are the same.
 
+use ::postgres::{Client, GenericClient, NoTls};
 use anyhow::Context as _;
-use tokio_postgres::{Client, GenericClient, NoTls};
 
 use super::{MigrationReport, Schema};
 
@@ -30,23 +30,33 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// Connects to `url`; the connection is driven on the current Tokio runtime. A URL without a
+/// Connects to `url` (a blocking client: call it off the async threads). A URL without a
 /// password takes `$PGPASSWORD`, as PostgreSQL's own tools do, so that it need not appear on a
 /// command line. The connection is made without TLS (`sslmode=require` is refused).
 ///
 /// # Errors
 /// When `url` is not a PostgreSQL URL or the server cannot be reached or refuses the login.
-pub async fn connect(url: &str) -> anyhow::Result<Client> {
+pub fn connect(url: &str) -> anyhow::Result<Client> {
+    config(url)?
+        .connect(NoTls)
+        .with_context(|| format!("connecting to {}", crate::redact::url(url)))
+}
+
+/// The client settings of `url`, with `$PGPASSWORD` when it has no password.
+///
+/// # Errors
+/// As [`connect`], before connecting.
+pub fn config(url: &str) -> anyhow::Result<::postgres::Config> {
     anyhow::ensure!(
         is_postgres_url(url),
         "expected a postgres:// (or postgresql://) URL"
     );
     let shown = crate::redact::url(url);
-    let mut config: tokio_postgres::Config = url
+    let mut config: ::postgres::Config = url
         .parse()
         .map_err(|e| anyhow::anyhow!("{shown} is not a valid PostgreSQL URL: {e}"))?;
     anyhow::ensure!(
-        config.get_ssl_mode() != tokio_postgres::config::SslMode::Require,
+        config.get_ssl_mode() != ::postgres::config::SslMode::Require,
         "{shown} asks for sslmode=require, but hookrelay connects to PostgreSQL without TLS: \
          use a private network, a loopback or an SSH tunnel, and drop sslmode=require"
     );
@@ -55,16 +65,47 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
     {
         config.password(password.as_encoded_bytes());
     }
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .with_context(|| format!("connecting to {shown}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(error = %e, "the PostgreSQL connection failed");
-        }
-    });
-    Ok(client)
+    Ok(config)
+}
+
+/// Key of the advisory lock a `serve` on PostgreSQL holds ("serve" in ASCII): one process per
+/// database until replicas share the work safely.
+const SERVE_LOCK: i64 = 0x73_6572_7665;
+/// How long a starting `serve` waits for [`SERVE_LOCK`].
+const SERVE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes the database for one `serve`: the returned session holds an advisory lock until it
+/// is dropped. A process that just stopped may still be closing its session, so this waits a
+/// few seconds for it.
+///
+/// # Errors
+/// When another `serve` holds the database, or it cannot be reached.
+pub fn lock_serve(url: &str) -> anyhow::Result<crate::sql::PgClient> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut serving = connect(url)?;
+            // A process that just stopped may still be saying goodbye: give its session a moment.
+            let deadline = std::time::Instant::now() + SERVE_LOCK_WAIT;
+            let free = loop {
+                let free: bool = serving
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVE_LOCK])?
+                    .get(0);
+                if free || std::time::Instant::now() >= deadline {
+                    break free;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            };
+            anyhow::ensure!(
+                free,
+                "another hookrelay serve is using this PostgreSQL database ({}); \
+             this release runs one serve per database",
+                crate::redact::url(url)
+            );
+            Ok(crate::sql::PgClient::from(serving))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("locking the PostgreSQL database panicked")))
+    })
 }
 
 /// Each version's SQL from `schema`'s PostgreSQL steps, from [`FIRST_VERSION`] on.
@@ -113,17 +154,15 @@ pub fn tables(schema: Schema<'_>) -> Vec<String> {
 ///
 /// # Errors
 /// A database error.
-pub async fn schema_version(client: &impl GenericClient) -> anyhow::Result<usize> {
+pub fn schema_version(client: &mut impl GenericClient) -> anyhow::Result<usize> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('hookrelay_schema') IS NOT NULL", &[])
-        .await?
+        .query_one("SELECT to_regclass('hookrelay_schema') IS NOT NULL", &[])?
         .get(0);
     if !exists {
         return Ok(0);
     }
     let v: Option<i64> = client
-        .query_opt("SELECT version FROM hookrelay_schema", &[])
-        .await?
+        .query_opt("SELECT version FROM hookrelay_schema", &[])?
         .map(|r| r.get(0));
     Ok(v.and_then(|v| usize::try_from(v).ok()).unwrap_or(0))
 }
@@ -133,17 +172,15 @@ pub async fn schema_version(client: &impl GenericClient) -> anyhow::Result<usize
 ///
 /// # Errors
 /// When a step fails or the database is newer than this binary knows.
-pub async fn migrate(client: &mut Client, schema: Schema<'_>) -> anyhow::Result<MigrationReport> {
+pub fn migrate(client: &mut Client, schema: Schema<'_>) -> anyhow::Result<MigrationReport> {
     let steps = versions(schema);
     let latest = steps.last().map_or(0, |(v, _)| *v);
-    let from = schema_version(client).await?;
+    let from = schema_version(client)?;
     for (version, sql) in steps {
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS hookrelay_schema (version BIGINT NOT NULL)")
-            .await?;
-        let current = schema_version(&tx).await?;
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS hookrelay_schema (version BIGINT NOT NULL)")?;
+        let current = schema_version(&mut tx)?;
         if current > latest {
             anyhow::bail!(
                 "the database schema is version {current}, newer than this hookrelay binary \
@@ -154,19 +191,17 @@ pub async fn migrate(client: &mut Client, schema: Schema<'_>) -> anyhow::Result<
             continue;
         }
         tx.batch_execute(&sql)
-            .await
             .with_context(|| format!("applying schema version {version}"))?;
-        tx.execute("DELETE FROM hookrelay_schema", &[]).await?;
+        tx.execute("DELETE FROM hookrelay_schema", &[])?;
         tx.execute(
             "INSERT INTO hookrelay_schema (version) VALUES ($1)",
             &[&i64::try_from(version).unwrap_or(i64::MAX)],
-        )
-        .await?;
-        tx.commit().await?;
+        )?;
+        tx.commit()?;
     }
     Ok(MigrationReport {
         from,
-        to: schema_version(client).await?.max(from),
+        to: schema_version(client)?.max(from),
     })
 }
 

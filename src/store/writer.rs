@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use crate::sql::{self, Connection};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::StoreError;
@@ -426,7 +426,7 @@ fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Command>) -> Drained {
 /// Runs a [`Msg::Direct`] on the bare connection; rolls back a transaction it left open.
 fn run_direct(conn: &Connection, direct: Direct) {
     direct(conn);
-    if !conn.is_autocommit() {
+    if conn.sqlite().is_some_and(|c| !c.is_autocommit()) {
         tracing::warn!("a direct writer command left a transaction open; rolling it back");
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -471,18 +471,59 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, wake: &Notify, stats: 
     if !batch.is_empty() {
         run_batch(&mut conn, &mut batch, wake, stats);
     }
+    let Some(conn) = conn.into_sqlite() else {
+        return;
+    };
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the write connection failed");
     }
 }
 
-/// Runs a parameterless statement through the statement cache: savepoints and transaction
-/// control run several times per batch, and parsing them each time showed in profiles.
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+/// Runs a parameterless statement: on SQLite through the statement cache (savepoints and
+/// transaction control run several times per batch, and parsing them each time showed in
+/// profiles), on PostgreSQL as a simple query.
+fn exec(conn: &Connection, sql: &str) -> sql::Result<()> {
+    match conn.sqlite() {
+        Some(c) => c
+            .prepare_cached(sql)?
+            .execute([])
+            .map(|_| ())
+            .map_err(Into::into),
+        None => conn.execute_batch(sql),
+    }
 }
 
-fn rollback_command(conn: &Connection) -> rusqlite::Result<()> {
+/// Commits the batch. PostgreSQL answers `COMMIT` of a transaction that a failed statement
+/// aborted with a silent rollback, so a statement runs first that fails in that state: a
+/// command that swallowed its own error cannot turn into an ack of nothing.
+fn commit(conn: &Connection) -> sql::Result<()> {
+    if conn.dialect() == sql::Dialect::Postgres {
+        exec(conn, "SELECT 1")?;
+    }
+    exec(conn, "COMMIT")
+}
+
+/// Opens the batch's transaction: on SQLite `IMMEDIATE`, taking the write lock at once.
+fn begin(conn: &Connection) -> sql::Result<()> {
+    exec(conn, conn.dialect_sql("BEGIN IMMEDIATE", "BEGIN"))
+}
+
+/// Rows changed so far on SQLite; `None` on PostgreSQL, where any failed statement aborts the
+/// transaction, so a failed command always leaves it dirty.
+fn total_changes(conn: &Connection) -> Option<u64> {
+    conn.sqlite().map(rusqlite::Connection::total_changes)
+}
+
+/// Whether no transaction is open: SQLite rolls a whole transaction back by itself on some
+/// failures (disk full, I/O error); a PostgreSQL transaction ends only with its connection.
+fn outside_transaction(conn: &Connection) -> bool {
+    match conn.sqlite() {
+        Some(c) => c.is_autocommit(),
+        None => conn.postgres().is_some_and(|c| c.borrow().is_closed()),
+    }
+}
+
+fn rollback_command(conn: &Connection) -> sql::Result<()> {
     exec(conn, "ROLLBACK TO cmd")?;
     exec(conn, "RELEASE cmd")
 }
@@ -520,7 +561,7 @@ fn apply(wtx: &WriteTx<'_>, batch: &mut [Command], isolate: bool) -> Applied {
             };
         }
         let hooks_before = wtx.after_commit.borrow().len();
-        let changes_before = wtx.total_changes();
+        let changes_before = total_changes(wtx);
         let outcome = match catch_unwind(AssertUnwindSafe(|| cmd.run(wtx))) {
             Ok(true) => Ran::Ok,
             Ok(false) => Ran::Failed,
@@ -540,16 +581,19 @@ fn apply(wtx: &WriteTx<'_>, batch: &mut [Command], isolate: bool) -> Applied {
             continue;
         }
         wtx.after_commit.borrow_mut().truncate(hooks_before);
-        if wtx.is_autocommit() {
+        if outside_transaction(wtx) {
             // SQLite rolled the whole transaction back (disk full, I/O error).
             ran.push(outcome);
             return Applied::Aborted {
                 ran,
-                reason: "the transaction was rolled back by SQLite".into(),
+                reason: "the transaction was rolled back by the database".into(),
             };
         }
         if !isolate {
-            if outcome == Ran::Panicked || wtx.total_changes() != changes_before {
+            if outcome == Ran::Panicked
+                || changes_before.is_none()
+                || total_changes(wtx) != changes_before
+            {
                 return Applied::Dirty;
             }
             // It failed before changing anything: there is nothing to undo.
@@ -572,7 +616,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     let n = batch.len();
     let mut isolate = false;
     let (applied, wake_workers, after_commit) = loop {
-        if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        if let Err(e) = begin(conn) {
             // Recorded before any caller hears of it, so `/readyz` agrees with the 503 they answer.
             stats.failed(&e.to_string());
             tracing::error!(error = %e, commands = n, "cannot begin a write transaction");
@@ -607,13 +651,13 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     };
     let outcome = match aborted {
         Some(reason) => {
-            if !conn.is_autocommit() {
+            if !outside_transaction(conn) {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             Err(reason)
         }
-        None => exec(conn, "COMMIT").map_err(|e| {
-            if !conn.is_autocommit() {
+        None => commit(conn).map_err(|e| {
+            if !outside_transaction(conn) {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             e.to_string()

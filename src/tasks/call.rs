@@ -64,7 +64,7 @@ pub fn kind(caller: Arc<Caller>) -> JobKind {
 /// The one error handler for tasks: a task's job died (out of attempts, 410, a URL that may not
 /// be called, or crashes on its last attempt). The task is `failed`, and an audit record and a
 /// `system.task.failed` event are written in the same commit; the log line is the worker's.
-fn on_dead(tx: &WriteTx<'_>, publisher: &Publisher, dead: &DeadJob) -> rusqlite::Result<()> {
+fn on_dead(tx: &WriteTx<'_>, publisher: &Publisher, dead: &DeadJob) -> crate::sql::Result<()> {
     let Some(id) = dead.payload.get("task_id").and_then(Value::as_str) else {
         return Ok(());
     };

@@ -292,7 +292,7 @@ pub fn register(
 ///
 /// # Errors
 /// A database error.
-pub fn sealed_key_ids(conn: &rusqlite::Connection) -> Result<Vec<String>, StoreError> {
+pub fn sealed_key_ids(conn: &crate::sql::Connection) -> Result<Vec<String>, StoreError> {
     let mut ids: Vec<String> = store::all_headers(conn)?
         .iter()
         .flat_map(|(_, m)| headers::key_ids(m).collect::<Vec<_>>())

@@ -347,7 +347,7 @@ async fn list_tasks(
     Ok(HttpResponse::Ok().json(json!({"tasks": items, "next_cursor": next})))
 }
 
-fn detail_json(c: &rusqlite::Connection, id: &str) -> Result<Value, ApiError> {
+fn detail_json(c: &crate::sql::Connection, id: &str) -> Result<Value, ApiError> {
     let mut v = store::get(c, id)?.ok_or_else(|| ApiError::not_found(format!("task {id}")))?;
     v["attempts"] = json!(store::attempts(c, id)?);
     Ok(shown_task(v))

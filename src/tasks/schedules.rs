@@ -483,7 +483,7 @@ impl Schedules {
                 names
                     .iter()
                     .map(|n| Ok((n.clone(), store::last_run(c, n)?)))
-                    .collect::<Result<BTreeMap<_, _>, rusqlite::Error>>()
+                    .collect::<Result<BTreeMap<_, _>, crate::sql::Error>>()
                     .map_err(StoreError::from)
             })
             .await?;
@@ -693,7 +693,7 @@ fn audit(
     action: &str,
     name: &str,
     detail: Value,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     crate::store::audit::record(
         tx,
         &crate::store::audit::Entry {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension as _, Row, params};
+use crate::sql::{Connection, OptionalExtension as _, Row, params};
 use serde_json::{Map, Value, json};
 
 use crate::clock::{self, Millis};
@@ -115,7 +115,7 @@ fn schedule_json(waits: &[Duration]) -> String {
 ///
 /// # Errors
 /// A database error.
-fn by_key(conn: &Connection, scope: &str, key: &str) -> rusqlite::Result<Option<String>> {
+fn by_key(conn: &Connection, scope: &str, key: &str) -> crate::sql::Result<Option<String>> {
     conn.prepare_cached("SELECT id FROM tasks WHERE key_scope = ?1 AND idempotency_key = ?2")?
         .query_row(params![scope, key], |r| r.get(0))
         .optional()
@@ -132,7 +132,7 @@ pub fn insert(
     t: &NewTask,
     state: TaskState,
     handoff: Option<&Handoff>,
-) -> rusqlite::Result<Inserted> {
+) -> crate::sql::Result<Inserted> {
     if let (Some(scope), Some(key)) = (&t.key_scope, &t.idempotency_key)
         && let Some(id) = by_key(tx, scope, key)?
     {
@@ -179,7 +179,7 @@ fn new_job(
     run_at: Millis,
     max_attempts: u32,
     handoff: Option<&Handoff>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let mut job = NewJob::new(KIND, json!({"task_id": task_id})).max_attempts(max_attempts);
     if run_at > clock::now_ms() {
         job = job.run_at(run_at);
@@ -221,7 +221,7 @@ fn durations(text: &str) -> Vec<Duration> {
 ///
 /// # Errors
 /// A database error.
-pub fn start(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<Option<ToCall>> {
+pub fn start(tx: &WriteTx<'_>, id: &str) -> crate::sql::Result<Option<ToCall>> {
     tx.prepare_cached(
         "UPDATE tasks SET state = 'running', updated_at = ?2
          WHERE id = ?1 AND state IN ('scheduled', 'retrying', 'running')
@@ -256,7 +256,7 @@ pub fn record_attempt(
     id: &str,
     a: &AttemptRow,
     next: Next,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO task_attempts (task_id, attempt, at, status, latency_ms, response_headers,
                                     response_headers_truncated, response_body, error_kind, error)
@@ -304,7 +304,7 @@ pub fn record_attempt(
 ///
 /// # Errors
 /// A database error.
-pub fn fail(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<()> {
+pub fn fail(tx: &WriteTx<'_>, id: &str, error: &str) -> crate::sql::Result<()> {
     let now = clock::now_ms();
     tx.prepare_cached(
         "UPDATE tasks SET state = 'failed', last_error = ?2, finished_at = ?3, updated_at = ?3
@@ -319,7 +319,7 @@ pub fn fail(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<()> {
 ///
 /// # Errors
 /// A database error.
-pub fn note_skipped(tx: &WriteTx<'_>, id: &str, running: &str) -> rusqlite::Result<()> {
+pub fn note_skipped(tx: &WriteTx<'_>, id: &str, running: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE tasks SET last_error = ?2 WHERE id = ?1")?
         .execute(params![
             id,
@@ -345,7 +345,7 @@ pub struct Failed {
 ///
 /// # Errors
 /// A database error.
-pub fn fail_dead(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<Option<Failed>> {
+pub fn fail_dead(tx: &WriteTx<'_>, id: &str, error: &str) -> crate::sql::Result<Option<Failed>> {
     let now = clock::now_ms();
     tx.prepare_cached(
         "UPDATE tasks SET state = 'failed', last_error = COALESCE(last_error, ?2),
@@ -371,7 +371,7 @@ pub fn fail_dead(tx: &WriteTx<'_>, id: &str, error: &str) -> rusqlite::Result<Op
 ///
 /// # Errors
 /// A database error.
-pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<Option<bool>> {
+pub fn cancel(tx: &WriteTx<'_>, id: &str) -> crate::sql::Result<Option<bool>> {
     let Some((state, job_id)) = state_and_job(tx, id)? else {
         return Ok(None);
     };
@@ -396,7 +396,7 @@ pub fn cancel(tx: &WriteTx<'_>, id: &str) -> rusqlite::Result<Option<bool>> {
 fn state_and_job(
     conn: &Connection,
     id: &str,
-) -> rusqlite::Result<Option<(String, Option<String>)>> {
+) -> crate::sql::Result<Option<(String, Option<String>)>> {
     conn.prepare_cached("SELECT state, job_id FROM tasks WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -411,7 +411,7 @@ pub fn retry(
     tx: &WriteTx<'_>,
     id: &str,
     handoff: Option<&Handoff>,
-) -> rusqlite::Result<Option<bool>> {
+) -> crate::sql::Result<Option<bool>> {
     let Some((state, job_id)) = state_and_job(tx, id)? else {
         return Ok(None);
     };
@@ -455,12 +455,12 @@ fn human(d: Duration) -> String {
 }
 
 /// A task as the API shows it (headers as stored: the caller shows them redacted).
-fn task_row(r: &Row<'_>) -> rusqlite::Result<Value> {
+fn task_row(r: &Row<'_>) -> crate::sql::Result<Value> {
     let headers: String = r.get(6)?;
     let body: Option<Vec<u8>> = r.get(7)?;
     let timeout: i64 = r.get(8)?;
     let schedule: String = r.get(9)?;
-    let at = |i: usize| -> rusqlite::Result<Option<String>> {
+    let at = |i: usize| -> crate::sql::Result<Option<String>> {
         Ok(r.get::<_, Option<Millis>>(i)?.map(clock::to_rfc3339))
     };
     Ok(json!({
@@ -493,7 +493,7 @@ fn task_row(r: &Row<'_>) -> rusqlite::Result<Value> {
 ///
 /// # Errors
 /// A database error.
-pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
+pub fn get(conn: &Connection, id: &str) -> crate::sql::Result<Option<Value>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
         .query_row([id], task_row)
         .optional()
@@ -503,7 +503,7 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
 ///
 /// # Errors
 /// A database error.
-pub fn attempts(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Value>> {
+pub fn attempts(conn: &Connection, id: &str) -> crate::sql::Result<Vec<Value>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ATTEMPT_COLUMNS} FROM task_attempts WHERE task_id = ?1 ORDER BY attempt"
     ))?;
@@ -524,7 +524,7 @@ pub struct TaskFilter {
 ///
 /// # Errors
 /// A database error.
-pub fn list(conn: &Connection, f: &TaskFilter, limit: usize) -> rusqlite::Result<Vec<Value>> {
+pub fn list(conn: &Connection, f: &TaskFilter, limit: usize) -> crate::sql::Result<Vec<Value>> {
     ListQuery::new()
         .filter("state = ?", &f.state)
         .filter("name = ?", &f.name)
@@ -537,7 +537,7 @@ pub fn list(conn: &Connection, f: &TaskFilter, limit: usize) -> rusqlite::Result
 ///
 /// # Errors
 /// A database error.
-pub fn active_run(conn: &Connection, schedule: &str) -> rusqlite::Result<Option<String>> {
+pub fn active_run(conn: &Connection, schedule: &str) -> crate::sql::Result<Option<String>> {
     conn.prepare_cached(
         "SELECT id FROM tasks WHERE schedule = ?1 AND state IN ('scheduled', 'running', 'retrying')
          ORDER BY id DESC LIMIT 1",
@@ -550,7 +550,7 @@ pub fn active_run(conn: &Connection, schedule: &str) -> rusqlite::Result<Option<
 ///
 /// # Errors
 /// A database error.
-pub fn last_run(conn: &Connection, schedule: &str) -> rusqlite::Result<Option<Value>> {
+pub fn last_run(conn: &Connection, schedule: &str) -> crate::sql::Result<Option<Value>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM tasks WHERE schedule = ?1 ORDER BY id DESC LIMIT 1"
     ))?
@@ -562,7 +562,7 @@ pub fn last_run(conn: &Connection, schedule: &str) -> rusqlite::Result<Option<Va
 ///
 /// # Errors
 /// A database error.
-pub fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+pub fn count_by_state(conn: &Connection) -> crate::sql::Result<Vec<(String, u64)>> {
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
     let rows = stmt.query_map([], |r| {
         Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
@@ -593,7 +593,9 @@ impl HeaderOwner {
 ///
 /// # Errors
 /// A database error.
-pub fn all_headers(conn: &Connection) -> rusqlite::Result<Vec<(HeaderOwner, Map<String, Value>)>> {
+pub fn all_headers(
+    conn: &Connection,
+) -> crate::sql::Result<Vec<(HeaderOwner, Map<String, Value>)>> {
     let mut out = Vec::new();
     for (table, key) in [("tasks", "id"), ("schedules", "name")] {
         let mut stmt = conn.prepare_cached(&format!(
@@ -623,7 +625,7 @@ pub fn set_headers(
     tx: &WriteTx<'_>,
     owner: &HeaderOwner,
     headers: &Map<String, Value>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let text = Value::Object(headers.clone()).to_string();
     match owner {
         HeaderOwner::Task(id) => tx
@@ -646,7 +648,7 @@ pub fn prune(
     succeeded_before: Millis,
     failed_before: Millis,
     limit: usize,
-) -> rusqlite::Result<usize> {
+) -> crate::sql::Result<usize> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     tx.prepare_cached(
         "DELETE FROM tasks WHERE id IN (
@@ -690,7 +692,7 @@ const SCHEDULE_COLUMNS: &str =
     "name, origin, cron, timezone, url, method, headers, body, timeout_ms,
      retry_schedule, overlap, catch_up, enabled, paused, last_tick, created_at, updated_at";
 
-fn schedule_row(r: &Row<'_>) -> rusqlite::Result<StoredSchedule> {
+fn schedule_row(r: &Row<'_>) -> crate::sql::Result<StoredSchedule> {
     let headers: String = r.get(6)?;
     let timeout: Option<i64> = r.get(8)?;
     let retry: Option<String> = r.get(9)?;
@@ -719,7 +721,7 @@ fn schedule_row(r: &Row<'_>) -> rusqlite::Result<StoredSchedule> {
 ///
 /// # Errors
 /// A database error.
-pub fn schedules(conn: &Connection) -> rusqlite::Result<BTreeMap<String, StoredSchedule>> {
+pub fn schedules(conn: &Connection) -> crate::sql::Result<BTreeMap<String, StoredSchedule>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules"))?;
     let rows = stmt.query_map([], schedule_row)?;
     rows.map(|r| r.map(|s| (s.name.clone(), s))).collect()
@@ -729,7 +731,7 @@ pub fn schedules(conn: &Connection) -> rusqlite::Result<BTreeMap<String, StoredS
 ///
 /// # Errors
 /// A database error.
-pub fn schedule(conn: &Connection, name: &str) -> rusqlite::Result<Option<StoredSchedule>> {
+pub fn schedule(conn: &Connection, name: &str) -> crate::sql::Result<Option<StoredSchedule>> {
     conn.prepare_cached(&format!(
         "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?1"
     ))?
@@ -737,14 +739,12 @@ pub fn schedule(conn: &Connection, name: &str) -> rusqlite::Result<Option<Stored
     .optional()
 }
 
-/// Writes `s`: its definition, and its last tick if that is later than the stored one (an
-/// existing row keeps its `paused`).
-///
-/// # Errors
-/// A database error.
-pub fn put_schedule(tx: &WriteTx<'_>, s: &StoredSchedule) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO schedules (name, origin, cron, timezone, url, method, headers, body, timeout_ms,
+/// Inserts or replaces a schedule; its last tick only moves forward. (SQLite's scalar `MAX` is
+/// PostgreSQL's `GREATEST`.)
+macro_rules! put_schedule {
+    ($greatest:literal) => {
+        concat!(
+                "INSERT INTO schedules (name, origin, cron, timezone, url, method, headers, body, timeout_ms,
                                 retry_schedule, overlap, catch_up, enabled, paused, last_tick,
                                 created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
@@ -754,28 +754,42 @@ pub fn put_schedule(tx: &WriteTx<'_>, s: &StoredSchedule) -> rusqlite::Result<()
              body = excluded.body, timeout_ms = excluded.timeout_ms,
              retry_schedule = excluded.retry_schedule, overlap = excluded.overlap,
              catch_up = excluded.catch_up, enabled = excluded.enabled,
-             last_tick = MAX(COALESCE(last_tick, 0), COALESCE(excluded.last_tick, 0)),
-             updated_at = excluded.updated_at",
-    )?
-    .execute(params![
-        s.name,
-        s.origin,
-        s.cron,
-        s.timezone,
-        s.url,
-        s.method,
-        Value::Object(s.headers.clone()).to_string(),
-        s.body,
-        s.timeout.map(ms),
-        s.retry_schedule.as_deref().map(schedule_json),
-        s.overlap,
-        s.catch_up,
-        s.enabled,
-        s.paused,
-        s.last_tick,
-        s.created_at,
-        s.updated_at,
-    ])?;
+             last_tick = ",
+            $greatest,
+            "(COALESCE(schedules.last_tick, 0), COALESCE(excluded.last_tick, 0)),
+             updated_at = excluded.updated_at"
+        )
+    };
+}
+const PUT_SCHEDULE: &str = put_schedule!("MAX");
+const PUT_SCHEDULE_POSTGRES: &str = put_schedule!("GREATEST");
+
+/// Writes `s`: its definition, and its last tick if that is later than the stored one (an
+/// existing row keeps its `paused`).
+///
+/// # Errors
+/// A database error.
+pub fn put_schedule(tx: &WriteTx<'_>, s: &StoredSchedule) -> crate::sql::Result<()> {
+    tx.prepare_cached(tx.dialect_sql(PUT_SCHEDULE, PUT_SCHEDULE_POSTGRES))?
+        .execute(params![
+            s.name,
+            s.origin,
+            s.cron,
+            s.timezone,
+            s.url,
+            s.method,
+            Value::Object(s.headers.clone()).to_string(),
+            s.body,
+            s.timeout.map(ms),
+            s.retry_schedule.as_deref().map(schedule_json),
+            s.overlap,
+            s.catch_up,
+            s.enabled,
+            s.paused,
+            s.last_tick,
+            s.created_at,
+            s.updated_at,
+        ])?;
     Ok(())
 }
 
@@ -783,7 +797,7 @@ pub fn put_schedule(tx: &WriteTx<'_>, s: &StoredSchedule) -> rusqlite::Result<()
 ///
 /// # Errors
 /// A database error.
-pub fn delete_schedule(tx: &WriteTx<'_>, name: &str) -> rusqlite::Result<bool> {
+pub fn delete_schedule(tx: &WriteTx<'_>, name: &str) -> crate::sql::Result<bool> {
     Ok(tx
         .prepare_cached("DELETE FROM schedules WHERE name = ?1")?
         .execute([name])?
@@ -800,13 +814,16 @@ pub fn set_paused(
     name: &str,
     paused: bool,
     now: Millis,
-) -> rusqlite::Result<bool> {
+) -> crate::sql::Result<bool> {
     Ok(tx
-        .prepare_cached(
+        .prepare_cached(tx.dialect_sql(
             "UPDATE schedules SET paused = ?2, updated_at = ?3,
-                    last_tick = CASE WHEN ?2 THEN last_tick ELSE MAX(COALESCE(last_tick, 0), ?3) END
+                    last_tick = CASE WHEN ?2 = 1 THEN last_tick ELSE MAX(COALESCE(last_tick, 0), ?3) END
              WHERE name = ?1",
-        )?
+            "UPDATE schedules SET paused = ?2, updated_at = ?3,
+                    last_tick = CASE WHEN ?2 = 1::BIGINT THEN last_tick ELSE GREATEST(COALESCE(last_tick, 0), ?3) END
+             WHERE name = ?1",
+        ))?
         .execute(params![name, paused, now])?
         == 1)
 }
@@ -818,11 +835,11 @@ pub fn set_paused(
 ///
 /// # Errors
 /// A database error.
-pub fn take_tick(tx: &WriteTx<'_>, name: &str, at: Millis) -> rusqlite::Result<bool> {
+pub fn take_tick(tx: &WriteTx<'_>, name: &str, at: Millis) -> crate::sql::Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE schedules SET last_tick = ?2
-             WHERE name = ?1 AND (last_tick IS NULL OR last_tick < ?2) AND enabled AND NOT paused",
+             WHERE name = ?1 AND (last_tick IS NULL OR last_tick < ?2) AND enabled = 1 AND paused = 0",
         )?
         .execute(params![name, at])?
         == 1)

@@ -172,7 +172,7 @@ struct StoredState {
     oldest_due_secs: f64,
 }
 
-fn read_state(c: &rusqlite::Connection, now: clock::Millis) -> rusqlite::Result<StoredState> {
+fn read_state(c: &crate::sql::Connection, now: clock::Millis) -> crate::sql::Result<StoredState> {
     let states: Vec<JobState> = GAUGED_STATES
         .iter()
         .filter_map(|s| JobState::parse(s))

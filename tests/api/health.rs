@@ -47,7 +47,9 @@ async fn set_read_only(app: &TestApp, on: bool) {
     app.app_store
         .writer()
         .run_outside_transaction(move |conn| {
-            conn.pragma_update(None, "query_only", on)?;
+            conn.sqlite()
+                .expect("sqlite")
+                .pragma_update(None, "query_only", on)?;
             Ok::<_, StoreError>(())
         })
         .await

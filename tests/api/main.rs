@@ -16,6 +16,7 @@ mod hostile;
 mod http;
 mod jobs;
 mod js_compat;
+mod on_postgres;
 mod ops;
 mod provider_libs;
 mod receiving;

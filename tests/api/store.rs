@@ -116,7 +116,7 @@ async fn a_failing_command_rolls_back_only_itself() {
         "the blocker's batch, then one batch with all three"
     );
     assert!(a.is_ok() && c.is_ok());
-    assert!(matches!(b, Err(StoreError::Sqlite(_))), "{b:?}");
+    assert!(matches!(b, Err(StoreError::Query(_))), "{b:?}");
     let keys = kv_keys(&store).await;
     assert_eq!(keys, ["a", "c", "dup"]);
 }
@@ -124,7 +124,7 @@ async fn a_failing_command_rolls_back_only_itself() {
 async fn kv_keys(store: &Store) -> Vec<String> {
     store
         .read(|c| {
-            let mut s = c.prepare("SELECT key FROM kv ORDER BY key")?;
+            let mut s = c.prepare_cached("SELECT key FROM kv ORDER BY key")?;
             let rows = s
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<Vec<String>, _>>()?;
@@ -206,7 +206,7 @@ async fn a_command_failing_before_it_wrote_does_not_run_its_batch_again() {
     let (results, runs) = one_batch(&store, [("a", false), ("dup", false), ("c", false)]).await;
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(
-        matches!(results[1], Err(StoreError::Sqlite(_))),
+        matches!(results[1], Err(StoreError::Query(_))),
         "{results:?}"
     );
     assert_eq!(kv_keys(&store).await, ["a", "c", "dup"]);
@@ -337,7 +337,7 @@ async fn a_command_outside_the_transaction_runs_after_earlier_writes_and_alone()
         .writer()
         .run_outside_transaction(|conn| {
             let n = conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?;
-            Ok::<_, StoreError>((conn.is_autocommit(), n))
+            Ok::<_, StoreError>((conn.sqlite().expect("sqlite").is_autocommit(), n))
         })
         .await
         .expect("direct command");
@@ -371,7 +371,8 @@ async fn a_command_outside_the_transaction_runs_after_earlier_writes_and_alone()
         .expect("writer still works");
     let keys: Vec<String> = store
         .read(|c| {
-            let mut s = c.prepare("SELECT key FROM kv WHERE key IN ('left-open', 'after')")?;
+            let mut s =
+                c.prepare_cached("SELECT key FROM kv WHERE key IN ('left-open', 'after')")?;
             s.query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()
                 .map_err(StoreError::from)

@@ -55,6 +55,13 @@ pub fn test_config(dir: &Path) -> Config {
     c.auth.admin_token = Some(Secret::new(ADMIN_TOKEN));
     c.auth.publish_tokens = vec![Secret::new(PUBLISH_TOKEN)];
     c.tasks.signing_secret = Some(Secret::new(TASKS_SECRET));
+    if let Some(url) = postgres_database() {
+        c.database.url = Some(Secret::new(url));
+        c.database.pool_size = 2;
+        c.delivery.encryption_key = Some(Secret::new(
+            "6869686f6f6b72656c61792d746573742d6b65792d3332627974657321212121",
+        ));
+    }
     // No cron ticks in the middle of a test (their jobs would show up in job lists); a test
     // that needs a schedule sets it, and run-now works regardless.
     for spec in hookrelay::app::cron_specs() {
@@ -63,6 +70,28 @@ pub fn test_config(dir: &Path) -> Config {
             .insert(spec.name.to_string(), config::Schedule::Off);
     }
     c
+}
+
+/// With `HOOKRELAY_TEST_POSTGRES` set to a server's URL (e.g.
+/// `postgres://postgres@127.0.0.1:5432/postgres`), every test app runs on a new, empty
+/// PostgreSQL database of that server instead of its own SQLite file.
+fn postgres_database() -> Option<String> {
+    let server = std::env::var("HOOKRELAY_TEST_POSTGRES").ok()?;
+    let name = format!(
+        "hookrelay_test_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    let create = format!("CREATE DATABASE {name}");
+    let url = server.clone();
+    // The blocking client runs its own runtime: not on a test's async thread.
+    std::thread::spawn(move || {
+        let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+        client.batch_execute(&create).expect("create database");
+    })
+    .join()
+    .expect("create the test database");
+    let (base, _) = server.rsplit_once('/').expect("a URL with a database");
+    Some(format!("{base}/{name}"))
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -1,0 +1,893 @@
+//! One query interface over both databases: a [`Connection`] is a SQLite connection or a
+//! PostgreSQL one, and the owners' store functions prepare, bind and read rows through it
+//! without knowing which (rusqlite's shape: `prepare_cached`, `execute`, `query_row`,
+//! `query_map`, `optional`).
+//!
+//! Statements are written with SQLite's numbered placeholders (`?1`, `?2`, or bare `?` in
+//! order); on PostgreSQL they are rewritten to `$1`, `$2` once, when first prepared on a
+//! connection. A query whose text must differ between the two (a SQLite-only function, a cast
+//! PostgreSQL needs) picks its text with [`Connection::dialect`], the two versions side by side.
+//!
+//! Values cross as [`Value`]: integers, reals, text, bytes and NULL — the storage classes of
+//! SQLite, which the PostgreSQL schema maps to `BIGINT`, `DOUBLE PRECISION`, `TEXT` and `BYTEA`.
+//! Binding converts an integer to the width the PostgreSQL parameter has (a `LIMIT` is
+//! `BIGINT`, a `boolean` comparison takes 0/1), so callers bind `u32`, `usize` or `bool` as
+//! they hold them.
+//!
+//! The PostgreSQL side runs the synchronous `postgres` client (tokio-postgres driven on its own
+//! small runtime), so that both databases are used the same way: from the writer thread and
+//! from blocking tasks holding a pooled connection, never from the async threads.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+
+use postgres::types::{FromSql, IsNull, ToSql, Type};
+
+/// Which database a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A query failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{}", postgres_message(.0))]
+    Postgres(#[from] postgres::Error),
+    /// `query_row` found no row ([`OptionalExtension::optional`] turns it into `None`).
+    #[error("the query returned no row")]
+    NoRow,
+    /// A column held a value the caller's type cannot take.
+    #[error("column {index}: {message}")]
+    Column { index: usize, message: String },
+}
+
+/// PostgreSQL's own message with its detail (the constraint a row broke), without the
+/// "db error:" prefix tokio-postgres puts before it.
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => e.to_string(),
+    }
+}
+
+impl Error {
+    /// Whether a `UNIQUE` (or primary-key) constraint refused the row.
+    #[must_use]
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            Self::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+            _ => false,
+        }
+    }
+
+    /// The database's message for a failed statement (the constraint a row broke), if any.
+    #[must_use]
+    pub fn database_message(&self) -> Option<String> {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))) => Some(msg.clone()),
+            Self::Postgres(e) => e.as_db_error().map(|_| postgres_message(e)),
+            _ => None,
+        }
+    }
+}
+
+/// The result of a query.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `query_row(…).optional()`: no row is `None` rather than an error.
+pub trait OptionalExtension<T> {
+    /// `Ok(None)` when the query found no row.
+    ///
+    /// # Errors
+    /// Any other error.
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NoRow) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A value bound to a statement or read from a row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl Value<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Null => "NULL",
+            Self::Int(_) => "an integer",
+            Self::Real(_) => "a real",
+            Self::Text(_) => "text",
+            Self::Blob(_) => "bytes",
+        }
+    }
+}
+
+/// Something that binds as one statement parameter.
+pub trait Param {
+    fn value(&self) -> Value<'_>;
+}
+
+macro_rules! int_param {
+    ($($t:ty),*) => {$(
+        impl Param for $t {
+            fn value(&self) -> Value<'_> {
+                // Ids, counts and milliseconds: never near i64::MAX.
+                Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+int_param!(i8, i16, i32, i64, u8, u16, u32, u64, usize, isize);
+
+impl Param for bool {
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+impl Param for f64 {
+    fn value(&self) -> Value<'_> {
+        Value::Real(*self)
+    }
+}
+impl Param for str {
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+impl Param for String {
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+impl Param for std::sync::Arc<str> {
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+impl Param for [u8] {
+    fn value(&self) -> Value<'_> {
+        Value::Blob(self)
+    }
+}
+impl Param for Vec<u8> {
+    fn value(&self) -> Value<'_> {
+        Value::Blob(self)
+    }
+}
+impl<const N: usize> Param for [u8; N] {
+    fn value(&self) -> Value<'_> {
+        Value::Blob(self)
+    }
+}
+impl<T: Param + ?Sized> Param for &T {
+    fn value(&self) -> Value<'_> {
+        (**self).value()
+    }
+}
+impl<T: Param> Param for Option<T> {
+    fn value(&self) -> Value<'_> {
+        self.as_ref().map_or(Value::Null, Param::value)
+    }
+}
+impl Param for Value<'_> {
+    fn value(&self) -> Value<'_> {
+        *self
+    }
+}
+
+/// A statement's parameters: `params![a, b]`, `[a]`, `[]`, or a slice of `&dyn Param`.
+pub trait Params {
+    fn values(&self) -> Vec<Value<'_>>;
+}
+
+impl Params for &[&dyn Param] {
+    fn values(&self) -> Vec<Value<'_>> {
+        self.iter().map(|p| p.value()).collect()
+    }
+}
+impl Params for Vec<&dyn Param> {
+    fn values(&self) -> Vec<Value<'_>> {
+        self.iter().map(|p| p.value()).collect()
+    }
+}
+impl<const N: usize> Params for &[&dyn Param; N] {
+    fn values(&self) -> Vec<Value<'_>> {
+        self.iter().map(|p| p.value()).collect()
+    }
+}
+impl Params for [&dyn Param; 0] {
+    fn values(&self) -> Vec<Value<'_>> {
+        Vec::new()
+    }
+}
+macro_rules! array_params {
+    ($($n:literal)*) => {$(
+        impl<T: Param> Params for [T; $n] {
+            fn values(&self) -> Vec<Value<'_>> {
+                self.iter().map(Param::value).collect()
+            }
+        }
+    )*};
+}
+array_params!(1 2 3 4 5 6 7 8);
+
+/// Parameters from an iterator (a variable `IN (…)` list).
+pub struct ParamsFromIter<T>(pub Vec<T>);
+
+impl<T: Param> Params for ParamsFromIter<T> {
+    fn values(&self) -> Vec<Value<'_>> {
+        self.0.iter().map(Param::value).collect()
+    }
+}
+
+/// `params_from_iter(ids)`: each item one parameter, in order.
+pub fn params_from_iter<T: Param>(items: impl IntoIterator<Item = T>) -> ParamsFromIter<T> {
+    ParamsFromIter(items.into_iter().collect())
+}
+
+/// `params![a, b, c]`: a statement's parameters, of any [`Param`] types.
+#[macro_export]
+macro_rules! params {
+    () => {
+        &[] as &[&dyn $crate::sql::Param]
+    };
+    ($($p:expr),+ $(,)?) => {
+        &[$(&$p as &dyn $crate::sql::Param),+] as &[&dyn $crate::sql::Param]
+    };
+}
+pub use crate::params;
+
+/// A type a column reads into.
+pub trait FromColumn: Sized {
+    /// # Errors
+    /// When the value is not of this type (the message says what it was).
+    fn from_value(v: Value<'_>) -> Result<Self, String>;
+}
+
+fn wrong(v: Value<'_>, want: &str) -> String {
+    format!("expected {want}, found {}", v.kind())
+}
+
+macro_rules! int_column {
+    ($($t:ty),*) => {$(
+        impl FromColumn for $t {
+            fn from_value(v: Value<'_>) -> Result<Self, String> {
+                match v {
+                    Value::Int(i) => <$t>::try_from(i)
+                        .map_err(|_| format!("{i} is out of range for {}", stringify!($t))),
+                    other => Err(wrong(other, "an integer")),
+                }
+            }
+        }
+    )*};
+}
+int_column!(i32, i64, u8, u16, u32, u64, usize);
+
+impl FromColumn for bool {
+    fn from_value(v: Value<'_>) -> Result<Self, String> {
+        match v {
+            Value::Int(i) => Ok(i != 0),
+            other => Err(wrong(other, "an integer")),
+        }
+    }
+}
+impl FromColumn for f64 {
+    fn from_value(v: Value<'_>) -> Result<Self, String> {
+        match v {
+            Value::Real(f) => Ok(f),
+            #[allow(clippy::cast_precision_loss)]
+            Value::Int(i) => Ok(i as f64),
+            other => Err(wrong(other, "a number")),
+        }
+    }
+}
+impl FromColumn for String {
+    fn from_value(v: Value<'_>) -> Result<Self, String> {
+        match v {
+            Value::Text(s) => Ok(s.to_string()),
+            other => Err(wrong(other, "text")),
+        }
+    }
+}
+impl FromColumn for Vec<u8> {
+    fn from_value(v: Value<'_>) -> Result<Self, String> {
+        match v {
+            Value::Blob(b) => Ok(b.to_vec()),
+            other => Err(wrong(other, "bytes")),
+        }
+    }
+}
+impl<T: FromColumn> FromColumn for Option<T> {
+    fn from_value(v: Value<'_>) -> Result<Self, String> {
+        match v {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+/// A column position (only `usize`, so that a literal `0` needs no suffix).
+pub trait RowIndex {
+    fn index(self) -> usize;
+}
+
+impl RowIndex for usize {
+    fn index(self) -> usize {
+        self
+    }
+}
+
+/// One row of a result.
+pub struct Row<'r>(RowInner<'r>);
+
+enum RowInner<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `index` (from 0) as `T`.
+    ///
+    /// # Errors
+    /// When the column does not exist or its value is not a `T`.
+    pub fn get<I: RowIndex, T: FromColumn>(&self, index: I) -> Result<T> {
+        let index = index.index();
+        let column = |message: String| Error::Column { index, message };
+        match &self.0 {
+            RowInner::Sqlite(r) => {
+                let v = r.get_ref(index)?;
+                T::from_value(from_sqlite(v).map_err(column)?).map_err(column)
+            }
+            RowInner::Postgres(r) => {
+                let v: Value<'_> = r.try_get(index)?;
+                T::from_value(v).map_err(column)
+            }
+        }
+    }
+}
+
+fn from_sqlite(v: rusqlite::types::ValueRef<'_>) -> Result<Value<'_>, String> {
+    use rusqlite::types::ValueRef as V;
+    Ok(match v {
+        V::Null => Value::Null,
+        V::Integer(i) => Value::Int(i),
+        V::Real(f) => Value::Real(f),
+        V::Text(t) => Value::Text(std::str::from_utf8(t).map_err(|e| e.to_string())?),
+        V::Blob(b) => Value::Blob(b),
+    })
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef as V};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Self::Null => V::Null,
+            Self::Int(i) => V::Integer(i),
+            Self::Real(f) => V::Real(f),
+            Self::Text(s) => V::Text(s.as_bytes()),
+            Self::Blob(b) => V::Blob(b),
+        }))
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+        match *self {
+            Self::Null => Ok(IsNull::Yes),
+            Self::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
+                Type::BOOL => (i != 0).to_sql(ty, out),
+                #[allow(clippy::cast_precision_loss)]
+                Type::FLOAT8 => (i as f64).to_sql(ty, out),
+                _ => Err(format!("an integer cannot be bound to a {ty} parameter").into()),
+            },
+            Self::Real(f) => f.to_sql(ty, out),
+            Self::Text(s) => s.to_sql(ty, out),
+            Self::Blob(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Value<'a> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        Ok(match *ty {
+            Type::INT8 => Self::Int(i64::from_sql(ty, raw)?),
+            Type::INT4 => Self::Int(i32::from_sql(ty, raw)?.into()),
+            Type::INT2 => Self::Int(i16::from_sql(ty, raw)?.into()),
+            Type::BOOL => Self::Int(bool::from_sql(ty, raw)?.into()),
+            Type::FLOAT8 => Self::Real(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => Self::Real(f32::from_sql(ty, raw)?.into()),
+            Type::BYTEA => Self::Blob(<&[u8]>::from_sql(ty, raw)?),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                Self::Text(<&str>::from_sql(ty, raw)?)
+            }
+            _ => return Err(format!("a {ty} column (cast it to BIGINT or TEXT)").into()),
+        })
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
+        Ok(Self::Null)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// A connection to either database.
+pub struct Connection(Inner);
+
+enum Inner {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<PgConnection>),
+}
+
+/// A PostgreSQL client with its prepared statements, keyed by the SQLite-dialect text.
+pub struct PgConnection {
+    client: RefCell<PgClient>,
+    statements: RefCell<HashMap<String, postgres::Statement>>,
+}
+
+/// A PostgreSQL client that says goodbye off the async threads: `postgres::Client`'s drop
+/// blocks on its own runtime, which panics on a thread that drives async tasks (a read pool
+/// dropped at shutdown).
+pub struct PgClient(Option<postgres::Client>);
+
+impl std::ops::Deref for PgClient {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0
+            .as_ref()
+            .expect("a client is only taken when dropped")
+    }
+}
+
+impl std::ops::DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0
+            .as_mut()
+            .expect("a client is only taken when dropped")
+    }
+}
+
+impl From<postgres::Client> for PgClient {
+    fn from(c: postgres::Client) -> Self {
+        Self(Some(c))
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new()
+                .name("hookrelay-pg-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Connection").field(&self.dialect()).finish()
+    }
+}
+
+impl From<rusqlite::Connection> for Connection {
+    fn from(c: rusqlite::Connection) -> Self {
+        Self(Inner::Sqlite(c))
+    }
+}
+
+impl From<postgres::Client> for Connection {
+    fn from(c: postgres::Client) -> Self {
+        Self(Inner::Postgres(Box::new(PgConnection {
+            client: RefCell::new(PgClient(Some(c))),
+            statements: RefCell::new(HashMap::new()),
+        })))
+    }
+}
+
+impl Connection {
+    /// Which database this is.
+    #[must_use]
+    pub fn dialect(&self) -> Dialect {
+        match self.0 {
+            Inner::Sqlite(_) => Dialect::Sqlite,
+            Inner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// `sqlite` on SQLite, `postgres` on PostgreSQL: a query's two texts side by side.
+    #[must_use]
+    pub fn dialect_sql<'s>(&self, sqlite: &'s str, postgres: &'s str) -> &'s str {
+        match self.dialect() {
+            Dialect::Sqlite => sqlite,
+            Dialect::Postgres => postgres,
+        }
+    }
+
+    /// The SQLite connection, for what only SQLite has (pragmas, checkpoints, backups).
+    #[must_use]
+    pub fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.0 {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// The SQLite connection itself, to close it and hear why that failed.
+    #[must_use]
+    pub fn into_sqlite(self) -> Option<rusqlite::Connection> {
+        match self.0 {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// The SQLite connection, mutably (migrations).
+    pub fn sqlite_mut(&mut self) -> Option<&mut rusqlite::Connection> {
+        match &mut self.0 {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL client, for what only PostgreSQL has (advisory locks, `NOTIFY`).
+    #[must_use]
+    pub fn postgres(&self) -> Option<&RefCell<PgClient>> {
+        match &self.0 {
+            Inner::Sqlite(_) => None,
+            Inner::Postgres(c) => Some(&c.client),
+        }
+    }
+
+    /// Prepares `sql` once per connection and reuses it after.
+    ///
+    /// # Errors
+    /// When the statement does not compile.
+    pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
+        match &self.0 {
+            Inner::Sqlite(c) => Ok(Statement(StatementInner::Sqlite(c.prepare_cached(sql)?))),
+            Inner::Postgres(c) => {
+                if let Some(s) = c.statements.borrow().get(sql) {
+                    return Ok(Statement(StatementInner::Postgres(c, s.clone())));
+                }
+                let s = c.client.borrow_mut().prepare(&to_postgres(sql))?;
+                c.statements.borrow_mut().insert(sql.to_string(), s.clone());
+                Ok(Statement(StatementInner::Postgres(c, s)))
+            }
+        }
+    }
+
+    /// Runs one statement; returns how many rows it changed.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn execute(&self, sql: &str, params: impl Params) -> Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    /// Runs a query expected to return a row, and maps that row.
+    ///
+    /// # Errors
+    /// [`Error::NoRow`] without a row; a database error.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    /// Runs statements without parameters, separated by `;` (schema steps, `BEGIN`).
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match &self.0 {
+            Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Inner::Postgres(c) => Ok(c.client.borrow_mut().batch_execute(sql)?),
+        }
+    }
+}
+
+/// A prepared statement.
+pub struct Statement<'c>(StatementInner<'c>);
+
+enum StatementInner<'c> {
+    Sqlite(rusqlite::CachedStatement<'c>),
+    Postgres(&'c PgConnection, postgres::Statement),
+}
+
+impl Statement<'_> {
+    /// Runs the statement; returns how many rows it changed.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn execute(&mut self, params: impl Params) -> Result<usize> {
+        let values = params.values();
+        match &mut self.0 {
+            StatementInner::Sqlite(s) => Ok(s.execute(rusqlite::params_from_iter(values.iter()))?),
+            StatementInner::Postgres(c, s) => {
+                let args = pg_args(&values);
+                let n = c.client.borrow_mut().execute(&*s, &args)?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+        }
+    }
+
+    /// Runs the query and maps its first row.
+    ///
+    /// # Errors
+    /// [`Error::NoRow`] without a row; a database error or `f`'s.
+    pub fn query_row<T>(
+        &mut self,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let values = params.values();
+        match &mut self.0 {
+            StatementInner::Sqlite(s) => {
+                let mut rows = s.query(rusqlite::params_from_iter(values.iter()))?;
+                match rows.next()? {
+                    Some(r) => f(&Row(RowInner::Sqlite(r))),
+                    None => Err(Error::NoRow),
+                }
+            }
+            StatementInner::Postgres(c, s) => {
+                let args = pg_args(&values);
+                let row = c.client.borrow_mut().query_opt(&*s, &args)?;
+                match row {
+                    Some(r) => f(&Row(RowInner::Postgres(&r))),
+                    None => Err(Error::NoRow),
+                }
+            }
+        }
+    }
+
+    /// Runs the query and maps every row, in order.
+    ///
+    /// # Errors
+    /// A database error; `f`'s errors come with the rows.
+    pub fn query_map<T>(
+        &mut self,
+        params: impl Params,
+        mut f: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<std::vec::IntoIter<Result<T>>> {
+        let values = params.values();
+        let mut out = Vec::new();
+        match &mut self.0 {
+            StatementInner::Sqlite(s) => {
+                let mut rows = s.query(rusqlite::params_from_iter(values.iter()))?;
+                while let Some(r) = rows.next()? {
+                    out.push(f(&Row(RowInner::Sqlite(r))));
+                }
+            }
+            StatementInner::Postgres(c, s) => {
+                let args = pg_args(&values);
+                let rows = c.client.borrow_mut().query(&*s, &args)?;
+                out.extend(rows.iter().map(|r| f(&Row(RowInner::Postgres(r)))));
+            }
+        }
+        Ok(out.into_iter())
+    }
+
+    /// Whether the query returns a row.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn exists(&mut self, params: impl Params) -> Result<bool> {
+        self.query_row(params, |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+    }
+}
+
+fn pg_args<'v>(values: &'v [Value<'v>]) -> Vec<&'v (dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+/// Rewrites a SQLite statement for PostgreSQL: placeholders (`?7`, or bare `?` counted in
+/// order) become `$7`, leaving quoted text and identifiers alone, and SQLite's index hints
+/// (`INDEXED BY name`), which PostgreSQL's planner does without, are dropped.
+#[must_use]
+pub fn to_postgres(sql: &str) -> String {
+    let mut sql = placeholders(sql);
+    while let Some(at) = sql.find(" INDEXED BY ") {
+        let rest = &sql[at + " INDEXED BY ".len()..];
+        let name = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        sql.replace_range(at..at + " INDEXED BY ".len() + name, "");
+    }
+    sql
+}
+
+fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut next = 0;
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '?' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    next += 1;
+                    digits = next.to_string();
+                } else if let Ok(n) = digits.parse::<usize>() {
+                    next = next.max(n);
+                }
+                out.push('$');
+                out.push_str(&digits);
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Hands out connections of either database to an r2d2 pool.
+#[derive(Debug)]
+pub enum Manager {
+    Sqlite(r2d2_sqlite::SqliteConnectionManager),
+    Postgres(r2d2_postgres::PostgresConnectionManager<postgres::NoTls>),
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = Error;
+
+    fn connect(&self) -> Result<Connection> {
+        match self {
+            Self::Sqlite(m) => Ok(m.connect()?.into()),
+            Self::Postgres(m) => Ok(m.connect()?.into()),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<()> {
+        conn.execute_batch("SELECT 1")
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        match &conn.0 {
+            Inner::Sqlite(_) => false,
+            Inner::Postgres(c) => c.client.borrow().is_closed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_numbered_dollars_outside_quotes() {
+        assert_eq!(
+            to_postgres("SELECT a FROM t WHERE a = ?1 AND b > ?2 OR c = ?1"),
+            "SELECT a FROM t WHERE a = $1 AND b > $2 OR c = $1"
+        );
+        assert_eq!(
+            to_postgres("UPDATE t SET a = ? WHERE b = ? AND c LIKE 'x?' AND \"q?\" = ?"),
+            "UPDATE t SET a = $1 WHERE b = $2 AND c LIKE 'x?' AND \"q?\" = $3"
+        );
+        assert_eq!(to_postgres("VALUES (?3, ?)"), "VALUES ($3, $4)");
+        assert_eq!(
+            to_postgres("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE a = ?1"),
+            "SELECT MIN(run_at) FROM jobs WHERE a = $1"
+        );
+    }
+
+    #[test]
+    fn sqlite_binds_and_reads_every_kind() {
+        let conn = Connection::from(rusqlite::Connection::open_in_memory().expect("open"));
+        conn.execute_batch("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB) STRICT")
+            .expect("create");
+        let n = conn
+            .execute(
+                "INSERT INTO t VALUES (?1, ?2, ?3, ?4)",
+                params![7_u32, 1.5, "x", vec![1_u8, 2]],
+            )
+            .expect("insert");
+        assert_eq!(n, 1);
+        conn.execute(
+            "INSERT INTO t VALUES (?, ?, ?, ?)",
+            params![true, None::<f64>, None::<String>, None::<Vec<u8>>],
+        )
+        .expect("insert nulls");
+        type Kinds = (i64, Option<f64>, Option<String>, Option<Vec<u8>>);
+        let rows: Vec<Kinds> = conn
+            .prepare_cached("SELECT i, r, s, b FROM t ORDER BY i DESC")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                (7, Some(1.5), Some("x".into()), Some(vec![1, 2])),
+                (1, None, None, None)
+            ]
+        );
+        let missing = conn
+            .query_row("SELECT s FROM t WHERE i = ?1", [99], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .expect("optional");
+        assert_eq!(missing, None);
+        let err = conn
+            .query_row("SELECT s FROM t WHERE i = 7", [], |r| r.get::<_, i64>(0))
+            .expect_err("text is not an integer");
+        assert!(
+            err.to_string().contains("expected an integer, found text"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unique_violations_are_recognised() {
+        let conn = Connection::from(rusqlite::Connection::open_in_memory().expect("open"));
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .expect("create");
+        conn.execute("INSERT INTO t VALUES (?1)", ["a"])
+            .expect("first");
+        let e = conn
+            .execute("INSERT INTO t VALUES (?1)", ["a"])
+            .expect_err("second");
+        assert!(e.is_unique_violation(), "{e}");
+    }
+}
