@@ -121,7 +121,7 @@ pub struct Application {
     readiness: web::Data<Readiness>,
     stop: CancellationToken,
     admin_token: Secret,
-    _lock: DatabaseLock,
+    _lock: Option<File>,
 }
 
 /// Everything route handlers can reach, registered as `web::Data`.
@@ -150,11 +150,11 @@ impl Application {
     /// migrated, or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::install_tls_provider();
+        // On PostgreSQL several replicas share the database: claims, leases and tick keys keep
+        // them apart.
         let lock = match &config.database.url {
-            None => DatabaseLock::File(lock_database(&config.database.path)?),
-            Some(url) => {
-                DatabaseLock::Postgres(Box::new(crate::store::postgres::lock_serve(url.expose())?))
-            }
+            None => Some(lock_database(&config.database.path)?),
+            Some(_) => None,
         };
         let (admin_token, generated) = match &config.auth.admin_token {
             Some(t) => (t.clone(), false),
@@ -255,7 +255,14 @@ impl Application {
         ));
         let registry = Arc::new(registry);
         reaper.set_registry(Arc::clone(&registry));
-        let requeued = worker::requeue_expired(&store, Arc::clone(&registry), Sweep::AllRunning)
+        // With SQLite this process is the only one: every running job belonged to the one
+        // before it. On PostgreSQL other replicas may be running theirs; only expired leases
+        // are taken back (a dead replica's, within `jobs.lease`).
+        let at_start = match store.dialect() {
+            crate::sql::Dialect::Sqlite => Sweep::AllRunning,
+            crate::sql::Dialect::Postgres => Sweep::Expired,
+        };
+        let requeued = worker::requeue_expired(&store, Arc::clone(&registry), at_start)
             .await
             .context("requeueing jobs left running by the previous process")?;
         if requeued > 0 {
@@ -271,7 +278,7 @@ impl Application {
             Arc::clone(&registry),
             config.jobs.workers,
             config.jobs.lease,
-            wake,
+            Arc::clone(&wake),
         )
         .with_handoff(handoff_rx);
         let worker_health = dispatcher.health();
@@ -296,6 +303,10 @@ impl Application {
             .context("loading the schedules")?;
         tokio::spawn(Arc::clone(&tasks.schedules).run(stop.child_token()));
         let schedules = Arc::clone(&tasks.schedules);
+        if let Some(url) = &config.database.url {
+            listen_for_changes(url.expose(), Arc::clone(&schedules), Arc::clone(&wake))
+                .context("listening for changes on PostgreSQL")?;
+        }
         crate::counters::install();
         tokio::spawn(crate::counters::upkeep_loop(stop.child_token()));
 
@@ -581,12 +592,30 @@ pub fn lock_path(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// What keeps a second `serve` off the database while this one runs.
-enum DatabaseLock {
-    /// `<db>.lock`, locked.
-    File(#[allow(dead_code)] File),
-    /// A session holding an advisory lock.
-    Postgres(#[allow(dead_code)] Box<crate::sql::PgClient>),
+/// On PostgreSQL, what another replica changed reaches this one: webhooks for fan-out and
+/// delivery, the schedules, and jobs it enqueued (which wake this one's workers).
+fn listen_for_changes(
+    url: &str,
+    schedules: Arc<crate::tasks::schedules::Schedules>,
+    wake: Arc<Notify>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    crate::store::postgres::listen(url, move |what| {
+        if what == crate::store::postgres::JOBS_CHANGED || what == "*" {
+            wake.notify_one();
+        }
+        if what == delivery::store::WEBHOOKS_CHANGED || what == "*" {
+            delivery::store::webhooks_changed_elsewhere();
+        }
+        if what == crate::tasks::store::SCHEDULES_CHANGED || what == "*" {
+            let schedules = Arc::clone(&schedules);
+            runtime.spawn(async move {
+                if let Err(e) = schedules.reload().await {
+                    tracing::error!(error = %e, "reloading the schedules another replica changed failed");
+                }
+            });
+        }
+    })
 }
 
 /// Takes an exclusive lock so that two `serve` processes never share one database (the job

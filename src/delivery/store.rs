@@ -77,11 +77,23 @@ pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 
-/// Marks the webhook data changed once `tx` commits.
-pub fn webhooks_changed(tx: &WriteTx<'_>) {
-    tx.on_commit(|| {
-        GENERATION.fetch_add(1, Ordering::AcqRel);
-    });
+/// Marks the webhook data changed once `tx` commits, here and (on PostgreSQL) on every other
+/// replica, whose listener calls [`webhooks_changed_elsewhere`].
+///
+/// # Errors
+/// A database error.
+pub fn webhooks_changed(tx: &WriteTx<'_>) -> crate::sql::Result<()> {
+    crate::store::postgres::notify_changed(tx, WEBHOOKS_CHANGED)?;
+    tx.on_commit(webhooks_changed_elsewhere);
+    Ok(())
+}
+
+/// What [`webhooks_changed`] announces to the other replicas.
+pub const WEBHOOKS_CHANGED: &str = "webhooks";
+
+/// Makes every webhook cache stale (a replica changed the webhooks).
+pub fn webhooks_changed_elsewhere() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,7 +205,7 @@ pub fn insert(tx: &WriteTx<'_>, w: &Webhook) -> crate::sql::Result<()> {
         w.retry_schedule.as_deref().map(json_list),
         w.created_at
     ])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     Ok(())
 }
 
@@ -220,7 +232,7 @@ pub fn update(tx: &WriteTx<'_>, w: &Webhook, now: Millis) -> crate::sql::Result<
         w.retry_schedule.as_deref().map(json_list),
         now
     ])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     Ok(())
 }
 
@@ -231,7 +243,7 @@ pub fn update(tx: &WriteTx<'_>, w: &Webhook, now: Millis) -> crate::sql::Result<
 pub fn touch(tx: &WriteTx<'_>, id: &str, now: Millis) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE webhooks SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     Ok(())
 }
 
@@ -242,7 +254,7 @@ pub fn touch(tx: &WriteTx<'_>, id: &str, now: Millis) -> crate::sql::Result<()> 
 pub fn delete(tx: &WriteTx<'_>, id: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
         .execute([id])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     Ok(())
 }
 
@@ -264,7 +276,7 @@ pub fn disable(
         .query_row(params![id, reason, now], |r| r.get(0))
         .optional()?;
     if url.is_some() {
-        webhooks_changed(tx);
+        webhooks_changed(tx)?;
     }
     Ok(url)
 }
@@ -338,7 +350,7 @@ pub fn set_headers(
 ) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE webhooks SET headers = ?2 WHERE id = ?1")?
         .execute(params![id, Value::Object(headers.clone()).to_string()])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     Ok(())
 }
 
@@ -421,7 +433,7 @@ pub fn insert_secret(
         sealed.ciphertext,
         now
     ])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     Ok(())
 }
 
@@ -435,7 +447,7 @@ pub fn expire_secrets(tx: &WriteTx<'_>, webhook_id: &str, at: Millis) -> crate::
          WHERE webhook_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
     )?
     .execute(params![webhook_id, at])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     tx.prepare_cached(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_secrets WHERE webhook_id = ?1",
     )?
@@ -505,7 +517,7 @@ pub fn reseal_secret(
         "UPDATE webhook_secrets SET key_id = ?3, nonce = ?4, ciphertext = ?5 WHERE webhook_id = ?1 AND seq = ?2",
     )?
     .execute(params![webhook_id, seq, sealed.key_id, sealed.nonce, sealed.ciphertext])?;
-    webhooks_changed(tx);
+    webhooks_changed(tx)?;
     Ok(())
 }
 

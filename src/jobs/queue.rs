@@ -368,7 +368,9 @@ pub fn claim(
     owner: &str,
     now: Millis,
 ) -> crate::sql::Result<Vec<JobRun>> {
-    let mut stmt = tx.prepare_cached(
+    // On PostgreSQL several replicas claim at once: each skips the rows another is claiming
+    // instead of waiting for them (SQLite has one writer).
+    let mut stmt = tx.prepare_cached(tx.dialect_sql(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, claim_seq = claim_seq + 1,
                 lease_until = ?1,
                 lease_owner = ?2, updated_at = ?3
@@ -376,7 +378,14 @@ pub fn claim(
                       WHERE state IN ('queued', 'retrying') AND run_at <= ?3
                       ORDER BY run_at LIMIT ?4)
          RETURNING id, kind, payload, attempt, max_attempts, claim_seq",
-    )?;
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, claim_seq = claim_seq + 1,
+                lease_until = ?1,
+                lease_owner = ?2, updated_at = ?3
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE state IN ('queued', 'retrying') AND run_at <= ?3
+                      ORDER BY run_at LIMIT ?4 FOR UPDATE SKIP LOCKED)
+         RETURNING id, kind, payload, attempt, max_attempts, claim_seq",
+    ))?;
     let rows = stmt.query_map(
         params![lease_until, owner, now, i64::try_from(n).unwrap_or(1)],
         |r| {

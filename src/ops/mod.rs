@@ -60,6 +60,9 @@ pub fn register(periodic: &mut Periodic, store: &Store, config: &Config) {
         Arc::new(move || {
             let s = s.clone();
             Box::pin(async move {
+                if s.dialect() == crate::sql::Dialect::Postgres {
+                    return Ok(sqlite_only("PostgreSQL's autovacuum does this"));
+                }
                 let report = maintenance::run(&s).await.map_err(|e| e.to_string())?;
                 Ok(TaskReport {
                     rows_affected: 0,
@@ -68,6 +71,7 @@ pub fn register(periodic: &mut Periodic, store: &Store, config: &Config) {
             })
         }),
     );
+    let postgres = store.dialect() == crate::sql::Dialect::Postgres;
     let (db, dir, keep) = (
         store.path().to_path_buf(),
         config.backup.dir.clone(),
@@ -78,6 +82,9 @@ pub fn register(periodic: &mut Periodic, store: &Store, config: &Config) {
         Arc::new(move || {
             let (db, dir) = (db.clone(), dir.clone());
             Box::pin(async move {
+                if postgres {
+                    return Ok(sqlite_only("back PostgreSQL up with pg_dump"));
+                }
                 // A snapshot into `backup.dir` (relative to the working directory, like
                 // `database.path`), keeping the newest `backup.keep`; the copy runs on a
                 // blocking thread with its own read-only connection, so writes go on meanwhile.
@@ -94,6 +101,14 @@ pub fn register(periodic: &mut Periodic, store: &Store, config: &Config) {
             })
         }),
     );
+}
+
+/// What a SQLite-only task reports on PostgreSQL: it ran, did nothing, and says why.
+fn sqlite_only(instead: &str) -> TaskReport {
+    TaskReport {
+        rows_affected: 0,
+        detail: serde_json::json!({"skipped": format!("this task is for SQLite; {instead}")}),
+    }
 }
 
 /// The operations routes under `/v1beta1/admin`.

@@ -68,44 +68,73 @@ pub fn config(url: &str) -> anyhow::Result<::postgres::Config> {
     Ok(config)
 }
 
-/// Key of the advisory lock a `serve` on PostgreSQL holds ("serve" in ASCII): one process per
-/// database until replicas share the work safely.
-const SERVE_LOCK: i64 = 0x73_6572_7665;
-/// How long a starting `serve` waits for [`SERVE_LOCK`].
-const SERVE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The channel replicas tell each other on that cached data changed (`NOTIFY`); the payload
+/// names what: `webhooks`, `schedules`, or `jobs` (jobs were enqueued: wake the workers, sent
+/// by the writer).
+pub const CHANGES_CHANNEL: &str = "hookrelay_changes";
 
-/// Takes the database for one `serve`: the returned session holds an advisory lock until it
-/// is dropped. A process that just stopped may still be closing its session, so this waits a
-/// few seconds for it.
+/// The payload of a `NOTIFY` that jobs were enqueued.
+pub const JOBS_CHANGED: &str = "jobs";
+
+/// Tells every replica, once `tx` commits, that `what` changed (nothing on SQLite, where this
+/// process is the only one). PostgreSQL delivers a notification only if its transaction
+/// commits, and to every session listening, this one's included.
 ///
 /// # Errors
-/// When another `serve` holds the database, or it cannot be reached.
-pub fn lock_serve(url: &str) -> anyhow::Result<crate::sql::PgClient> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut serving = connect(url)?;
-            // A process that just stopped may still be saying goodbye: give its session a moment.
-            let deadline = std::time::Instant::now() + SERVE_LOCK_WAIT;
-            let free = loop {
-                let free: bool = serving
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVE_LOCK])?
-                    .get(0);
-                if free || std::time::Instant::now() >= deadline {
-                    break free;
+/// A database error.
+pub fn notify_changed(tx: &crate::store::WriteTx<'_>, what: &str) -> crate::sql::Result<()> {
+    if tx.dialect() == crate::sql::Dialect::Postgres {
+        tx.execute(
+            &format!("SELECT pg_notify('{CHANGES_CHANNEL}', ?1)::TEXT"),
+            [what],
+        )?;
+    }
+    Ok(())
+}
+
+/// How long a lost listening session waits before connecting again.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Listens on [`CHANGES_CHANNEL`] on a thread of its own, for as long as the process runs, and
+/// calls `changed` with each notification's payload. After every (re)connection it calls
+/// `changed("*")`: whatever was announced while it was not listening is unknown.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn listen(url: &str, changed: impl Fn(&str) + Send + 'static) -> std::io::Result<()> {
+    let url = url.to_string();
+    std::thread::Builder::new()
+        .name("hookrelay-listen".into())
+        .spawn(move || {
+            loop {
+                match connect(&url).and_then(|mut c| {
+                    c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
+                    Ok(c)
+                }) {
+                    Ok(mut client) => {
+                        changed("*");
+                        let mut notifications = client.notifications();
+                        let mut messages = notifications.blocking_iter();
+                        use ::postgres::fallible_iterator::FallibleIterator as _;
+                        loop {
+                            match messages.next() {
+                                Ok(Some(n)) => changed(n.payload()),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "listening for changes on PostgreSQL failed; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot listen for changes on PostgreSQL; retrying");
+                    }
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            };
-            anyhow::ensure!(
-                free,
-                "another hookrelay serve is using this PostgreSQL database ({}); \
-             this release runs one serve per database",
-                crate::redact::url(url)
-            );
-            Ok(crate::sql::PgClient::from(serving))
+                std::thread::sleep(LISTEN_RETRY);
+            }
         })
-        .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("locking the PostgreSQL database panicked")))
-    })
+        .map(|_| ())
 }
 
 /// Each version's SQL from `schema`'s PostgreSQL steps, from [`FIRST_VERSION`] on.
@@ -254,6 +283,14 @@ mod tests {
                 .last()
                 .map(|(v, _)| *v),
             Some(crate::store::latest_version(&crate::app::schema()))
+        );
+    }
+
+    #[test]
+    fn the_writers_wake_up_is_a_jobs_notification_on_the_changes_channel() {
+        assert_eq!(
+            crate::store::writer::WAKE_REPLICAS,
+            format!("SELECT pg_notify('{CHANGES_CHANNEL}', '{JOBS_CHANGED}')::TEXT")
         );
     }
 

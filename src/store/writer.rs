@@ -496,12 +496,27 @@ fn exec(conn: &Connection, sql: &str) -> sql::Result<()> {
 /// Commits the batch. PostgreSQL answers `COMMIT` of a transaction that a failed statement
 /// aborted with a silent rollback, so a statement runs first that fails in that state: a
 /// command that swallowed its own error cannot turn into an ack of nothing.
-fn commit(conn: &Connection) -> sql::Result<()> {
+///
+/// With `wake_workers` that statement is the `NOTIFY` that wakes the workers of every replica
+/// (PostgreSQL delivers it with the commit): jobs another replica enqueued do not wait for a
+/// poll.
+fn commit(conn: &Connection, wake_workers: bool) -> sql::Result<()> {
     if conn.dialect() == sql::Dialect::Postgres {
-        exec(conn, "SELECT 1")?;
+        if wake_workers {
+            exec(conn, WAKE_REPLICAS)?;
+        } else {
+            exec(conn, "SELECT 1")?;
+        }
     }
     exec(conn, "COMMIT")
 }
+
+/// The notification [`commit`] sends when a batch enqueued jobs: [`JOBS_CHANGED`] on
+/// [`CHANGES_CHANNEL`] (a test keeps the three in step).
+///
+/// [`JOBS_CHANGED`]: super::postgres::JOBS_CHANGED
+/// [`CHANGES_CHANNEL`]: super::postgres::CHANGES_CHANNEL
+pub(crate) const WAKE_REPLICAS: &str = "SELECT pg_notify('hookrelay_changes', 'jobs')::TEXT";
 
 /// Opens the batch's transaction: on SQLite `IMMEDIATE`, taking the write lock at once.
 fn begin(conn: &Connection) -> sql::Result<()> {
@@ -656,7 +671,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             }
             Err(reason)
         }
-        None => commit(conn).map_err(|e| {
+        None => commit(conn, wake_workers).map_err(|e| {
             if !outside_transaction(conn) {
                 let _ = conn.execute_batch("ROLLBACK");
             }

@@ -739,6 +739,10 @@ pub fn schedule(conn: &Connection, name: &str) -> crate::sql::Result<Option<Stor
     .optional()
 }
 
+/// What a change to the schedules announces to the other replicas (on PostgreSQL), whose
+/// listener reloads them.
+pub const SCHEDULES_CHANGED: &str = "schedules";
+
 /// Inserts or replaces a schedule; its last tick only moves forward. (SQLite's scalar `MAX` is
 /// PostgreSQL's `GREATEST`.)
 macro_rules! put_schedule {
@@ -770,6 +774,7 @@ const PUT_SCHEDULE_POSTGRES: &str = put_schedule!("GREATEST");
 /// # Errors
 /// A database error.
 pub fn put_schedule(tx: &WriteTx<'_>, s: &StoredSchedule) -> crate::sql::Result<()> {
+    crate::store::postgres::notify_changed(tx, SCHEDULES_CHANGED)?;
     tx.prepare_cached(tx.dialect_sql(PUT_SCHEDULE, PUT_SCHEDULE_POSTGRES))?
         .execute(params![
             s.name,
@@ -798,6 +803,7 @@ pub fn put_schedule(tx: &WriteTx<'_>, s: &StoredSchedule) -> crate::sql::Result<
 /// # Errors
 /// A database error.
 pub fn delete_schedule(tx: &WriteTx<'_>, name: &str) -> crate::sql::Result<bool> {
+    crate::store::postgres::notify_changed(tx, SCHEDULES_CHANGED)?;
     Ok(tx
         .prepare_cached("DELETE FROM schedules WHERE name = ?1")?
         .execute([name])?
@@ -815,6 +821,7 @@ pub fn set_paused(
     paused: bool,
     now: Millis,
 ) -> crate::sql::Result<bool> {
+    crate::store::postgres::notify_changed(tx, SCHEDULES_CHANGED)?;
     Ok(tx
         .prepare_cached(tx.dialect_sql(
             "UPDATE schedules SET paused = ?2, updated_at = ?3,

@@ -55,7 +55,7 @@ pub fn test_config(dir: &Path) -> Config {
     c.auth.admin_token = Some(Secret::new(ADMIN_TOKEN));
     c.auth.publish_tokens = vec![Secret::new(PUBLISH_TOKEN)];
     c.tasks.signing_secret = Some(Secret::new(TASKS_SECRET));
-    if let Some(url) = postgres_database() {
+    if let Some(url) = postgres_database(dir) {
         c.database.url = Some(Secret::new(url));
         c.database.pool_size = 2;
         c.delivery.encryption_key = Some(Secret::new(
@@ -75,18 +75,26 @@ pub fn test_config(dir: &Path) -> Config {
 /// With `HOOKRELAY_TEST_POSTGRES` set to a server's URL (e.g.
 /// `postgres://postgres@127.0.0.1:5432/postgres`), every test app runs on a new, empty
 /// PostgreSQL database of that server instead of its own SQLite file.
-fn postgres_database() -> Option<String> {
+fn postgres_database(dir: &Path) -> Option<String> {
+    use sha2::Digest as _;
     let server = std::env::var("HOOKRELAY_TEST_POSTGRES").ok()?;
-    let name = format!(
-        "hookrelay_test_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    let create = format!("CREATE DATABASE {name}");
+    // Named after the test's folder, so that a restart on the same folder finds its data.
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let name = format!("hookrelay_test_{}", &hex::encode(digest)[..20]);
     let url = server.clone();
+    let db = name.clone();
     // The blocking client runs its own runtime: not on a test's async thread.
     std::thread::spawn(move || {
         let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
-        client.batch_execute(&create).expect("create database");
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .expect("look up the test database")
+            .is_some();
+        if !exists {
+            client
+                .batch_execute(&format!("CREATE DATABASE {db}"))
+                .expect("create database");
+        }
     })
     .join()
     .expect("create the test database");
