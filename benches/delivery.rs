@@ -8,6 +8,12 @@
 //! 2. publishes at a steady 1,000 events/s for 10 s and reports publish latency;
 //! 3. fan-out: 1,000 events to 50 webhooks (50,000 deliveries).
 //!
+//! 4. databases side by side: `BENCH_DB_EVENTS` events (default 20,000) to one webhook on
+//!    SQLite, on PostgreSQL with one replica, and on PostgreSQL with two replicas sharing the
+//!    database (publishers split over both), in the same run; PostgreSQL is a throwaway cluster
+//!    on this machine (`initdb`/`pg_ctl`, `synchronous_commit = on`), skipped with a note
+//!    without it. `BENCH_ONLY_DATABASES=1` runs only this part.
+//!
 //! `BENCH_WORKERS` sets `jobs.workers` (default 16, as shipped).
 
 use std::sync::Arc;
@@ -80,9 +86,14 @@ impl Api {
 }
 
 async fn publish_all(api: &Arc<Api>, n: usize) {
+    publish_through(std::slice::from_ref(api), n).await;
+}
+
+/// Publishes `n` events, the publishers spread over `apis` (one per replica).
+async fn publish_through(apis: &[Arc<Api>], n: usize) {
     let tasks: Vec<_> = (0..CONCURRENCY)
         .map(|t| {
-            let api = Arc::clone(api);
+            let api = Arc::clone(&apis[t % apis.len()]);
             tokio::spawn(async move {
                 for i in (t..n).step_by(CONCURRENCY) {
                     api.publish(i).await;
@@ -143,6 +154,11 @@ async fn main() {
     println!(
         "hookrelay delivery benchmark: synchronous = full, receiver and publishers on the same 2 cores"
     );
+    if std::env::var("BENCH_ONLY_DATABASES").is_ok() {
+        drop(server);
+        databases(&workers).await;
+        return;
+    }
     api.webhook(&receiver).await;
 
     // 1. Throughput to one webhook.
@@ -213,4 +229,78 @@ async fn main() {
         common::percentiles(lat)
     );
     drop(server);
+    databases(&workers).await;
+}
+
+fn api(server: &common::Server) -> Arc<Api> {
+    Arc::new(Api {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(CONCURRENCY)
+            .build()
+            .expect("client"),
+        base: server.address.clone(),
+    })
+}
+
+/// `n` events to one webhook through `servers` (all on one database): deliveries/s from the
+/// first publish to the last delivery.
+async fn one_webhook_rate(servers: &[common::Server], n: usize) -> f64 {
+    let received = Arc::new(AtomicU64::new(0));
+    let port = common::start_receiver(Arc::clone(&received));
+    let apis: Vec<Arc<Api>> = servers.iter().map(api).collect();
+    apis[0]
+        .webhook(&format!("http://127.0.0.1:{port}/hook"))
+        .await;
+    // Every replica has seen the webhook before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    publish_through(&apis, n).await;
+    let last = drain(&apis[0], &received, n as u64).await;
+    n as f64 / (last - started).as_secs_f64()
+}
+
+/// Part 4: the same load on SQLite, PostgreSQL, and two PostgreSQL replicas.
+async fn databases(workers: &str) {
+    let n: usize = std::env::var("BENCH_DB_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let extra = format!(
+        "[delivery]\nallow_http = true\nallow_private_networks = true\n[jobs]\nworkers = {workers}\n"
+    );
+    let sqlite = {
+        let server = common::Server::start(&extra);
+        one_webhook_rate(std::slice::from_ref(&server), n).await
+    };
+    let Some(pg) =
+        common::postgres::PgCluster::start("the PostgreSQL part of the delivery benchmark")
+    else {
+        println!(
+            "databases: SQLite {sqlite:.0} deliveries/s; PostgreSQL skipped (apt-get install postgresql)"
+        );
+        return;
+    };
+    pg.create_db("one").await;
+    pg.create_db("two").await;
+    let one = {
+        let server = common::Server::start_on(Some(&pg.url("one")), "", &extra);
+        one_webhook_rate(std::slice::from_ref(&server), n).await
+    };
+    let two = {
+        let servers = [
+            common::Server::start_on(Some(&pg.url("two")), "", &extra),
+            common::Server::start_on(Some(&pg.url("two")), "", &extra),
+        ];
+        one_webhook_rate(&servers, n).await
+    };
+    println!("databases, {n} events to one webhook, same run (deliveries/s end to end):");
+    println!("  SQLite                      {sqlite:>8.0}");
+    println!(
+        "  PostgreSQL, one replica     {one:>8.0}   {:.2} x SQLite (target >= 0.5)",
+        one / sqlite
+    );
+    println!(
+        "  PostgreSQL, two replicas    {two:>8.0}   {:.2} x one replica (target >= 1.0)",
+        two / one
+    );
 }

@@ -3,6 +3,23 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+/// The throwaway PostgreSQL cluster of the tests (initdb and pg_ctl in a temp dir).
+#[allow(dead_code)] // not every benchmark runs on PostgreSQL
+#[path = "../../tests/api/helpers/postgres.rs"]
+pub mod postgres;
+
+const ENCRYPTION_KEY: &str = "686f6f6b72656c61792d62656e63682d6b65792d33322d627974657321212121";
+const TASKS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A loopback port nothing listens on.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A running server; killed when dropped, however the benchmark ends.
 pub struct Server {
     child: Child,
@@ -22,14 +39,38 @@ impl Server {
 
     /// As [`Server::start`], with `server_keys` added to the `[server]` table.
     pub fn start_with(server_keys: &str, extra: &str) -> Self {
+        Self::start_on(None, server_keys, extra)
+    }
+
+    /// As [`Server::start_with`], on the PostgreSQL database `url` when given (with the keys
+    /// PostgreSQL needs), else on a fresh SQLite file.
+    pub fn start_on(url: Option<&str>, server_keys: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir_in("target").expect("tempdir");
         let config = dir.path().join("config.toml");
+        let database = match url {
+            None => format!(
+                "[database]\npath = {:?}\nsynchronous = \"full\"\n",
+                dir.path().join("bench.db")
+            ),
+            Some(url) => format!(
+                "[database]\nurl = \"{url}\"\n[tasks]\nsigning_secret = \"{TASKS_SECRET}\"\n"
+            ),
+        };
+        // `extra` may have its own [delivery] table: the key goes in with it, or alone.
+        let extra = match url {
+            Some(_) if extra.contains("[delivery]\n") => extra.replacen(
+                "[delivery]\n",
+                &format!("[delivery]\nencryption_key = \"{ENCRYPTION_KEY}\"\n"),
+                1,
+            ),
+            Some(_) => format!("{extra}\n[delivery]\nencryption_key = \"{ENCRYPTION_KEY}\"\n"),
+            None => extra.to_string(),
+        };
         std::fs::write(
             &config,
             format!(
-                "[server]\nbind = \"127.0.0.1:0\"\n{server_keys}\n[database]\npath = {:?}\nsynchronous = \"full\"\n\
+                "[server]\nbind = \"127.0.0.1:0\"\n{server_keys}\n{database}\
                  [auth]\nadmin_token = \"bench\"\n{extra}\n",
-                dir.path().join("bench.db")
             ),
         )
         .expect("config");
