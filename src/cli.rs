@@ -310,11 +310,24 @@ impl XSignature {
 }
 
 fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
-    let _lock = crate::app::lock_database(&cfg.database.path)
-        .context("stop hookrelay serve first: it must not sign with secrets being re-encrypted")?;
-    let mut conn = store::open_write_connection(&cfg.database.path, cfg.database.synchronous)?;
-    store::migrate(&mut conn, &crate::app::schema())?;
-    let conn = crate::sql::Connection::from(conn);
+    // On SQLite the lock file proves no serve runs; on PostgreSQL the operator stops every
+    // replica first (the README says so).
+    let (_lock, conn) = match &cfg.database.url {
+        None => {
+            let lock = crate::app::lock_database(&cfg.database.path).context(
+                "stop hookrelay serve first: it must not sign with secrets being re-encrypted",
+            )?;
+            let mut conn =
+                store::open_write_connection(&cfg.database.path, cfg.database.synchronous)?;
+            store::migrate(&mut conn, &crate::app::schema())?;
+            (Some(lock), crate::sql::Connection::from(conn))
+        }
+        Some(url) => {
+            let mut client = store::postgres::connect(url.expose())?;
+            store::postgres::migrate(&mut client, &crate::app::postgres_schema())?;
+            (None, crate::sql::Connection::from(client))
+        }
+    };
     // Unknown key ids are reported row by row below; only a missing generated key file is
     // refused up front (it must not be replaced by a new key).
     let mut key_ids = crate::delivery::webhooks::sealed_key_ids(&conn)?;
@@ -323,7 +336,7 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
     let keyring = crate::delivery::secrets::Keyring::from_config_unchecked(cfg, &stored)?;
     // Webhook secrets and headers, task and schedule headers: one transaction.
     // Dropping the connection without COMMIT (on an error below) rolls the transaction back.
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    conn.execute_batch(conn.dialect_sql("BEGIN IMMEDIATE", "BEGIN"))?;
     let tx = crate::store::WriteTx::over(&conn);
     let (mut done, mut current, mut unreadable) =
         crate::delivery::webhooks::reencrypt_all(&tx, &keyring)?;
@@ -428,22 +441,23 @@ fn check_config(cfg: &Config, path: Option<&Path>) -> anyhow::Result<()> {
 }
 
 fn migrate(cfg: &Config) -> anyhow::Result<()> {
-    let _lock = crate::app::lock_database(&cfg.database.path).context(
-        "migrate needs the database to itself (serve applies migrations at start anyway)",
-    )?;
+    // On PostgreSQL each version is applied under an advisory lock instead.
+    let (_lock, shown) = match &cfg.database.url {
+        None => (
+            Some(crate::app::lock_database(&cfg.database.path).context(
+                "migrate needs the database to itself (serve applies migrations at start anyway)",
+            )?),
+            cfg.database.path.display().to_string(),
+        ),
+        Some(url) => (None, crate::redact::url(url.expose())),
+    };
     let report = crate::app::migrate_file(&cfg.database)?;
     if report.from == report.to {
-        println!(
-            "{}: schema is up to date (version {})",
-            cfg.database.path.display(),
-            report.to
-        );
+        println!("{shown}: schema is up to date (version {})", report.to);
     } else {
         println!(
-            "{}: schema migrated from version {} to {}",
-            cfg.database.path.display(),
-            report.from,
-            report.to
+            "{shown}: schema migrated from version {} to {}",
+            report.from, report.to
         );
     }
     Ok(())

@@ -410,9 +410,22 @@ impl ToSql for Value<'_> {
                 Type::FLOAT8 => (i as f64).to_sql(ty, out),
                 _ => Err(format!("an integer cannot be bound to a {ty} parameter").into()),
             },
-            Self::Real(f) => f.to_sql(ty, out),
-            Self::Text(s) => s.to_sql(ty, out),
-            Self::Blob(b) => b.to_sql(ty, out),
+            Self::Real(f) => match *ty {
+                Type::FLOAT8 => f.to_sql(ty, out),
+                #[allow(clippy::cast_possible_truncation)]
+                Type::FLOAT4 => (f as f32).to_sql(ty, out),
+                _ => Err(format!("a real cannot be bound to a {ty} parameter").into()),
+            },
+            Self::Text(s) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    s.to_sql(ty, out)
+                }
+                _ => Err(format!("text cannot be bound to a {ty} parameter").into()),
+            },
+            Self::Blob(b) => match *ty {
+                Type::BYTEA => b.to_sql(ty, out),
+                _ => Err(format!("bytes cannot be bound to a {ty} parameter").into()),
+            },
         }
     }
 
@@ -459,6 +472,8 @@ enum Inner {
 
 /// A PostgreSQL client with its prepared statements, keyed by the SQLite-dialect text.
 pub struct PgConnection {
+    /// How to connect again when the session is lost (the writer's connection).
+    reconnect: Option<postgres::Config>,
     client: RefCell<PgClient>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
 }
@@ -496,9 +511,17 @@ impl Drop for PgClient {
         if let Some(client) = self.0.take()
             && tokio::runtime::Handle::try_current().is_ok()
         {
-            let _ = std::thread::Builder::new()
+            let closing = std::sync::Arc::new(std::sync::Mutex::new(Some(client)));
+            let handed = std::sync::Arc::clone(&closing);
+            let spawned = std::thread::Builder::new()
                 .name("hookrelay-pg-close".into())
-                .spawn(move || drop(client));
+                .spawn(move || drop(handed.lock().ok().and_then(|mut c| c.take())));
+            if spawned.is_err()
+                && let Some(client) = closing.lock().ok().and_then(|mut c| c.take())
+            {
+                // No thread to say goodbye on: let the server notice the closed socket.
+                std::mem::forget(client);
+            }
         }
     }
 }
@@ -518,6 +541,7 @@ impl From<rusqlite::Connection> for Connection {
 impl From<postgres::Client> for Connection {
     fn from(c: postgres::Client) -> Self {
         Self(Inner::Postgres(Box::new(PgConnection {
+            reconnect: None,
             client: RefCell::new(PgClient(Some(c))),
             statements: RefCell::new(HashMap::new()),
         })))
@@ -541,6 +565,38 @@ impl Connection {
             Dialect::Sqlite => sqlite,
             Dialect::Postgres => postgres,
         }
+    }
+
+    /// A PostgreSQL connection that [`Connection::reconnect_if_closed`] can open again with
+    /// `config`.
+    #[must_use]
+    pub fn postgres_reconnecting(client: postgres::Client, config: postgres::Config) -> Self {
+        let mut conn = Self::from(client);
+        if let Inner::Postgres(c) = &mut conn.0 {
+            c.reconnect = Some(config);
+        }
+        conn
+    }
+
+    /// Opens a lost PostgreSQL session again (a restarted server, a dropped connection), with
+    /// its prepared statements forgotten; whether it did. SQLite connections are never lost.
+    ///
+    /// # Errors
+    /// When the server cannot be reached.
+    pub fn reconnect_if_closed(&mut self) -> Result<bool> {
+        let Inner::Postgres(c) = &mut self.0 else {
+            return Ok(false);
+        };
+        let Some(config) = &c.reconnect else {
+            return Ok(false);
+        };
+        if !c.client.get_mut().is_closed() {
+            return Ok(false);
+        }
+        let client = config.connect(postgres::NoTls)?;
+        *c.client.get_mut() = PgClient(Some(client));
+        c.statements.get_mut().clear();
+        Ok(true)
     }
 
     /// The SQLite connection, for what only SQLite has (pragmas, checkpoints, backups).
@@ -674,9 +730,10 @@ impl Statement<'_> {
             }
             StatementInner::Postgres(c, s) => {
                 let args = pg_args(&values);
-                let row = c.client.borrow_mut().query_opt(&*s, &args)?;
-                match row {
-                    Some(r) => f(&Row(RowInner::Postgres(&r))),
+                // The first row, as SQLite gives it (`query_opt` refuses a second one).
+                let rows = c.client.borrow_mut().query(&*s, &args)?;
+                match rows.first() {
+                    Some(r) => f(&Row(RowInner::Postgres(r))),
                     None => Err(Error::NoRow),
                 }
             }

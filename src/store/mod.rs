@@ -145,8 +145,10 @@ impl From<sql::Error> for StoreError {
             sql::Error::Sqlite(e) => Self::from(e),
             sql::Error::Postgres(pg) => {
                 use ::postgres::error::SqlState as S;
+                // A lost connection or a server that cannot take the write; a value that
+                // does not convert (no database error, connection open) is a plain error.
                 let unavailable = pg.is_closed()
-                    || pg.as_db_error().is_none()
+                    || (pg.as_db_error().is_none() && pg.to_string().contains("connection"))
                     || pg.code().is_some_and(|c| {
                         [
                             S::DISK_FULL,
@@ -281,9 +283,15 @@ impl Store {
     ) -> anyhow::Result<Self> {
         let mut client = postgres::connect(url)?;
         postgres::migrate(&mut client, schema)?;
-        let writer = Writer::start(client.into(), wake).context("starting the writer thread")?;
+        let conn = sql::Connection::postgres_reconnecting(client, postgres::config(url)?);
+        let writer = Writer::start(conn, wake).context("starting the writer thread")?;
         let mut config = postgres::config(url)?;
-        config.options("-c default_transaction_read_only=on");
+        // Added to the URL's own `options` (a `search_path`, say), which writes use too.
+        let options = match config.get_options() {
+            Some(o) => format!("{o} -c default_transaction_read_only=on"),
+            None => "-c default_transaction_read_only=on".to_string(),
+        };
+        config.options(&options);
         let manager = r2d2_postgres::PostgresConnectionManager::new(config, ::postgres::NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(cfg.pool_size)

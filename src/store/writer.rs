@@ -426,9 +426,16 @@ fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Command>) -> Drained {
 /// Runs a [`Msg::Direct`] on the bare connection; rolls back a transaction it left open.
 fn run_direct(conn: &Connection, direct: Direct) {
     direct(conn);
-    if conn.sqlite().is_some_and(|c| !c.is_autocommit()) {
-        tracing::warn!("a direct writer command left a transaction open; rolling it back");
-        let _ = conn.execute_batch("ROLLBACK");
+    match conn.sqlite() {
+        Some(c) if !c.is_autocommit() => {
+            tracing::warn!("a direct writer command left a transaction open; rolling it back");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Some(_) => {}
+        // PostgreSQL does not say whether one is open; a ROLLBACK without one only warns.
+        None => {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
 }
 
@@ -631,7 +638,18 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
     let n = batch.len();
     let mut isolate = false;
     let (applied, wake_workers, after_commit) = loop {
+        match conn.reconnect_if_closed() {
+            Ok(true) => tracing::warn!("the database connection was lost; connected again"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the database connection was lost and cannot be opened again")
+            }
+        }
         if let Err(e) = begin(conn) {
+            if conn.dialect() == sql::Dialect::Postgres {
+                // Whatever state the session was left in, the next batch starts clean.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
             // Recorded before any caller hears of it, so `/readyz` agrees with the 503 they answer.
             stats.failed(&e.to_string());
             tracing::error!(error = %e, commands = n, "cannot begin a write transaction");

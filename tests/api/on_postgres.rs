@@ -16,9 +16,7 @@ fn on(pg: &PgCluster, db: &str) -> impl FnOnce(&mut hookrelay::config::Config) {
         local_delivery(c);
         c.database.url = Some(hookrelay::config::Secret::new(url));
         c.database.pool_size = 2;
-        c.delivery.encryption_key = Some(hookrelay::config::Secret::new(
-            "6869686f6f6b72656c61792d746573742d6b65792d3332627974657321212121",
-        ));
+        c.delivery.encryption_key = Some(hookrelay::config::Secret::new(ENCRYPTION_KEY));
     }
 }
 
@@ -89,6 +87,42 @@ async fn serve_on_postgres_delivers_signed_events_and_keeps_them_across_a_restar
     let (_, req) = rx.wait_for(2, Duration::from_secs(10)).await.remove(1);
     // The secret read back from PostgreSQL still signs.
     assert_signed(&req, &key);
+
+    // Every session of the service is cut (a restarted server, a failover): it connects again
+    // by itself, and publishing works after at most a failed try or two.
+    let admin = pg.connect("postgres").await;
+    let cut = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = 'served' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("terminate");
+    assert!(cut >= 2, "only {cut} sessions were cut");
+    let event = wait_until(
+        Duration::from_secs(10),
+        "a publish after the cut",
+        || async {
+            let res = app
+                .post(
+                    "/v1beta1/events",
+                    &json!({"action": "app.user.created", "data": {"org_id": "org_3"}}),
+                )
+                .await;
+            if res.status() == reqwest::StatusCode::ACCEPTED {
+                res.json::<serde_json::Value>().await.ok()
+            } else {
+                None
+            }
+        },
+    )
+    .await;
+    let (_, req) = rx.wait_for(3, Duration::from_secs(10)).await.remove(2);
+    assert_eq!(
+        req.headers.get("webhook-id").and_then(|v| v.to_str().ok()),
+        event["id"].as_str()
+    );
 }
 
 const ENCRYPTION_KEY: &str = "6869686f6f6b72656c61792d746573742d6b65792d3332627974657321212121";
@@ -363,4 +397,82 @@ async fn kill_9_of_one_replica_loses_no_acked_event() {
     assert!(acked.len() >= 450, "only {} acked", acked.len());
     wait_received(&rx, "/hook", &acked, Duration::from_secs(60)).await;
     drop(b);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    missing_postgres,
+    ignore = "needs PostgreSQL's initdb and pg_ctl: apt-get install postgresql"
+)]
+async fn migrate_and_keys_reencrypt_work_on_postgres() {
+    let Some(pg) = PgCluster::start("migrate_and_keys_reencrypt_on_postgres") else {
+        return;
+    };
+    pg.create_db("keys").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |key: &str, previous: &str| {
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[database]\nurl = \"{}\"\n[delivery]\nencryption_key = \"{key}\"\n\
+                 previous_encryption_keys = [{previous}]\n[tasks]\nsigning_secret = \"{TASKS_SECRET}\"\n",
+                pg.url("keys")
+            ),
+        )
+        .expect("config");
+        path
+    };
+    let old = ENCRYPTION_KEY;
+    let new = "6e65772d6b65792d666f722d686f6f6b72656c61792d746573742d3332212121";
+    let path = config(old, "");
+    let path = path.to_str().expect("utf-8");
+
+    let out = run_bin(dir.path(), &["migrate", "--config", path], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("schema migrated from version 0 to"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(PG_PASSWORD), "{stdout}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "migrate on PostgreSQL made a SQLite folder"
+    );
+
+    // A webhook sealed with the old key, then the key rotated and its secret re-encrypted.
+    let app = spawn_app_with(on(&pg, "keys")).await;
+    let rx = TestReceiver::ok().await;
+    let wh = create_webhook(&app, json!({"url": rx.url("/hook")})).await;
+    let key = hex::decode(wh["secrets"][0]["value"].as_str().expect("hex")).expect("hex");
+    app.shutdown().await;
+    let path = config(new, &format!("\"{old}\""));
+    let path = path.to_str().expect("utf-8");
+    let out = run_bin(dir.path(), &["keys", "reencrypt", "--config", path], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("re-encrypted 1 secret(s)"), "{stdout}");
+
+    // Only the new key now: the secret still signs.
+    let app = spawn_app_with(|c| {
+        on(&pg, "keys")(c);
+        c.delivery.encryption_key = Some(hookrelay::config::Secret::new(new));
+    })
+    .await;
+    publish(
+        &app,
+        json!({"action": "app.user.created", "data": {"org_id": "org_1"}}),
+    )
+    .await;
+    let (_, req) = rx.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    assert_signed(&req, &key);
 }
