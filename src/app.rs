@@ -121,6 +121,8 @@ pub struct Application {
     readiness: web::Data<Readiness>,
     stop: CancellationToken,
     admin_token: Secret,
+    /// Whether this process ticks and sweeps; its lease is given up at shutdown.
+    leader: Arc<crate::store::leader::Leader>,
     _lock: Option<File>,
 }
 
@@ -286,7 +288,22 @@ impl Application {
         let dispatcher = jobs_runtime
             .handle()
             .spawn(dispatcher.run(stop.child_token(), config.server.shutdown_grace));
-        tokio::spawn(Arc::clone(&reaper).safety_net(config.jobs.lease, stop.child_token()));
+        // One process at a time ticks and sweeps: this one on SQLite, the lease holder among
+        // replicas on PostgreSQL.
+        let leader = Arc::new(crate::store::leader::Leader::for_store(
+            &store,
+            worker::new_instance(),
+            config.jobs.lease,
+        ));
+        {
+            let (leader, store, stop) = (Arc::clone(&leader), store.clone(), stop.child_token());
+            tokio::spawn(async move { leader.run(store, stop).await });
+        }
+        tokio::spawn(Arc::clone(&reaper).safety_net(
+            config.jobs.lease,
+            Arc::clone(&leader),
+            stop.child_token(),
+        ));
         if config.jobs.workers > 0 {
             jobs_runtime.handle().spawn(delivery::send::sweep_parked(
                 store.clone(),
@@ -294,14 +311,19 @@ impl Application {
                 stop.child_token(),
             ));
         }
-        let cron = Arc::new(Cron::new(store.clone(), schedules, &periodic));
+        let cron = Arc::new(Cron::new(
+            store.clone(),
+            schedules,
+            &periodic,
+            Arc::clone(&leader),
+        ));
         cron.start().await.context("starting cron")?;
         tasks
             .schedules
             .start()
             .await
             .context("loading the schedules")?;
-        tokio::spawn(Arc::clone(&tasks.schedules).run(stop.child_token()));
+        tokio::spawn(Arc::clone(&tasks.schedules).run(Arc::clone(&leader), stop.child_token()));
         let schedules = Arc::clone(&tasks.schedules);
         if let Some(url) = &config.database.url {
             listen_for_changes(url.expose(), Arc::clone(&schedules), Arc::clone(&wake))
@@ -407,6 +429,7 @@ impl Application {
             readiness,
             stop,
             admin_token,
+            leader,
             _lock: lock,
         })
     }
@@ -484,6 +507,7 @@ impl Application {
         };
         let (http_result, _) = tokio::join!(http, self.dispatcher);
         drop(self.jobs_runtime);
+        self.leader.give_up(&self.store).await;
         self.store.writer().stop().await;
         tracing::info!("stopped");
         match http_result {

@@ -7,7 +7,7 @@
 //! | layer | modules |
 //! |---|---|
 //! | primitives | `clock`, `ids`, `redact`, `config`, `error`, `counters`, `sql`, `pagination`, `http`, `auth` (in that order) |
-//! | store | `store` (pool, writer, migrations, the audit record, kv) |
+//! | store | `store` (pool, writer, migrations, the audit record, kv, the ticker lease) |
 //! | jobs | `jobs` (queue SQL, registry, worker, periodic tasks) |
 //! | capabilities | `events` → `delivery` → `inbound` → `front` → `sources` → `tasks` |
 //! | cron and ops | `cron` → `ops` |
@@ -50,6 +50,7 @@ pub const OWNERS: &[(&str, &str)] = &[
     ("jobs", "jobs/queue.rs"),
     ("audit_log", "store/audit.rs"),
     ("kv", "store/kv.rs"),
+    ("leases", "store/leader.rs"),
     ("events", "events/store.rs"),
     ("event_types", "events/store.rs"),
     ("webhooks", "delivery/store.rs"),

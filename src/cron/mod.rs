@@ -7,6 +7,9 @@
 //! - a tick that comes while the previous run of the same name is still queued or running is
 //!   **skipped** and recorded as such (no overlap);
 //! - at start, the latest tick missed while the process was down runs once (`catch_up`);
+//! - with several replicas on one database, only the one holding the ticker lease
+//!   ([`crate::store::leader`]) ticks; the one that takes it over runs the latest tick missed
+//!   meanwhile, as at start;
 //! - every run is recorded (scheduled time, start, end, outcome, rows affected, report, error).
 //!
 //! The scheduler has been reported to stop firing repeated jobs (its issue #113), so the last
@@ -29,6 +32,7 @@ use crate::config::Schedule;
 use crate::jobs::periodic::{Periodic, TaskReport};
 use crate::jobs::{self, DeadJob, JobKind, JobResult, JobRun, JobState, NewJob, Registry};
 use crate::store::audit;
+use crate::store::leader::Leader;
 use crate::store::{Store, StoreError, WriteTx};
 use store::{Run, last_ticks, latest_runs, recent_runs};
 
@@ -91,12 +95,19 @@ struct Inner {
     descriptions: BTreeMap<String, &'static str>,
     /// Last tick seen per name (any outcome), or the time the ticker started.
     last_tick: Mutex<HashMap<String, Millis>>,
+    /// Whether this process ticks (the only one on SQLite; the lease holder on PostgreSQL).
+    leader: Arc<Leader>,
 }
 
 impl Cron {
     /// The schedules of the registered tasks (see [`schedules`]).
     #[must_use]
-    pub fn new(store: Store, schedules: BTreeMap<String, Schedule>, periodic: &Periodic) -> Self {
+    pub fn new(
+        store: Store,
+        schedules: BTreeMap<String, Schedule>,
+        periodic: &Periodic,
+        leader: Arc<Leader>,
+    ) -> Self {
         let descriptions = periodic
             .specs()
             .map(|s| (s.name.to_string(), s.describe))
@@ -107,6 +118,7 @@ impl Cron {
                 schedules,
                 descriptions,
                 last_tick: Mutex::default(),
+                leader,
             }),
             scheduler: tokio::sync::Mutex::new(None),
         }
@@ -118,11 +130,6 @@ impl Cron {
     /// A storage error, or the scheduler failing to start.
     pub async fn start(&self) -> anyhow::Result<()> {
         let now = clock::now_ms();
-        let recorded = self
-            .inner
-            .store
-            .read(|c| last_ticks(c).map_err(StoreError::from))
-            .await?;
         let scheduler = JobScheduler::new().await?;
         for (name, schedule) in &self.inner.schedules {
             let Schedule::Cron { expr, cron } = schedule else {
@@ -136,6 +143,11 @@ impl Cron {
                     let Some(at) = previous(&cron, clock::now_ms()) else {
                         return;
                     };
+                    // Another replica ticks: this one only keeps its overdue watch quiet.
+                    if !inner.leader.is_leader() {
+                        inner.seen(&name, at);
+                        return;
+                    }
                     // A failed write (storage busy) is tried again; the tick's key keeps it single.
                     for attempt in 1..=TICK_ATTEMPTS {
                         match inner.tick(&name, at, Trigger::Schedule, None).await {
@@ -160,29 +172,34 @@ impl Cron {
         }
         scheduler.start().await?;
         *self.scheduler.lock().await = Some(scheduler);
-        // After the ticker started, so no tick falls between the two; a double is deduplicated.
-        for (name, schedule) in &self.inner.schedules {
-            let Schedule::Cron { cron, .. } = schedule else {
-                continue;
-            };
+        for name in self.inner.schedules.keys() {
             self.inner.seen(name, now);
-            // Catch up only a schedule that ticked before: a fresh install starts on the next tick.
-            let Some(last) = recorded.get(name).copied() else {
-                continue;
-            };
-            if let Some(missed) = previous(cron, now).filter(|m| *m > last) {
-                match self.inner.tick(name, missed, Trigger::CatchUp, None).await {
-                    Ok(t) => {
-                        tracing::info!(cron = %name, tick = %clock::to_rfc3339(missed), outcome = ?t, "ran a tick missed while stopped")
-                    }
-                    Err(e) => {
-                        tracing::error!(cron = %name, error = %e, "catching up a missed tick failed")
-                    }
+        }
+        // A replica that takes the ticking over runs what was missed meanwhile (watched from
+        // before the check below, so a takeover between the two is not lost).
+        let mut leading = self.inner.leader.subscribe();
+        leading.mark_unchanged();
+        // After the ticker started, so no tick falls between the two; a double is deduplicated.
+        if self.inner.leader.is_leader() {
+            self.inner.catch_up().await?;
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            while leading.changed().await.is_ok() {
+                if *leading.borrow_and_update()
+                    && let Err(e) = inner.catch_up().await
+                {
+                    tracing::error!(error = %e, "catching up the ticks missed before this replica took over failed");
                 }
             }
-        }
-
+        });
         Ok(())
+    }
+
+    /// Whether this process ticks the crons and schedules and runs the sweeps.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.inner.leader.is_leader()
     }
 
     /// The built-in schedule names.
@@ -329,6 +346,35 @@ impl Cron {
 }
 
 impl Inner {
+    /// For every schedule that ticked before, the latest tick since its last recorded one, run
+    /// once (a fresh install starts on the next tick).
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        let now = clock::now_ms();
+        let recorded = self
+            .store
+            .read(|c| last_ticks(c).map_err(StoreError::from))
+            .await?;
+        for (name, schedule) in &self.schedules {
+            let Schedule::Cron { cron, .. } = schedule else {
+                continue;
+            };
+            let Some(last) = recorded.get(name).copied() else {
+                continue;
+            };
+            if let Some(missed) = previous(cron, now).filter(|m| *m > last) {
+                match self.tick(name, missed, Trigger::CatchUp, None).await {
+                    Ok(t) => {
+                        tracing::info!(cron = %name, tick = %clock::to_rfc3339(missed), outcome = ?t, "ran a tick missed while no process ticked");
+                    }
+                    Err(e) => {
+                        tracing::error!(cron = %name, error = %e, "catching up a missed tick failed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn seen(&self, name: &str, at: Millis) {
         let mut last = self
             .last_tick

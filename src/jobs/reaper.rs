@@ -68,8 +68,15 @@ impl Reaper {
     }
 
     /// The safety net: every `lease`, if expired leases were not swept within the last `lease`,
-    /// sweeps them directly — a job whose worker vanished must not stay `running`.
-    pub async fn safety_net(self: Arc<Self>, lease: Duration, stop: CancellationToken) {
+    /// sweeps them directly — a job whose worker vanished must not stay `running`. Only while
+    /// `leader` says this process runs the sweeps (with several replicas, the lease_reaper job
+    /// may have run on another one: the warning is for a sweep that took something back).
+    pub async fn safety_net(
+        self: Arc<Self>,
+        lease: Duration,
+        leader: Arc<crate::store::leader::Leader>,
+        stop: CancellationToken,
+    ) {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let mut tick = tokio::time::interval(lease);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -80,13 +87,16 @@ impl Reaper {
                 _ = tick.tick() => {}
             }
             let since = clock::now_ms() - self.last_reaped.load(Ordering::Relaxed);
-            if since < lease_ms {
+            if since < lease_ms || !leader.is_leader() {
                 continue;
             }
             let Some(registry) = self.registry.get().cloned() else {
                 continue;
             };
             match worker::requeue_expired(&self.store, registry, Sweep::Expired).await {
+                Ok(0) if leader.check_every().is_some() => {
+                    self.last_reaped.store(clock::now_ms(), Ordering::Relaxed);
+                }
                 Ok(n) => {
                     self.last_reaped.store(clock::now_ms(), Ordering::Relaxed);
                     tracing::warn!(

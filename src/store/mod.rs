@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod kv;
+pub mod leader;
 pub mod postgres;
 pub mod writer;
 
@@ -62,17 +63,29 @@ pub struct Migration {
 /// Every owner's migrations, lowest layer first (assembled by the app).
 pub type Schema<'a> = &'a [&'static [Migration]];
 
-/// The store's own tables: the audit log and kv.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("migrations/0001_audit_kv.sql"),
-}];
+/// The store's own tables: the audit log, kv and the leases.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("migrations/0001_audit_kv.sql"),
+    },
+    Migration {
+        version: 9,
+        sql: include_str!("migrations/0009_leases.sql"),
+    },
+];
 
 /// The same tables in PostgreSQL (see [`postgres`]).
-pub const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 8,
-    sql: include_str!("migrations/postgres/0008_audit_kv.sql"),
-}];
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 8,
+        sql: include_str!("migrations/postgres/0008_audit_kv.sql"),
+    },
+    Migration {
+        version: 9,
+        sql: include_str!("migrations/postgres/0009_leases.sql"),
+    },
+];
 
 /// Each version's SQL: the owners' steps of that version, in schema order.
 fn versions(schema: Schema<'_>) -> Vec<String> {

@@ -30,6 +30,7 @@ use crate::clock::{self, Millis};
 use crate::config::{CatchUp, Overlap, ScheduleDef};
 use crate::delivery::headers;
 use crate::error::ApiError;
+use crate::store::leader::Leader;
 use crate::store::{Store, StoreError};
 
 /// Next tick times shown per schedule.
@@ -242,11 +243,28 @@ impl Schedules {
         })
     }
 
-    /// Ticks until `stop`.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    /// Ticks until `stop`, while `leader` says this process ticks (on PostgreSQL one replica
+    /// holds the ticker lease; the others wait to take it over).
+    pub async fn run(self: Arc<Self>, leader: Arc<Leader>, stop: CancellationToken) {
+        let mut leading = leader.subscribe();
         loop {
             let now = clock::now_ms();
             self.beat.store(now, std::sync::atomic::Ordering::Relaxed);
+            if !leader.is_leader() {
+                let check = leader.check_every().unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = leading.changed() => {}
+                    () = tokio::time::sleep(check) => {}
+                }
+                if leader.is_leader() {
+                    // The last ticks the other replica took, so that only what it missed runs.
+                    if let Err(e) = self.reload().await {
+                        tracing::error!(error = %e, "reading the schedules after taking over the ticking failed");
+                    }
+                }
+                continue;
+            }
             let (due, wake_at) = self.due(now);
             let mut failed = false;
             for (name, tick, missed) in due {

@@ -155,6 +155,7 @@ async fn metrics(
         };
         gauge!("hookrelay_cron_overdue", "name" => name.clone()).set(v);
     }
+    gauge!("hookrelay_leader").set(if cron.is_leader() { 1.0 } else { 0.0 });
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     gauge!("hookrelay_database_bytes").set(size(store.path()) as f64);
     gauge!("hookrelay_wal_bytes").set(size(&crate::store::wal_path(store.path())) as f64);

@@ -271,9 +271,13 @@ async fn copy_db_refuses_a_database_in_use_and_an_old_schema() {
     drop(lock);
 
     // A file an older binary left: migrate it first.
+    let version: i64 = rusqlite::Connection::open(&db)
+        .expect("open")
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("read the version");
     rusqlite::Connection::open(&db)
         .expect("open")
-        .pragma_update(None, "user_version", 7)
+        .pragma_update(None, "user_version", version - 1)
         .expect("downgrade the version");
     let stderr = copy_db_refused(dir.path(), &pg.url("target"));
     assert!(
@@ -282,7 +286,7 @@ async fn copy_db_refuses_a_database_in_use_and_an_old_schema() {
     );
     rusqlite::Connection::open(&db)
         .expect("open")
-        .pragma_update(None, "user_version", 8)
+        .pragma_update(None, "user_version", version)
         .expect("restore the version");
 
     // Not a PostgreSQL URL; and a password in the URL is never printed.

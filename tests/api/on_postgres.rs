@@ -326,11 +326,31 @@ async fn two_replicas_share_one_database_deliver_each_event_once_and_see_each_ot
         changed.elapsed()
     );
 
-    // Every cron tick ran once, although both replicas tick.
+    // The cron ticks every second: wait for a few runs (the events may have gone by in less).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ran: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM cron_runs WHERE name = 'endpoint_health' AND state <> 'skipped'",
+                &[],
+            )
+            .await
+            .expect("ticks")
+            .get(0);
+        if ran >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {ran} ticks ran within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every cron tick ran once: one replica ticks (not even a `skipped` record of the other).
     let doubled: Vec<(i64, i64)> = client
         .query(
             "SELECT scheduled_at, COUNT(*) FROM cron_runs
-             WHERE name = 'endpoint_health' AND state <> 'skipped'
+             WHERE name = 'endpoint_health'
              GROUP BY scheduled_at HAVING COUNT(*) > 1",
             &[],
         )
@@ -340,15 +360,137 @@ async fn two_replicas_share_one_database_deliver_each_event_once_and_see_each_ot
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert!(doubled.is_empty(), "ticks run twice: {doubled:?}");
-    let ticks: i64 = client
-        .query_one(
-            "SELECT COUNT(*) FROM cron_runs WHERE name = 'endpoint_health' AND state <> 'skipped'",
+}
+
+/// Whether `app` says in `/metrics` that it ticks (`hookrelay_leader 1`); `None` when it
+/// does not answer.
+async fn leads(app: &ChildApp) -> Option<bool> {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let line = text.lines().find(|l| l.starts_with("hookrelay_leader "))?;
+    Some(line.ends_with(" 1"))
+}
+
+/// Waits until exactly one of `apps` leads; its index and how long that took.
+async fn one_leader(apps: &[&ChildApp], within: Duration) -> (usize, Duration) {
+    let started = Instant::now();
+    loop {
+        let mut leading = Vec::new();
+        for (i, app) in apps.iter().enumerate() {
+            if leads(app).await == Some(true) {
+                leading.push(i);
+            }
+        }
+        if let [one] = leading[..] {
+            return (one, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "no single leader within {within:?}: {leading:?} lead"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The ticks of `endpoint_health` recorded, in order, each with how many records it has.
+async fn ticks(client: &tokio_postgres::Client) -> Vec<(i64, i64)> {
+    client
+        .query(
+            "SELECT scheduled_at, COUNT(*) FROM cron_runs WHERE name = 'endpoint_health'
+             GROUP BY scheduled_at ORDER BY scheduled_at",
             &[],
         )
         .await
         .expect("ticks")
-        .get(0);
-    assert!(ticks >= 3, "only {ticks} ticks ran");
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+#[cfg_attr(
+    missing_postgres,
+    ignore = "needs PostgreSQL's initdb and pg_ctl: apt-get install postgresql"
+)]
+async fn one_replica_ticks_and_another_takes_over_when_it_stops_or_dies() {
+    let _heavy = heavy().await;
+    // jobs.lease = 3s: a dead ticker's lease runs out within it.
+    let extra = "[jobs]\nlease = \"3s\"\n[cron]\nendpoint_health = \"* * * * * *\"";
+    let Some(Replicas {
+        pg,
+        mut a,
+        mut b,
+        _dirs,
+    }) = Replicas::start("ticker_takeover", extra).await
+    else {
+        return;
+    };
+    let client = pg.connect("shared").await;
+    let (first, _) = one_leader(&[&a, &b], Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Still one leader, and no tick recorded twice.
+    assert_eq!(one_leader(&[&a, &b], Duration::ZERO).await.0, first);
+    let before = ticks(&client).await;
+    assert!(before.len() >= 2, "only {} ticks: {before:?}", before.len());
+    assert!(before.iter().all(|(_, n)| *n == 1), "{before:?}");
+
+    // The ticking replica stops: it gives the lease up, and the other takes it at its next try.
+    let (ticker, other) = if first == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    ticker.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(ticker.wait_exit(Duration::from_secs(15)).success());
+    let (_, took) = one_leader(&[other], Duration::from_secs(3)).await;
+    eprintln!("after a stop, the other replica ticked within {took:?}");
+
+    // A third replica joins and waits; the ticking one is killed: its lease runs out and the
+    // newcomer takes over within jobs.lease.
+    let third_dir = tempfile::tempdir().expect("c");
+    let third = replica(third_dir.path(), &pg.url("shared"), extra);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        leads(&third).await,
+        Some(false),
+        "the newcomer took the lease"
+    );
+    assert_eq!(leads(other).await, Some(true));
+    other.signal(nix::sys::signal::Signal::SIGKILL);
+    let killed_at = Instant::now();
+    let (_, took) = one_leader(&[&third], Duration::from_secs(4)).await;
+    assert!(
+        killed_at.elapsed() <= Duration::from_secs(3) + Duration::from_millis(500),
+        "taken over after {:?}, beyond jobs.lease",
+        killed_at.elapsed()
+    );
+    eprintln!("after a kill -9, the waiting replica ticked within {took:?}");
+
+    // The ticks go on, each once; the gaps are no longer than the takeovers.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = ticks(&client).await;
+    assert!(
+        after.iter().all(|(_, n)| *n == 1),
+        "a tick ran twice: {after:?}"
+    );
+    let newest = after.last().expect("ticks").0;
+    assert!(
+        newest > before.last().expect("ticks").0 + 5_000,
+        "no ticks after the takeovers: {after:?}"
+    );
+    let gaps: Vec<i64> = after.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(
+        gaps.iter().all(|g| *g <= 4_000),
+        "a gap longer than a takeover: {gaps:?}"
+    );
+    drop(third);
 }
 
 #[tokio::test]
