@@ -326,8 +326,13 @@ impl Application {
         tokio::spawn(Arc::clone(&tasks.schedules).run(Arc::clone(&leader), stop.child_token()));
         let schedules = Arc::clone(&tasks.schedules);
         if let Some(url) = &config.database.url {
-            listen_for_changes(url.expose(), Arc::clone(&schedules), Arc::clone(&wake))
-                .context("listening for changes on PostgreSQL")?;
+            listen_for_changes(
+                url.expose(),
+                Arc::clone(&schedules),
+                Arc::clone(&wake),
+                stop.child_token(),
+            )
+            .context("listening for changes on PostgreSQL")?;
         }
         crate::counters::install();
         tokio::spawn(crate::counters::upkeep_loop(stop.child_token()));
@@ -622,9 +627,10 @@ fn listen_for_changes(
     url: &str,
     schedules: Arc<crate::tasks::schedules::Schedules>,
     wake: Arc<Notify>,
+    stop: CancellationToken,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Handle::current();
-    crate::store::postgres::listen(url, move |what| {
+    crate::store::postgres::listen(url, stop, move |what| {
         if what == crate::store::postgres::JOBS_CHANGED || what == "*" {
             wake.notify_one();
         }

@@ -95,31 +95,40 @@ pub fn notify_changed(tx: &crate::store::WriteTx<'_>, what: &str) -> crate::sql:
 /// How long a lost listening session waits before connecting again.
 const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Listens on [`CHANGES_CHANNEL`] on a thread of its own, for as long as the process runs, and
-/// calls `changed` with each notification's payload. After every (re)connection it calls
-/// `changed("*")`: whatever was announced while it was not listening is unknown.
+/// Listens on [`CHANGES_CHANNEL`] on a thread of its own until `stop`, and calls `changed`
+/// with each notification's payload. After every (re)connection it calls `changed("*")`:
+/// whatever was announced while it was not listening is unknown.
 ///
 /// # Errors
 /// When the thread cannot be started.
-pub fn listen(url: &str, changed: impl Fn(&str) + Send + 'static) -> std::io::Result<()> {
+pub fn listen(
+    url: &str,
+    stop: tokio_util::sync::CancellationToken,
+    changed: impl Fn(&str) + Send + 'static,
+) -> std::io::Result<()> {
+    use ::postgres::fallible_iterator::FallibleIterator as _;
     let url = url.to_string();
     std::thread::Builder::new()
         .name("hookrelay-listen".into())
         .spawn(move || {
-            loop {
+            while !stop.is_cancelled() {
                 match connect(&url).and_then(|mut c| {
                     c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
                     Ok(c)
                 }) {
                     Ok(mut client) => {
                         changed("*");
-                        let mut notifications = client.notifications();
-                        let mut messages = notifications.blocking_iter();
-                        use ::postgres::fallible_iterator::FallibleIterator as _;
-                        loop {
-                            match messages.next() {
+                        while !stop.is_cancelled() {
+                            // A wait of at most LISTEN_RETRY, to see whether to stop (a new
+                            // iterator each time: one whose wait ran out stays run out).
+                            let next = client.notifications().timeout_iter(LISTEN_RETRY).next();
+                            match next {
                                 Ok(Some(n)) => changed(n.payload()),
-                                Ok(None) => break,
+                                Ok(None) if client.is_closed() => {
+                                    tracing::warn!("the session listening for changes on PostgreSQL closed; reconnecting");
+                                    break;
+                                }
+                                Ok(None) => {}
                                 Err(e) => {
                                     tracing::warn!(error = %e, "listening for changes on PostgreSQL failed; reconnecting");
                                     break;
@@ -131,7 +140,9 @@ pub fn listen(url: &str, changed: impl Fn(&str) + Send + 'static) -> std::io::Re
                         tracing::warn!(error = %format!("{e:#}"), "cannot listen for changes on PostgreSQL; retrying");
                     }
                 }
-                std::thread::sleep(LISTEN_RETRY);
+                if !stop.is_cancelled() {
+                    std::thread::sleep(LISTEN_RETRY);
+                }
             }
         })
         .map(|_| ())

@@ -856,8 +856,8 @@ async fn an_undecryptable_secret_disables_only_its_webhook() {
             let bad_id = bad_id.clone();
             move |tx| {
                 tx.execute(
-                    "UPDATE webhook_secrets SET ciphertext = zeroblob(48) WHERE webhook_id = ?1",
-                    [&bad_id],
+                    "UPDATE webhook_secrets SET ciphertext = ?2 WHERE webhook_id = ?1",
+                    hookrelay::sql::params![bad_id, vec![0u8; 48]],
                 )?;
                 Ok::<_, hookrelay::store::StoreError>(())
             }

@@ -69,14 +69,17 @@ async fn process_jobs(app: &TestApp) -> Vec<Value> {
         .clone()
 }
 
-fn stored_cursor(app: &TestApp) -> Option<Millis> {
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
-    conn.query_row(
-        "SELECT value FROM kv WHERE key = ?1",
-        [sync::CURSOR_KEY],
-        |r| r.get::<_, String>(0),
-    )
-    .ok()
+async fn stored_cursor(app: &TestApp) -> Option<Millis> {
+    use hookrelay::sql::OptionalExtension as _;
+    read_db(&app.app_store, |c| {
+        c.query_row(
+            "SELECT value FROM kv WHERE key = ?1",
+            hookrelay::sql::params![sync::CURSOR_KEY],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+    })
+    .await
     .map(|v| v.parse().expect("cursor is UNIX ms"))
 }
 
@@ -222,7 +225,7 @@ async fn sync_ingests_exactly_the_events_no_webhook_delivered() {
         (first_after - expected).abs() < 5.0,
         "q[after] = {first_after}, expected about {expected}"
     );
-    let cursor = stored_cursor(&app).expect("cursor stored");
+    let cursor = stored_cursor(&app).await.expect("cursor stored");
     assert_eq!(report.cursor, Some(clock::to_rfc3339(cursor)));
     assert_eq!(report.cursor, report.before);
     let emitted = |e: &Value| (e["emitted_at"].as_f64().expect("emitted_at") * 1000.0) as Millis;
@@ -240,7 +243,7 @@ async fn sync_ingests_exactly_the_events_no_webhook_delivered() {
     assert_eq!(afters[1], unix_seconds(cursor - 60_000));
     assert_eq!(inbound_rows(&app).await.len(), 5);
     assert_eq!(process_jobs(&app).await.len(), 5, "nothing new queued");
-    assert!(stored_cursor(&app).expect("cursor") >= cursor);
+    assert!(stored_cursor(&app).await.expect("cursor") >= cursor);
 
     // A webhook that arrives late for a synced event is a duplicate.
     let res = post_front(&app.client, &app.address, &webhook_for(&missed_2)).await;
@@ -270,7 +273,7 @@ async fn without_an_api_token_the_sync_is_skipped() {
         "{report:?}"
     );
     assert_eq!((report.pages, report.ingested), (0, 0));
-    assert_eq!(stored_cursor(&app), None);
+    assert_eq!(stored_cursor(&app).await, None);
 }
 
 #[tokio::test]
@@ -319,7 +322,7 @@ async fn a_next_page_on_a_foreign_host_is_not_followed() {
     );
     // The rest of the listing was not read: the cursor stops at the newest event seen.
     let newest = (second["emitted_at"].as_f64().expect("emitted_at") * 1000.0).floor() as Millis;
-    assert_eq!(stored_cursor(&app), Some(newest));
+    assert_eq!(stored_cursor(&app).await, Some(newest));
 }
 
 #[tokio::test]
@@ -344,7 +347,7 @@ async fn a_rate_limit_ends_the_run_early_and_a_failure_is_an_error() {
             .is_some_and(|r| r.contains("rate limit")),
         "{report:?}"
     );
-    assert_eq!(stored_cursor(&app), None, "the cursor did not move");
+    assert_eq!(stored_cursor(&app).await, None, "the cursor did not move");
 
     let broken = MockServer::start().await;
     Mock::given(method("GET"))
@@ -356,5 +359,5 @@ async fn a_rate_limit_ends_the_run_early_and_a_failure_is_an_error() {
         .await
         .expect_err("not an event list");
     assert!(err.contains("_results"), "{err}");
-    assert_eq!(stored_cursor(&app), None);
+    assert_eq!(stored_cursor(&app).await, None);
 }

@@ -276,14 +276,14 @@ async fn only_operator_kinds_can_be_enqueued_and_payloads_are_checked() {
 async fn an_unknown_kind_in_the_queue_goes_dead_instead_of_looping() {
     let app = spawn_app().await;
     let now = clock::now_ms();
-    let conn = rusqlite::Connection::open(&app.db_path).expect("db");
-    conn.busy_timeout(Duration::from_secs(5)).expect("busy");
-    conn.execute(
-        "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, created_at, updated_at)
-         VALUES ('job_01JUNKNOWNKIND0000000000000', 'from.the.future', '{}', 'queued', 0, 5, ?1, ?1, ?1)",
-        [now],
-    )
-    .expect("insert");
+    write_db(&app.app_store, move |c| {
+        c.execute(
+            "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, created_at, updated_at)
+             VALUES ('job_01JUNKNOWNKIND0000000000000', 'from.the.future', '{}', 'queued', 0, 5, ?1, ?1, ?1)",
+            hookrelay::sql::params![now],
+        )
+    })
+    .await;
     let job = app
         .wait_job(
             "job_01JUNKNOWNKIND0000000000000",
@@ -358,16 +358,18 @@ async fn lists_filter_and_paginate() {
 }
 
 /// Inserts a job that looks claimed by a worker that is gone.
-fn insert_stale_running(db: &std::path::Path, id: &str, lease_until: i64) {
+fn stale_running(
+    id: &'static str,
+    lease_until: i64,
+) -> impl Fn(&hookrelay::sql::Connection) -> hookrelay::sql::Result<usize> + Send + 'static {
     let now = clock::now_ms();
-    let conn = rusqlite::Connection::open(db).expect("db");
-    conn.busy_timeout(Duration::from_secs(5)).expect("busy");
-    conn.execute(
-        "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, lease_until, lease_owner, created_at, updated_at)
-         VALUES (?1, 'system.noop', '{}', 'running', 1, 5, ?2, ?3, 'gone:1', ?2, ?2)",
-        rusqlite::params![id, now - 10_000, lease_until],
-    )
-    .expect("insert");
+    move |c| {
+        c.execute(
+            "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, lease_until, lease_owner, created_at, updated_at)
+             VALUES (?1, 'system.noop', '{}', 'running', 1, 5, ?2, ?3, 'gone:1', ?2, ?2)",
+            hookrelay::sql::params![id, now - 10_000, lease_until],
+        )
+    }
 }
 
 #[tokio::test]
@@ -378,7 +380,7 @@ async fn the_lease_reaper_takes_back_a_job_whose_lease_ran_out() {
     })
     .await;
     let id = "job_01JSTALELEASE0000000000000";
-    insert_stale_running(&app.db_path, id, clock::now_ms() + 500);
+    write_db(&app.app_store, stale_running(id, clock::now_ms() + 500)).await;
     let job = app.wait_job(id, "succeeded", Duration::from_secs(10)).await;
     assert_eq!(job["attempt"], 2, "the lost run counts as an attempt");
     assert!(
@@ -398,7 +400,7 @@ async fn with_the_lease_reaper_off_a_safety_net_still_takes_back_expired_leases(
     })
     .await;
     let id = "job_01JSAFETYNET00000000000000";
-    insert_stale_running(&app.db_path, id, clock::now_ms() + 200);
+    write_db(&app.app_store, stale_running(id, clock::now_ms() + 200)).await;
     let job = app.wait_job(id, "succeeded", Duration::from_secs(10)).await;
     assert_eq!(job["attempt"], 2, "the lost run counts as an attempt");
 }
@@ -420,9 +422,12 @@ async fn long_jobs_keep_their_lease() {
 async fn jobs_left_running_by_a_dead_process_are_requeued_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = test_config(dir.path());
-    hookrelay::app::migrate_file(&cfg.database).expect("migrate");
     let id = "job_01JLEFTRUNNING000000000000";
-    insert_stale_running(&cfg.database.path, id, clock::now_ms() + 3_600_000);
+    write_offline(
+        &cfg.database,
+        stale_running(id, clock::now_ms() + 3_600_000),
+    )
+    .await;
     let app = spawn_app_in(dir, cfg).await;
     let job = app.wait_job(id, "succeeded", Duration::from_secs(5)).await;
     assert_eq!(
@@ -446,24 +451,31 @@ async fn graceful_shutdown_in_process_finishes_running_jobs() {
     // `running` once its claim commits; started a moment later (one claimed but not started at
     // shutdown is given back instead). The job sleeps 0.7 s, so it is still running after this.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let db = app.db_path.clone();
+    let database = app.database.clone();
     let _dir = app.shutdown().await;
-    let conn = rusqlite::Connection::open(db).expect("db");
-    let state: String = conn
-        .query_row("SELECT state FROM jobs WHERE id = ?1", [&id], |r| r.get(0))
-        .expect("row");
+    let state: String = write_offline(&database, move |c| {
+        c.query_row(
+            "SELECT state FROM jobs WHERE id = ?1",
+            hookrelay::sql::params![id.as_str()],
+            |r| r.get(0),
+        )
+    })
+    .await;
     assert_eq!(state, "succeeded");
 }
 
 /// How many `delivery.send` jobs are in each state.
-fn delivery_job_states(app: &TestApp) -> std::collections::HashMap<String, i64> {
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
-    conn.prepare("SELECT state, COUNT(*) FROM jobs WHERE kind = 'delivery.send' GROUP BY state")
-        .expect("prepare")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect()
+async fn delivery_job_states(app: &TestApp) -> std::collections::HashMap<String, i64> {
+    read_db(&app.app_store, |c| {
+        c.prepare_cached(
+            "SELECT state, COUNT(*) FROM jobs WHERE kind = 'delivery.send' GROUP BY state",
+        )?
+        .query_map(hookrelay::sql::params![], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<hookrelay::sql::Result<Vec<(String, i64)>>>()
+    })
+    .await
+    .into_iter()
+    .collect()
 }
 
 /// A burst the workers cannot keep up with waits in this process's memory, already claimed
@@ -496,7 +508,7 @@ async fn a_burst_beyond_the_workers_is_handed_off_in_memory() {
         )
         .await;
     }
-    let states = delivery_job_states(&app);
+    let states = delivery_job_states(&app).await;
     assert_eq!(
         states.get("queued"),
         None,
@@ -582,7 +594,7 @@ async fn deliveries_cancelled_while_they_wait_in_memory_are_not_sent() {
         1,
         "only the delivery already at the receiver was sent"
     );
-    let states = delivery_job_states(&app);
+    let states = delivery_job_states(&app).await;
     assert_eq!(
         states,
         [("cancelled".to_string(), 3)].into(),

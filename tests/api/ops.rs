@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use hookrelay::clock;
 use hookrelay::cron::{Ticked, Trigger};
+use hookrelay::sql::params;
 use reqwest::StatusCode;
-use rusqlite::params;
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
@@ -13,14 +13,13 @@ use crate::helpers::*;
 
 const HOUR: i64 = 3_600_000;
 
-fn open(db: &std::path::Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(db).expect("db");
-    conn.busy_timeout(Duration::from_secs(5)).expect("busy");
-    conn
-}
-
-fn count(db: &std::path::Path, sql: &str) -> i64 {
-    open(db).query_row(sql, [], |r| r.get(0)).expect("count")
+/// `sql`'s one number, read from the app's database (SQLite or PostgreSQL).
+async fn count(app: &TestApp, sql: impl Into<String>) -> i64 {
+    let sql = sql.into();
+    read_db(&app.app_store, move |c| {
+        c.query_row(&sql, params![], |r| r.get(0))
+    })
+    .await
 }
 
 /// An id with `prefix` made at `at` (ids sort by creation time).
@@ -107,19 +106,20 @@ async fn a_tick_while_the_previous_run_is_running_is_skipped_and_recorded() {
     let now = clock::now_ms();
     let job_id = id_at("job", now, 7);
     {
-        let conn = open(&app.db_path);
-        conn.execute(
-            "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, lease_until, lease_owner, created_at, updated_at)
-             VALUES (?1, 'cron.retention', '{}', 'running', 1, 3, ?2, ?3, 'elsewhere:1', ?2, ?2)",
-            params![job_id, now, now + HOUR],
-        )
-        .expect("job");
-        conn.execute(
-            "INSERT INTO cron_runs (name, scheduled_at, trigger, state, job_id, started_at, created_at)
-             VALUES ('retention', ?1, 'schedule', 'running', ?2, ?1, ?1)",
-            params![now - 60_000, job_id],
-        )
-        .expect("run");
+        let job_id = job_id.clone();
+        write_db(&app.app_store, move |conn| {
+            conn.execute(
+                "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, lease_until, lease_owner, created_at, updated_at)
+                 VALUES (?1, 'cron.retention', '{}', 'running', 1, 3, ?2, ?3, 'elsewhere:1', ?2, ?2)",
+                params![job_id, now, now + HOUR],
+            )?;
+            conn.execute(
+                "INSERT INTO cron_runs (name, scheduled_at, trigger, state, job_id, started_at, created_at)
+                 VALUES ('retention', ?1, 'schedule', 'running', ?2, ?1, ?1)",
+                params![now - 60_000, job_id],
+            )
+        })
+        .await;
     }
     let tick = (now / 1000) * 1000;
     let t = app
@@ -166,17 +166,27 @@ async fn a_tick_missed_while_stopped_runs_once_at_start() {
     };
     let minute = (last_hour / 60_000) % 60;
     set_cron(&mut cfg, "db_maintenance", &format!("0 {minute} * * * *"));
-    hookrelay::app::migrate_file(&cfg.database).expect("migrate");
     // It last ticked three hours ago: the process was down for the two ticks since.
-    open(&cfg.database.path)
-        .execute(
+    write_offline(&cfg.database, move |c| {
+        c.execute(
             "INSERT INTO cron_runs (name, scheduled_at, trigger, state, created_at, finished_at)
              VALUES ('db_maintenance', ?1, 'schedule', 'succeeded', ?1, ?1)",
             params![last_hour - 2 * HOUR],
         )
-        .expect("history");
+    })
+    .await;
     let app = spawn_app_in(dir, cfg.clone()).await;
-    let entry = wait_run(&app, "db_maintenance").await;
+    // At start on SQLite; on PostgreSQL once this replica holds the ticker lease, a moment later.
+    let entry = wait_until(Duration::from_secs(15), "the caught-up run", || async {
+        let v = app
+            .get_json("/v1beta1/admin/cron/db_maintenance", StatusCode::OK)
+            .await;
+        let latest = &v["cron"]["runs"][0];
+        (latest["trigger"] == "catch_up"
+            && matches!(latest["state"].as_str(), Some("succeeded" | "failed")))
+        .then(|| v["cron"].clone())
+    })
+    .await;
     let runs = entry["runs"].as_array().expect("runs");
     let caught_up: Vec<&Value> = runs.iter().filter(|r| r["trigger"] == "catch_up").collect();
     assert_eq!(
@@ -274,84 +284,82 @@ async fn retention_removes_exactly_the_rows_past_their_age_in_batches() {
     .await;
     let now = clock::now_ms();
     let (old, recent, ancient) = (now - 90 * 60_000, now - 10 * 60_000, now - 3 * HOUR);
-    {
-        let mut conn = open(&app.db_path);
-        let tx = conn.transaction().expect("tx");
-        let job = |id: &str, state: &str, created: i64, finished: i64| {
+    write_db(&app.app_store, move |tx| {
+        let job = |id: &str, state: &str, created: i64, finished: i64| -> hookrelay::sql::Result<()> {
             tx.execute(
                 "INSERT INTO jobs (id, kind, payload, state, attempt, max_attempts, run_at, created_at, updated_at, finished_at)
                  VALUES (?1, 'system.noop', '{}', ?2, 1, 1, ?3, ?4, ?5, ?5)",
                 // A queued job waits an hour, so the workers leave it alone.
                 params![id, state, if state == "queued" { now + HOUR } else { created }, created, finished],
-            )
-            .expect("job");
+            )?;
+            Ok(())
         };
         // 2,100 old succeeded jobs: more than one batch.
         for n in 0..2100 {
-            job(&id_at("job", old, n), "succeeded", old, old);
+            job(&id_at("job", old, n), "succeeded", old, old)?;
         }
         for n in 0..5 {
-            job(&id_at("job", recent, n), "succeeded", recent, recent);
+            job(&id_at("job", recent, n), "succeeded", recent, recent)?;
         }
-        job(&id_at("job", ancient, 1), "succeeded", ancient, recent); // finished recently: kept
+        job(&id_at("job", ancient, 1), "succeeded", ancient, recent)?; // finished recently: kept
         for n in 0..3 {
-            job(&id_at("job", old, 10_000 + n), "dead", old, old); // failed retention is longer
+            job(&id_at("job", old, 10_000 + n), "dead", old, old)?; // failed retention is longer
         }
         for n in 0..2 {
-            job(&id_at("job", ancient, 10 + n), "dead", ancient, ancient);
+            job(&id_at("job", ancient, 10 + n), "dead", ancient, ancient)?;
         }
-        job(&id_at("job", ancient, 20), "cancelled", ancient, ancient);
-        job(&id_at("job", ancient, 21), "queued", ancient, ancient); // never finished: kept
+        job(&id_at("job", ancient, 20), "cancelled", ancient, ancient)?;
+        job(&id_at("job", ancient, 21), "queued", ancient, ancient)?; // never finished: kept
 
-        let event = |id: &str, at: i64| {
+        let event = |id: &str, at: i64| -> hookrelay::sql::Result<()> {
             tx.execute(
-                "INSERT INTO events (id, action, source, body, deliveries, created_at) VALUES (?1, 'a.b', 'test', x'7b7d', 1, ?2)",
-                params![id, at],
-            )
-            .expect("event");
+                "INSERT INTO events (id, action, source, body, deliveries, created_at) VALUES (?1, 'a.b', 'test', ?3, 1, ?2)",
+                params![id, at, b"{}".to_vec()],
+            )?;
+            Ok(())
         };
-        let delivery = |id: &str, event: &str, state: &str, at: i64| {
+        let delivery = |id: &str, event: &str, state: &str, at: i64| -> hookrelay::sql::Result<()> {
             tx.execute(
                 "INSERT INTO deliveries (id, event_id, webhook_id, action, state, attempts, max_attempts, created_at, updated_at, finished_at)
                  VALUES (?1, ?2, 'wh_x', 'a.b', ?3, 1, 4, ?4, ?4, ?4)",
                 params![id, event, state, at],
-            )
-            .expect("delivery");
+            )?;
             for attempt in 1..=2 {
                 tx.execute(
                     "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms) VALUES (?1, ?2, ?3, 500, 3)",
                     params![id, attempt, at],
-                )
-                .expect("attempt");
+                )?;
             }
+            Ok(())
         };
         let (e_kept, e_gone, e_new) = (
             id_at("evt", old, 1),
             id_at("evt", old, 2),
             id_at("evt", recent, 3),
         );
-        event(&e_kept, old);
-        event(&e_gone, old);
-        event(&e_new, recent);
-        delivery(&id_at("dlv", old, 1), &e_kept, "succeeded", old);
-        delivery(&id_at("dlv", old, 2), &e_kept, "failed", old); // kept: keeps its event
-        delivery(&id_at("dlv", old, 3), &e_gone, "succeeded", old);
-        delivery(&id_at("dlv", recent, 4), &e_new, "succeeded", recent);
+        event(&e_kept, old)?;
+        event(&e_gone, old)?;
+        event(&e_new, recent)?;
+        delivery(&id_at("dlv", old, 1), &e_kept, "succeeded", old)?;
+        delivery(&id_at("dlv", old, 2), &e_kept, "failed", old)?; // kept: keeps its event
+        delivery(&id_at("dlv", old, 3), &e_gone, "succeeded", old)?;
+        delivery(&id_at("dlv", recent, 4), &e_new, "succeeded", recent)?;
 
-        let inbound = |id: &str, state: &str, at: i64| {
+        let inbound = |id: &str, state: &str, at: i64| -> hookrelay::sql::Result<()> {
             tx.execute(
                 "INSERT INTO inbound_events (id, source, channel, external_id, event_type, state, raw_body, received_at, processed_at, updated_at)
-                 VALUES (?1, 'front', 'app', ?1, 'x', ?2, x'7b7d', ?3, ?3, ?3)",
-                params![id, state, at],
-            )
-            .expect("inbound");
+                 VALUES (?1, 'front', 'app', ?1, 'x', ?2, ?4, ?3, ?3, ?3)",
+                params![id, state, at, b"{}".to_vec()],
+            )?;
+            Ok(())
         };
-        inbound(&id_at("rcv", old, 1), "processed", old);
-        inbound(&id_at("rcv", old, 2), "failed", old);
-        inbound(&id_at("rcv", old, 3), "pending", old);
-        inbound(&id_at("rcv", recent, 4), "processed", recent);
-        tx.commit().expect("commit");
-    }
+        inbound(&id_at("rcv", old, 1), "processed", old)?;
+        inbound(&id_at("rcv", old, 2), "failed", old)?;
+        inbound(&id_at("rcv", old, 3), "pending", old)?;
+        inbound(&id_at("rcv", recent, 4), "processed", recent)?;
+        Ok(())
+    })
+    .await;
 
     let res = app
         .post("/v1beta1/admin/cron/retention/run", &json!({}))
@@ -373,37 +381,35 @@ async fn retention_removes_exactly_the_rows_past_their_age_in_batches() {
         "batched: {detail}"
     );
 
-    let db = &app.db_path;
     // The retention job itself (and the app's own jobs) are younger than any cut-off.
     assert_eq!(
         count(
-            db,
+            &app,
             "SELECT COUNT(*) FROM jobs WHERE kind = 'system.noop' AND state = 'succeeded'"
-        ),
+        )
+        .await,
         6
     );
     assert_eq!(
         count(
-            db,
+            &app,
             "SELECT COUNT(*) FROM jobs WHERE kind = 'system.noop' AND state = 'dead'"
-        ),
+        )
+        .await,
         3
     );
     assert_eq!(
-        count(
-            db,
-            "SELECT COUNT(*) FROM jobs WHERE kind = 'system.noop' AND state IN ('queued', 'cancelled')"
-        ),
+        count(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'system.noop' AND state IN ('queued', 'cancelled')").await,
         1
     );
-    assert_eq!(count(db, "SELECT COUNT(*) FROM deliveries"), 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM deliveries").await, 2);
     assert_eq!(
-        count(db, "SELECT COUNT(*) FROM delivery_attempts"),
+        count(&app, "SELECT COUNT(*) FROM delivery_attempts").await,
         4,
         "attempts go with their delivery"
     );
-    assert_eq!(count(db, "SELECT COUNT(*) FROM events"), 2);
-    assert_eq!(count(db, "SELECT COUNT(*) FROM inbound_events"), 3);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM events").await, 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM inbound_events").await, 3);
 }
 
 #[tokio::test]
@@ -543,12 +549,13 @@ async fn endpoint_health_disables_only_endpoints_whose_deliveries_all_failed() {
     assert_eq!(w["webhook"]["failing_since"], Value::Null, "{w}");
     assert_eq!(
         count(
-            &app.db_path,
-            &format!(
+            &app,
+            format!(
                 "SELECT COUNT(*) FROM webhooks WHERE failing_since IS NOT NULL AND id = '{}'",
                 dead["id"].as_str().expect("id")
             )
-        ),
+        )
+        .await,
         0
     );
 }

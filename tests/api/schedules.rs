@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use crate::helpers::{
-    PUBLISH_TOKEN, TestApp, TestReceiver, assert_error, assert_json, local_delivery, spawn_app_in,
-    test_config,
+    PUBLISH_TOKEN, TestApp, TestReceiver, assert_error, assert_json, local_delivery, read_db,
+    spawn_app_in, test_config,
 };
 use crate::tasks::{signed, task};
 
@@ -607,19 +607,18 @@ async fn a_disabled_schedule_switched_on_starts_from_the_next_tick() {
     assert_eq!(created["schedule"]["headers"]["X-Api-Key"], "[redacted]");
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert!(receiver.requests().is_empty(), "a disabled schedule ticked");
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
-    let stored: String = conn
-        .query_row(
+    let stored: String = read_db(&app.app_store, |c| {
+        c.query_row(
             "SELECT headers FROM schedules WHERE name = 'digest'",
-            [],
+            hookrelay::sql::params![],
             |r| r.get(0),
         )
-        .expect("headers");
+    })
+    .await;
     assert!(
         !stored.contains("digest-s3cr3t"),
         "stored in the clear: {stored}"
     );
-    drop(conn);
 
     let switched_at = hookrelay::clock::now_ms();
     let on = app

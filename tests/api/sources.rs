@@ -2599,8 +2599,7 @@ async fn front_without_a_secret_is_recorded_as_not_configured() {
 async fn rejected_rows_are_kept_for_retention_rejected() {
     let app = spawn_app_with(|c| c.retention.rejected = Duration::from_secs(3600)).await;
     let now = hookrelay::clock::now_ms();
-    {
-        let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
+    write_db(&app.app_store, move |conn| {
         for (name, at) in [("old", now - 2 * 3_600_000), ("recent", now - 600_000)] {
             let id = format!(
                 "rej_{}",
@@ -2608,12 +2607,13 @@ async fn rejected_rows_are_kept_for_retention_rejected() {
             );
             conn.execute(
                 "INSERT INTO inbound_rejected (id, source, cause, message, at, method, path, signature, body_head)
-                 VALUES (?1, ?2, 'invalid_signature', 'm', ?3, 'POST', '/webhooks/in/x', '{}', x'7b7d')",
-                rusqlite::params![id, name, at],
-            )
-            .expect("insert");
+                 VALUES (?1, ?2, 'invalid_signature', 'm', ?3, 'POST', '/webhooks/in/x', '{}', ?4)",
+                hookrelay::sql::params![id, name, at, b"{}".to_vec()],
+            )?;
         }
-    }
+        Ok(())
+    })
+    .await;
     assert_eq!(rejected(&app, "").await.len(), 2);
     let res = app
         .post("/v1beta1/admin/cron/retention/run", &json!({}))

@@ -12,7 +12,7 @@ use wiremock::ResponseTemplate;
 
 use crate::helpers::{
     PUBLISH_TOKEN, TASKS_SECRET, TestApp, TestReceiver, assert_error, assert_json, local_delivery,
-    spawn_app_with, wait_until,
+    spawn_app_with, wait_until, write_db,
 };
 
 pub async fn task_app() -> TestApp {
@@ -1026,17 +1026,22 @@ async fn request_rules_answer_bounds_and_a_retry_after_retention() {
     }
 
     // The job of a finished task is gone (as after retention): a retry gives it a new one.
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open db");
-    conn.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
-    let job: String = conn
-        .query_row("SELECT job_id FROM tasks WHERE id = ?1", [&id], |r| {
-            r.get(0)
+    let job: String = {
+        let id = id.clone();
+        write_db(&app.app_store, move |c| {
+            let job: String = c.query_row(
+                "SELECT job_id FROM tasks WHERE id = ?1",
+                hookrelay::sql::params![id],
+                |r| r.get(0),
+            )?;
+            c.execute(
+                "DELETE FROM jobs WHERE id = ?1",
+                hookrelay::sql::params![job],
+            )?;
+            Ok(job)
         })
-        .expect("job id");
-    conn.execute("DELETE FROM jobs WHERE id = ?1", [&job])
-        .expect("delete job");
-    drop(conn);
+        .await
+    };
     let again = app
         .post(&format!("/v1beta1/admin/tasks/{id}/retry"), &json!({}))
         .await;

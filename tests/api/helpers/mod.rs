@@ -31,6 +31,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db_path: PathBuf,
+    /// The app's database settings (its SQLite file, or its PostgreSQL database).
+    pub database: config::DatabaseConfig,
     pub app_store: hookrelay::store::Store,
     pub cron: std::sync::Arc<hookrelay::cron::Cron>,
     pub schedules: std::sync::Arc<hookrelay::tasks::schedules::Schedules>,
@@ -122,6 +124,7 @@ pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
         .with_test_writer()
         .try_init();
     let db_path = cfg.database.path.clone();
+    let database = cfg.database.clone();
     let app = Application::build(cfg).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let stop = app.shutdown_token();
@@ -136,6 +139,7 @@ pub async fn spawn_app_in(dir: TempDir, cfg: Config) -> TestApp {
             .build()
             .expect("client"),
         db_path,
+        database,
         app_store,
         cron,
         schedules,
@@ -435,6 +439,49 @@ pub fn job_states(db: &Path) -> std::collections::HashMap<String, i64> {
         .expect("query")
         .map(|r| r.expect("row"))
         .collect()
+}
+
+/// Runs `f` in one write transaction on a running app's database, through hookrelay's own
+/// query interface: the same SQL (`?N` placeholders) runs on SQLite and on PostgreSQL (with
+/// `HOOKRELAY_TEST_POSTGRES`).
+pub async fn write_db<T: Send + 'static>(
+    store: &hookrelay::store::Store,
+    f: impl Fn(&hookrelay::sql::Connection) -> hookrelay::sql::Result<T> + Send + 'static,
+) -> T {
+    store
+        .writer()
+        .write_wait(move |tx| f(tx).map_err(hookrelay::store::StoreError::from))
+        .await
+        .expect("write to the test database")
+}
+
+/// Runs `f` on a read connection of a running app's database (see [`write_db`]).
+pub async fn read_db<T: Send + 'static>(
+    store: &hookrelay::store::Store,
+    f: impl FnOnce(&hookrelay::sql::Connection) -> hookrelay::sql::Result<T> + Send + 'static,
+) -> T {
+    store
+        .read(move |c| f(c).map_err(hookrelay::store::StoreError::from))
+        .await
+        .expect("read the test database")
+}
+
+/// Runs `f` in one write transaction on the database of `cfg` while no app runs on it
+/// (migrating it first, as `hookrelay migrate` does).
+pub async fn write_offline<T: Send + 'static>(
+    cfg: &config::DatabaseConfig,
+    f: impl Fn(&hookrelay::sql::Connection) -> hookrelay::sql::Result<T> + Send + 'static,
+) -> T {
+    let cfg = cfg.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        hookrelay::app::open_store(&cfg, std::sync::Arc::new(tokio::sync::Notify::new()))
+    })
+    .await
+    .expect("open task")
+    .expect("open the test database");
+    let out = write_db(&store, f).await;
+    store.writer().stop().await;
+    out
 }
 
 /// Tests that load the machine (thousands of connections, `kill -9` loops) or measure timing
