@@ -272,9 +272,13 @@ async fn databases(workers: &str) {
         let server = common::Server::start(&extra);
         one_webhook_rate(std::slice::from_ref(&server), n).await
     };
-    let Some(pg) =
-        common::postgres::PgCluster::start("the PostgreSQL part of the delivery benchmark")
-    else {
+    // PostgreSQL's own durability, as a server runs it (fsync and synchronous_commit on);
+    // BENCH_PG_SETTINGS adds server settings (`-c name=value …`).
+    let settings = std::env::var("BENCH_PG_SETTINGS").unwrap_or_default();
+    let Some(pg) = common::postgres::PgCluster::start_with(
+        "the PostgreSQL part of the delivery benchmark",
+        &settings,
+    ) else {
         println!(
             "databases: SQLite {sqlite:.0} deliveries/s; PostgreSQL skipped (apt-get install postgresql)"
         );
@@ -282,10 +286,14 @@ async fn databases(workers: &str) {
     };
     pg.create_db("one").await;
     pg.create_db("two").await;
+    let top = common::top_statements_wanted(&pg, "one").await;
     let one = {
         let server = common::Server::start_on(Some(&pg.url("one")), "", &extra);
         one_webhook_rate(std::slice::from_ref(&server), n).await
     };
+    if top {
+        common::print_top_statements(&pg, "one").await;
+    }
     let two = {
         let servers = [
             common::Server::start_on(Some(&pg.url("two")), "", &extra),

@@ -16,7 +16,13 @@
 //!    `metadata`, about ten times the size of 2's). Not a target: the ratio of 1 to 3 shows what
 //!    the second durable stage costs apart from the size of the payload.
 //!
-//! For each it prints events/s end to end, the ingest rate alone and the server's CPU time per
+//! 4. **the databases side by side**: Front → delivered for `BENCH_DB_EVENTS` (default 20,000)
+//!    on SQLite, on PostgreSQL with one `serve` and with two sharing the database (the posts
+//!    split over both), in one run; PostgreSQL is a throwaway cluster on the same cores with its
+//!    own durability (`fsync`, `synchronous_commit = on`; `BENCH_PG_SETTINGS` adds settings),
+//!    skipped with a note without it. `BENCH_ONLY_DATABASES=1` runs only this part.
+//!
+//! For each of 1–3 it prints events/s end to end, the ingest rate alone and the server's CPU time per
 //! event (utime + stime of the server process from `/proc/<pid>/stat`, from the first post to the
 //! last delivery — the load generator and the receiver run in this process and are not counted),
 //! then the two targets: Front → delivered ≥ 0.8 × publish → delivered, and ≤ 150 µs of server
@@ -333,6 +339,140 @@ async fn run(
     Measured { rate, cpu_us }
 }
 
+/// Front → delivered through `servers` (the posts split over them), events/s end to end.
+async fn front_rate(
+    servers: &[common::Server],
+    received: &AtomicU64,
+    receiver: &str,
+    n: usize,
+) -> f64 {
+    let apis: Vec<Arc<Api>> = servers
+        .iter()
+        .map(|s| {
+            Arc::new(Api {
+                client: reqwest::Client::builder()
+                    .pool_max_idle_per_host(CONCURRENCY)
+                    .build()
+                    .expect("client"),
+                base: s.address.clone(),
+            })
+        })
+        .collect();
+    apis[0].webhook(receiver).await;
+    for api in &apis {
+        api.warm(CONCURRENCY / apis.len()).await;
+    }
+    // Every replica has seen the webhook before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut shares: Vec<Vec<Prepared>> = (0..CONCURRENCY).map(|_| Vec::new()).collect();
+    for (i, p) in sign_front(n).into_iter().enumerate() {
+        shares[i % CONCURRENCY].push(p);
+    }
+    let target = received.load(Ordering::Relaxed) + n as u64;
+    let started = Instant::now();
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(i, share)| {
+            let api = Arc::clone(&apis[i % apis.len()]);
+            tokio::spawn(async move {
+                for p in share {
+                    api.send("/webhooks/front", p, 200).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("poster");
+    }
+    let mut last = received.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    loop {
+        let now = received.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+        if now >= target
+            && apis[0]
+                .empty(
+                    "/v1beta1/admin/deliveries?state=pending&limit=1",
+                    "deliveries",
+                )
+                .await
+            && apis[0]
+                .empty("/v1beta1/admin/inbound?state=pending&limit=1", "inbound")
+                .await
+        {
+            break;
+        }
+        assert!(
+            last_change.elapsed() < Duration::from_secs(120),
+            "databases: deliveries stalled at {now} of {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Last part: Front → delivered on SQLite, on PostgreSQL with one `serve`, and with two
+/// sharing the database, in one run (`BENCH_DB_EVENTS`, default 20,000).
+async fn databases(received: &AtomicU64, receiver: &str) {
+    let n: usize = std::env::var("BENCH_DB_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let workers = std::env::var("BENCH_WORKERS")
+        .map(|w| format!("[jobs]\nworkers = {w}\n"))
+        .unwrap_or_default();
+    let extra = format!(
+        "[front]\nwebhook_secret = \"{SECRET}\"\n\
+         [delivery]\nallow_http = true\nallow_private_networks = true\n{workers}"
+    );
+    let sqlite = {
+        let server = common::Server::start(&extra);
+        front_rate(std::slice::from_ref(&server), received, receiver, n).await
+    };
+    // PostgreSQL's own durability, as a server runs it (fsync and synchronous_commit on).
+    let settings = std::env::var("BENCH_PG_SETTINGS").unwrap_or_default();
+    let Some(pg) = common::postgres::PgCluster::start_with(
+        "the PostgreSQL part of the pipeline benchmark",
+        &settings,
+    ) else {
+        println!(
+            "databases: SQLite {sqlite:.0} Front events/s delivered; PostgreSQL skipped (apt-get install postgresql)"
+        );
+        return;
+    };
+    pg.create_db("one").await;
+    pg.create_db("two").await;
+    let top = common::top_statements_wanted(&pg, "one").await;
+    let one = {
+        let server = common::Server::start_on(Some(&pg.url("one")), "", &extra);
+        front_rate(std::slice::from_ref(&server), received, receiver, n).await
+    };
+    if top {
+        common::print_top_statements(&pg, "one").await;
+    }
+    let two = {
+        let servers = [
+            common::Server::start_on(Some(&pg.url("two")), "", &extra),
+            common::Server::start_on(Some(&pg.url("two")), "", &extra),
+        ];
+        front_rate(&servers, received, receiver, n).await
+    };
+    println!("\n== databases, {n} Front events → delivered, same run (events/s end to end):");
+    println!("  SQLite                      {sqlite:>8.0}");
+    println!(
+        "  PostgreSQL, one replica     {one:>8.0}   {:.2} x SQLite (target >= 0.5)",
+        one / sqlite
+    );
+    println!(
+        "  PostgreSQL, two replicas    {two:>8.0}   {:.2} x one replica (target >= 1.0)",
+        two / one
+    );
+}
+
 fn verdict(pass: bool) -> &'static str {
     if pass { "PASS" } else { "MISS" }
 }
@@ -358,6 +498,10 @@ async fn main() {
          server CPU is utime + stime of the server process only (/proc/<pid>/stat); each phase on a fresh server and database"
     );
 
+    if std::env::var("BENCH_ONLY_DATABASES").is_ok() {
+        databases(&received, &receiver).await;
+        return;
+    }
     // Each phase on a fresh server and database.
     let phase = async |label: &str, path: &'static str, expect: u16, prepared: Vec<Prepared>| {
         let (server, api) = start(&receiver).await;
@@ -404,4 +548,5 @@ async fn main() {
         front.cpu_us,
         sized.cpu_us
     );
+    databases(&received, &receiver).await;
 }

@@ -297,3 +297,43 @@ impl Api {
             .is_none_or(Vec::is_empty)
     }
 }
+
+/// Whether `BENCH_PG_TOP` asks for the statements that took database `db`'s time; if so, turns
+/// on `pg_stat_statements` there (the server needs
+/// `BENCH_PG_SETTINGS='-c shared_preload_libraries=pg_stat_statements'`).
+#[allow(dead_code)]
+pub async fn top_statements_wanted(pg: &postgres::PgCluster, db: &str) -> bool {
+    if std::env::var("BENCH_PG_TOP").is_err() {
+        return false;
+    }
+    pg.connect(db)
+        .await
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect(
+            "BENCH_PG_TOP needs BENCH_PG_SETTINGS='-c shared_preload_libraries=pg_stat_statements'",
+        );
+    true
+}
+
+/// Prints the statements that took database `db`'s time, most first (`BENCH_PG_TOP`).
+#[allow(dead_code)]
+pub async fn print_top_statements(pg: &postgres::PgCluster, db: &str) {
+    let rows = pg
+        .connect(db)
+        .await
+        .query(
+            "SELECT calls, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+             ORDER BY total_exec_time DESC LIMIT 15",
+            &[&db],
+        )
+        .await
+        .expect("pg_stat_statements");
+    println!("PostgreSQL, database {db}: statements by total time (calls, total ms, mean µs):");
+    for r in rows {
+        let (calls, total, mean, query): (i64, f64, f64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        println!("  {calls:>8} {total:>9.0} {:>7.0}  {query}", mean * 1000.0);
+    }
+}

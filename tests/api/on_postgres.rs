@@ -421,8 +421,15 @@ async fn ticks(client: &tokio_postgres::Client) -> Vec<(i64, i64)> {
 )]
 async fn one_replica_ticks_and_another_takes_over_when_it_stops_or_dies() {
     let _heavy = heavy().await;
-    // jobs.lease = 3s: a dead ticker's lease runs out within it.
-    let extra = "[jobs]\nlease = \"3s\"\n[cron]\nendpoint_health = \"* * * * * *\"";
+    // jobs.lease = 3s: a dead ticker's lease runs out within it. A cron and a schedule tick
+    // every second.
+    let rx = TestReceiver::ok().await;
+    let extra = format!(
+        "[jobs]\nlease = \"3s\"\n[cron]\nendpoint_health = \"* * * * * *\"\n\
+         [schedules.beat]\ncron = \"* * * * * *\"\nurl = \"{}\"\n",
+        rx.url("/beat")
+    );
+    let extra = extra.as_str();
     let Some(Replicas {
         pg,
         mut a,
@@ -489,6 +496,37 @@ async fn one_replica_ticks_and_another_takes_over_when_it_stops_or_dies() {
     assert!(
         gaps.iter().all(|g| *g <= 4_000),
         "a gap longer than a takeover: {gaps:?}"
+    );
+
+    // The schedule likewise: one task per tick, and its ticks went on after both takeovers.
+    let beats: Vec<(i64, i64)> = client
+        .query(
+            "SELECT scheduled_for, COUNT(*) FROM tasks WHERE schedule = 'beat'
+             GROUP BY scheduled_for ORDER BY scheduled_for",
+            &[],
+        )
+        .await
+        .expect("beats")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        beats.iter().all(|(_, n)| *n == 1),
+        "a schedule tick ran twice: {beats:?}"
+    );
+    assert!(
+        beats.last().expect("beats").0 > before.last().expect("ticks").0 + 5_000,
+        "the schedule stopped at a takeover: {beats:?}"
+    );
+    let calls = rx
+        .requests()
+        .iter()
+        .filter(|(_, r)| r.url.path() == "/beat")
+        .count();
+    assert!(
+        calls >= beats.len() - 2,
+        "{calls} calls for {} ticks",
+        beats.len()
     );
     drop(third);
 }

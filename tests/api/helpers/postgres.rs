@@ -42,9 +42,15 @@ pub fn postgres_bin() -> Option<PathBuf> {
 }
 
 impl PgCluster {
-    /// Starts a cluster, or returns `None` with a note when PostgreSQL is not installed; under
-    /// `CI` its absence fails the test instead.
+    /// Starts a cluster for tests (`fsync` off: a test's data need not survive a power cut), or
+    /// returns `None` with a note when PostgreSQL is not installed; under `CI` its absence fails
+    /// the test instead.
     pub fn start(what: &str) -> Option<Self> {
+        Self::start_with(what, "-c fsync=off -c full_page_writes=off")
+    }
+
+    /// As [`PgCluster::start`], with `settings` (`-c name=value …`) for the server.
+    pub fn start_with(what: &str, settings: &str) -> Option<Self> {
         let Some(bin) = postgres_bin() else {
             assert!(
                 std::env::var("CI").is_err(),
@@ -94,7 +100,7 @@ impl PgCluster {
         for attempt in 1..=3 {
             cluster.port = free_port();
             let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 {settings}",
                 cluster.port,
                 cluster.dir.path().display()
             );
