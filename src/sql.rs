@@ -477,6 +477,45 @@ pub struct PgConnection {
     client: RefCell<PgClient>,
     /// Each statement with how often it was used (see [`REPLAN_AT`]).
     statements: RefCell<HashMap<String, (postgres::Statement, u64)>>,
+    /// The last failure of the database itself a statement met (see [`Connection::take_storage_failure`]).
+    storage_failure: RefCell<Option<String>>,
+}
+
+impl PgConnection {
+    /// `r`, noting a failure of the database itself (not of the statement).
+    fn noted<T>(&self, r: std::result::Result<T, postgres::Error>) -> Result<T> {
+        r.map_err(|e| {
+            if is_storage_failure(&e) {
+                // The server's own words ("db error" alone says nothing).
+                let reason = e.as_db_error().map_or_else(
+                    || e.to_string(),
+                    |d| format!("{} (SQLSTATE {})", d.message(), d.code().code()),
+                );
+                *self.storage_failure.borrow_mut() = Some(reason);
+            }
+            Error::Postgres(e)
+        })
+    }
+}
+
+/// Whether `e` says the database cannot take writes now, whatever the statement: the session
+/// is gone, or the server is out of disk or memory, shutting down, or read-only (a standby).
+fn is_storage_failure(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState as S;
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            [
+                S::DISK_FULL,
+                S::INSUFFICIENT_RESOURCES,
+                S::OUT_OF_MEMORY,
+                S::ADMIN_SHUTDOWN,
+                S::CRASH_SHUTDOWN,
+                S::CANNOT_CONNECT_NOW,
+                S::READ_ONLY_SQL_TRANSACTION,
+                S::IO_ERROR,
+            ]
+            .contains(c)
+        })
 }
 
 /// Uses after which a cached PostgreSQL statement is prepared again. After five runs
@@ -555,6 +594,7 @@ impl From<postgres::Client> for Connection {
             reconnect: None,
             client: RefCell::new(PgClient(Some(c))),
             statements: RefCell::new(HashMap::new()),
+            storage_failure: RefCell::new(None),
         })))
     }
 }
@@ -659,7 +699,7 @@ impl Connection {
                         return Ok(Statement(StatementInner::Postgres(c, s.clone())));
                     }
                 }
-                let s = c.client.borrow_mut().prepare(&to_postgres(sql))?;
+                let s = c.noted(c.client.borrow_mut().prepare(&to_postgres(sql)))?;
                 let mut cache = c.statements.borrow_mut();
                 let uses = cache.get(sql).map_or(0, |(_, n)| *n);
                 cache.insert(sql.to_string(), (s.clone(), uses));
@@ -696,7 +736,18 @@ impl Connection {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.0 {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Postgres(c) => Ok(c.client.borrow_mut().batch_execute(sql)?),
+            Inner::Postgres(c) => c.noted(c.client.borrow_mut().batch_execute(sql)),
+        }
+    }
+
+    /// The failure of the database itself (not of a statement: the session lost, the disk
+    /// full, the server read-only or shutting down) that a statement met since the last call,
+    /// if any. On PostgreSQL such a failure ends only the statement, so the writer asks after
+    /// each failed command; SQLite's end the transaction or its `BEGIN`, which the writer sees.
+    pub fn take_storage_failure(&self) -> Option<String> {
+        match &self.0 {
+            Inner::Sqlite(_) => None,
+            Inner::Postgres(c) => c.storage_failure.borrow_mut().take(),
         }
     }
 }
@@ -720,7 +771,7 @@ impl Statement<'_> {
             StatementInner::Sqlite(s) => Ok(s.execute(rusqlite::params_from_iter(values.iter()))?),
             StatementInner::Postgres(c, s) => {
                 let args = pg_args(&values);
-                let n = c.client.borrow_mut().execute(&*s, &args)?;
+                let n = c.noted(c.client.borrow_mut().execute(&*s, &args))?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
@@ -747,7 +798,7 @@ impl Statement<'_> {
             StatementInner::Postgres(c, s) => {
                 let args = pg_args(&values);
                 // The first row, as SQLite gives it (`query_opt` refuses a second one).
-                let rows = c.client.borrow_mut().query(&*s, &args)?;
+                let rows = c.noted(c.client.borrow_mut().query(&*s, &args))?;
                 match rows.first() {
                     Some(r) => f(&Row(RowInner::Postgres(r))),
                     None => Err(Error::NoRow),
@@ -776,7 +827,7 @@ impl Statement<'_> {
             }
             StatementInner::Postgres(c, s) => {
                 let args = pg_args(&values);
-                let rows = c.client.borrow_mut().query(&*s, &args)?;
+                let rows = c.noted(c.client.borrow_mut().query(&*s, &args))?;
                 out.extend(rows.iter().map(|r| f(&Row(RowInner::Postgres(r)))));
             }
         }

@@ -603,6 +603,12 @@ fn apply(wtx: &WriteTx<'_>, batch: &mut [Command], isolate: bool) -> Applied {
             continue;
         }
         wtx.after_commit.borrow_mut().truncate(hooks_before);
+        if let Some(reason) = wtx.take_storage_failure() {
+            // The database cannot take writes (PostgreSQL read-only, out of disk, shutting
+            // down): the whole batch fails and the writer says so, as when SQLite cannot begin.
+            ran.push(outcome);
+            return Applied::Aborted { ran, reason };
+        }
         if outside_transaction(wtx) {
             // SQLite rolled the whole transaction back (disk full, I/O error).
             ran.push(outcome);
@@ -656,6 +662,8 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             fail_all(batch.drain(..), &e.to_string());
             return;
         }
+        // A failure noted before this batch (a read, a direct command) is not this batch's.
+        let _ = conn.take_storage_failure();
         let wtx = WriteTx {
             conn,
             wake_workers: Cell::new(false),

@@ -41,19 +41,31 @@ async fn wait_readyz(app: &TestApp, status: StatusCode, within: Duration) -> (Va
     (body, started.elapsed())
 }
 
-/// Turns every write on the writer's connection into SQLITE_READONLY (like a file system that
-/// went read-only), or back. Runs between two transactions, so it never fails itself.
+/// Turns every write on the writer's connection into a read-only failure, or back: SQLite's
+/// SQLITE_READONLY (like a file system that went read-only), PostgreSQL's "cannot execute …
+/// in a read-only transaction" (like a server that became a standby). Runs between two
+/// transactions, so it never fails itself.
 async fn set_read_only(app: &TestApp, on: bool) {
     app.app_store
         .writer()
         .run_outside_transaction(move |conn| {
-            conn.sqlite()
-                .expect("sqlite")
-                .pragma_update(None, "query_only", on)?;
+            match conn.sqlite() {
+                Some(c) => c.pragma_update(None, "query_only", on)?,
+                None => conn.execute_batch(if on {
+                    "SET SESSION default_transaction_read_only = on"
+                } else {
+                    "SET SESSION default_transaction_read_only = off"
+                })?,
+            }
             Ok::<_, StoreError>(())
         })
         .await
-        .expect("query_only");
+        .expect("read only");
+}
+
+/// Whether `message` names a read-only database (SQLite's wording or PostgreSQL's).
+fn names_read_only(message: &str) -> bool {
+    message.contains("readonly") || message.contains("read-only")
 }
 
 #[tokio::test]
@@ -102,14 +114,14 @@ async fn readyz_is_503_while_writes_fail_and_200_once_they_commit_again() {
     assert!(took < Duration::from_secs(2), "503 after {took:?}: {body}");
     assert_eq!(body["checks"]["database"], "unwritable", "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("readonly"), "the reason is named: {body}");
+    assert!(names_read_only(message), "the reason is named: {body}");
     let failure = app
         .app_store
         .writer()
         .stats()
         .write_failure()
         .expect("the writer knows its writes fail");
-    assert!(failure.reason.contains("readonly"), "{failure:?}");
+    assert!(names_read_only(&failure.reason), "{failure:?}");
 
     // Writes recover: ready again within about a second, though nothing but the probe writes.
     set_read_only(&app, false).await;
