@@ -123,6 +123,7 @@ pub struct Application {
     admin_token: Secret,
     /// Whether this process ticks and sweeps; its lease is given up at shutdown.
     leader: Arc<crate::store::leader::Leader>,
+    leader_task: JoinHandle<()>,
     _lock: Option<File>,
 }
 
@@ -295,10 +296,10 @@ impl Application {
             worker::new_instance(),
             config.jobs.lease,
         ));
-        {
+        let leader_task = {
             let (leader, store, stop) = (Arc::clone(&leader), store.clone(), stop.child_token());
-            tokio::spawn(async move { leader.run(store, stop).await });
-        }
+            tokio::spawn(async move { leader.run(store, stop).await })
+        };
         tokio::spawn(Arc::clone(&reaper).safety_net(
             config.jobs.lease,
             Arc::clone(&leader),
@@ -435,6 +436,7 @@ impl Application {
             stop,
             admin_token,
             leader,
+            leader_task,
             _lock: lock,
         })
     }
@@ -503,6 +505,10 @@ impl Application {
         self.stop.cancel();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.cron.stop().await;
+        // Ticking stopped here: another replica may take it over at once, while this one
+        // drains. (Once the renewals ended, so that none lands after the lease is given up.)
+        let _ = self.leader_task.await;
+        self.leader.give_up(&self.store).await;
         let http = async {
             handle.stop(true).await;
             match server_result {
@@ -512,7 +518,6 @@ impl Application {
         };
         let (http_result, _) = tokio::join!(http, self.dispatcher);
         drop(self.jobs_runtime);
-        self.leader.give_up(&self.store).await;
         self.store.writer().stop().await;
         tracing::info!("stopped");
         match http_result {

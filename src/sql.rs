@@ -699,7 +699,17 @@ impl Connection {
                         return Ok(Statement(StatementInner::Postgres(c, s.clone())));
                     }
                 }
-                let s = c.noted(c.client.borrow_mut().prepare(&to_postgres(sql)))?;
+                let prepared = c.noted(c.client.borrow_mut().prepare(&to_postgres(sql)));
+                let s = match prepared {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Not counted: the next use tries again.
+                        if let Some((_, uses)) = c.statements.borrow_mut().get_mut(sql) {
+                            *uses -= 1;
+                        }
+                        return Err(e);
+                    }
+                };
                 let mut cache = c.statements.borrow_mut();
                 let uses = cache.get(sql).map_or(0, |(_, n)| *n);
                 cache.insert(sql.to_string(), (s.clone(), uses));

@@ -86,6 +86,8 @@ pub enum Ticked {
 pub struct Cron {
     inner: Arc<Inner>,
     scheduler: tokio::sync::Mutex<Option<JobScheduler>>,
+    /// Cancelled by [`Cron::stop`]: ends the watch for takeovers.
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 struct Inner {
@@ -121,6 +123,7 @@ impl Cron {
                 leader,
             }),
             scheduler: tokio::sync::Mutex::new(None),
+            stopped: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -183,9 +186,14 @@ impl Cron {
         if self.inner.leader.is_leader() {
             self.inner.catch_up().await?;
         }
-        let inner = Arc::clone(&self.inner);
+        let (inner, stopped) = (Arc::clone(&self.inner), self.stopped.clone());
         tokio::spawn(async move {
-            while leading.changed().await.is_ok() {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = stopped.cancelled() => return,
+                    changed = leading.changed() => if changed.is_err() { return },
+                }
                 if *leading.borrow_and_update()
                     && let Err(e) = inner.catch_up().await
                 {
@@ -209,6 +217,7 @@ impl Cron {
 
     /// Stops ticking (shutdown, and tests simulating a scheduler that stopped firing).
     pub async fn stop(&self) {
+        self.stopped.cancel();
         if let Some(mut s) = self.scheduler.lock().await.take()
             && let Err(e) = s.shutdown().await
         {

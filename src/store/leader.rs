@@ -1,5 +1,7 @@
 //! The `leases` table: which process does the work one process at a time must do — ticking
-//! crons and schedules, and the sweeps — and the lease it holds for it.
+//! crons and schedules, and the lease safety net — and the lease it holds for it. Each try is
+//! a short transaction of its own between the writer's batches, so the row is locked for one
+//! statement and no replica's writes wait on another's.
 //!
 //! On SQLite one process holds the database (its lock file), so it always leads and the table is
 //! not used. On PostgreSQL several replicas share the database: each tries every
@@ -16,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Store, StoreError, WriteTx};
-use crate::sql::{Dialect, OptionalExtension as _, params};
+use super::{Store, StoreError};
+use crate::sql::{Connection, Dialect, OptionalExtension as _, params};
 
 /// The lease's name: ticking and sweeps are one lease, so they move together.
 const TICKER: &str = "ticker";
@@ -107,64 +109,90 @@ impl Leader {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = stop.cancelled() => break,
+                biased;
+                () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
             let started = s.base.elapsed();
             let (holder, term) = (s.holder.clone(), millis(s.term));
-            let taken = store
-                .writer()
-                .write_wait(move |tx| take(tx, TICKER, &holder, term).map_err(StoreError::from))
-                .await;
-            match taken {
-                Ok(true) => {
+            // Its own short transaction between two batches, not a command in one: the row
+            // lock is held for this statement only, so no replica's writer waits for another's
+            // batch, and a try that cannot get the row soon fails instead of waiting.
+            let take = store.writer().run_outside_transaction(move |conn| {
+                in_transaction(conn, |c| take(c, TICKER, &holder, term)).map_err(StoreError::from)
+            });
+            // No longer than this process may still believe it leads: past that it has lost.
+            let wait = match s.until.load(Ordering::Acquire).checked_sub(millis(started)) {
+                Some(left) if left > 0 => Duration::from_millis(left),
+                _ => s.every,
+            };
+            match tokio::time::timeout(wait, take).await {
+                Ok(Ok(true)) => {
                     // One try short of the lease, measured from before it was asked for.
                     let until = started + s.term.saturating_sub(s.every);
                     s.until.store(millis(until), Ordering::Release);
-                    if !*self.leading.borrow() {
-                        tracing::info!(holder = %s.holder, "this replica now ticks crons and schedules and runs the sweeps");
-                        self.leading.send_replace(true);
-                    }
                 }
-                Ok(false) => self.lost("another replica holds the lease"),
+                Ok(Ok(false)) => s.until.store(0, Ordering::Release),
                 // Kept until it runs out: a brief outage does not move the ticking.
-                Err(e) => tracing::warn!(error = %e, "renewing the ticker lease failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "renewing the ticker lease failed"),
+                Err(_) => {
+                    tracing::warn!("renewing the ticker lease took too long");
+                    s.until.store(0, Ordering::Release);
+                }
             }
-            if *self.leading.borrow() && !self.is_leader() {
-                self.lost("the lease ran out before it could be renewed");
-            }
+            self.announce();
         }
     }
 
-    /// Gives the lease up (at shutdown, while the writer still runs), so that another replica
-    /// takes it at its next try instead of when it runs out.
+    /// Tells the subscribers when what [`Leader::is_leader`] says changed.
+    fn announce(&self) {
+        let now = self.is_leader();
+        if now != *self.leading.borrow() {
+            if now {
+                tracing::info!("this replica now ticks crons and schedules and runs the sweeps");
+            } else {
+                tracing::info!("this replica no longer ticks crons and schedules");
+            }
+            self.leading.send_replace(now);
+        }
+    }
+
+    /// Gives the lease up (at shutdown, after [`Leader::run`] returned), so that another
+    /// replica takes it at its next try instead of when it runs out.
     pub async fn give_up(&self, store: &Store) {
         let Some(s) = &self.shared else {
             return;
         };
-        if *self.leading.borrow() {
-            self.lost("stopping");
-            let holder = s.holder.clone();
-            let given = store
-                .writer()
-                .write_wait(move |tx| give_up(tx, TICKER, &holder).map_err(StoreError::from))
-                .await;
-            if let Err(e) = given {
-                tracing::warn!(error = %e, "giving up the ticker lease failed; another replica takes over when it runs out");
-            }
+        s.until.store(0, Ordering::Release);
+        self.announce();
+        // Whatever this process believed: the row is deleted only if it is still its own.
+        let holder = s.holder.clone();
+        let given = store
+            .writer()
+            .run_outside_transaction(move |conn| {
+                in_transaction(conn, |c| give_up(c, TICKER, &holder)).map_err(StoreError::from)
+            })
+            .await;
+        if let Err(e) = given {
+            tracing::warn!(error = %e, "giving up the ticker lease failed; another replica takes over when it runs out");
         }
     }
+}
 
-    fn lost(&self, why: &str) {
-        if let Some(s) = &self.shared {
-            s.until.store(0, Ordering::Release);
+/// Runs `f` in a transaction of its own that waits at most a moment for a row lock.
+fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> crate::sql::Result<T>,
+) -> crate::sql::Result<T> {
+    conn.execute_batch("BEGIN; SET LOCAL lock_timeout = '500ms'")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
         }
-        if *self.leading.borrow() {
-            tracing::info!(
-                reason = why,
-                "this replica no longer ticks crons and schedules"
-            );
-            self.leading.send_replace(false);
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
 }
@@ -175,7 +203,7 @@ fn millis(d: Duration) -> u64 {
 
 /// Takes lease `name` for `holder` for `term_ms` (on the database server's clock) if it is free,
 /// run out or already `holder`'s. Whether `holder` holds it now. PostgreSQL only.
-fn take(tx: &WriteTx<'_>, name: &str, holder: &str, term_ms: u64) -> crate::sql::Result<bool> {
+fn take(tx: &Connection, name: &str, holder: &str, term_ms: u64) -> crate::sql::Result<bool> {
     let term = i64::try_from(term_ms).unwrap_or(i64::MAX);
     let got: Option<String> = tx
         .prepare_cached(
@@ -192,7 +220,7 @@ fn take(tx: &WriteTx<'_>, name: &str, holder: &str, term_ms: u64) -> crate::sql:
 }
 
 /// Gives up lease `name` if `holder` holds it, so another replica takes it at its next try.
-fn give_up(tx: &WriteTx<'_>, name: &str, holder: &str) -> crate::sql::Result<()> {
+fn give_up(tx: &Connection, name: &str, holder: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("DELETE FROM leases WHERE name = ?1 AND holder = ?2")?
         .execute(params![name, holder])?;
     Ok(())

@@ -258,7 +258,13 @@ impl Schedules {
                     () = tokio::time::sleep(check) => {}
                 }
                 if leader.is_leader() {
-                    // The last ticks the other replica took, so that only what it missed runs.
+                    // As a restart: ticks due before now were missed (each schedule's
+                    // `catch_up` decides), and the last ticks the other replica took are read,
+                    // so that only what it missed counts.
+                    *self
+                        .started_at
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = clock::now_ms();
                     if let Err(e) = self.reload().await {
                         tracing::error!(error = %e, "reading the schedules after taking over the ticking failed");
                     }
