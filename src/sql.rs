@@ -860,7 +860,7 @@ fn pg_args<'v>(values: &'v [Value<'v>]) -> Vec<&'v (dyn ToSql + Sync)> {
 }
 
 /// Rewrites a SQLite statement for PostgreSQL: placeholders (`?7`, or bare `?` counted in
-/// order) become `$7`, leaving quoted text and identifiers alone, and SQLite's index hints
+/// order) become `$7`, leaving quoted text, identifiers and comments alone, and SQLite's index hints
 /// (`INDEXED BY name`), which PostgreSQL's planner does without, are dropped.
 #[must_use]
 pub fn to_postgres(sql: &str) -> String {
@@ -891,6 +891,27 @@ fn placeholders(sql: &str) -> String {
             None if c == '\'' || c == '"' => {
                 quote = Some(c);
                 out.push(c);
+            }
+            // A comment is copied as it is: an apostrophe or a `?` in it is prose.
+            None if c == '-' && chars.peek() == Some(&'-') => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            None if c == '/' && chars.peek() == Some(&'*') => {
+                out.push(c);
+                let mut last = '\0';
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if last == '*' && d == '/' {
+                        break;
+                    }
+                    last = d;
+                }
             }
             None if c == '?' => {
                 let mut digits = String::new();
@@ -958,6 +979,11 @@ mod tests {
             "UPDATE t SET a = $1 WHERE b = $2 AND c LIKE 'x?' AND \"q?\" = $3"
         );
         assert_eq!(to_postgres("VALUES (?3, ?)"), "VALUES ($3, $4)");
+        // Comments are prose: their apostrophes and question marks change nothing.
+        assert_eq!(
+            to_postgres("SELECT ?1 -- the job's lease, or why?\n, ?2 /* it's ? */ , ?3"),
+            "SELECT $1 -- the job's lease, or why?\n, $2 /* it's ? */ , $3"
+        );
         assert_eq!(
             to_postgres("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE a = ?1"),
             "SELECT MIN(run_at) FROM jobs WHERE a = $1"
