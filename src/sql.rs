@@ -750,6 +750,25 @@ impl Connection {
         }
     }
 
+    /// Runs `f`'s reads on one snapshot of the database, so that counts read by several
+    /// statements agree (a commit between them is seen by all or none). PostgreSQL's
+    /// statements outside a transaction each see the latest commit; SQLite's likewise.
+    ///
+    /// # Errors
+    /// `f`'s error, or the transaction's.
+    pub fn read_consistently<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.execute_batch(self.dialect_sql(
+            "BEGIN DEFERRED",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        ))?;
+        let out = f(self);
+        // Nothing was written: ending it either way is the same.
+        let end = self.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let out = out?;
+        end?;
+        Ok(out)
+    }
+
     /// The failure of the database itself (not of a statement: the session lost, the disk
     /// full, the server read-only or shutting down) that a statement met since the last call,
     /// if any. On PostgreSQL such a failure ends only the statement, so the writer asks after

@@ -26,7 +26,10 @@ pub async fn route(
 ) -> Result<HttpResponse, ApiError> {
     let now = clock::now_ms();
     let mut stats = store
-        .read(move |c| read(c, now).map_err(ApiError::from))
+        .read(move |c| {
+            c.read_consistently(|c| read(c, now))
+                .map_err(ApiError::from)
+        })
         .await?;
     let overdue: Vec<Value> = cron
         .overdue(now)
