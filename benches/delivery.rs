@@ -261,54 +261,11 @@ async fn one_webhook_rate(servers: &[common::Server], n: usize) -> f64 {
 
 /// Part 4: the same load on SQLite, PostgreSQL, and two PostgreSQL replicas.
 async fn databases(workers: &str) {
-    let n: usize = std::env::var("BENCH_DB_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
     let extra = format!(
         "[delivery]\nallow_http = true\nallow_private_networks = true\n[jobs]\nworkers = {workers}\n"
     );
-    let sqlite = {
-        let server = common::Server::start(&extra);
-        one_webhook_rate(std::slice::from_ref(&server), n).await
-    };
-    // PostgreSQL's own durability, as a server runs it (fsync and synchronous_commit on);
-    // BENCH_PG_SETTINGS adds server settings (`-c name=value …`).
-    let settings = std::env::var("BENCH_PG_SETTINGS").unwrap_or_default();
-    let Some(pg) = common::postgres::PgCluster::start_with(
-        "the PostgreSQL part of the delivery benchmark",
-        &settings,
-    ) else {
-        println!(
-            "databases: SQLite {sqlite:.0} deliveries/s; PostgreSQL skipped (apt-get install postgresql)"
-        );
-        return;
-    };
-    pg.create_db("one").await;
-    pg.create_db("two").await;
-    let top = common::top_statements_wanted(&pg, "one").await;
-    let one = {
-        let server = common::Server::start_on(Some(&pg.url("one")), "", &extra);
-        one_webhook_rate(std::slice::from_ref(&server), n).await
-    };
-    if top {
-        common::print_top_statements(&pg, "one").await;
-    }
-    let two = {
-        let servers = [
-            common::Server::start_on(Some(&pg.url("two")), "", &extra),
-            common::Server::start_on(Some(&pg.url("two")), "", &extra),
-        ];
-        one_webhook_rate(&servers, n).await
-    };
-    println!("databases, {n} events to one webhook, same run (deliveries/s end to end):");
-    println!("  SQLite                      {sqlite:>8.0}");
-    println!(
-        "  PostgreSQL, one replica     {one:>8.0}   {:.2} x SQLite (target >= 0.5)",
-        one / sqlite
-    );
-    println!(
-        "  PostgreSQL, two replicas    {two:>8.0}   {:.2} x one replica (target >= 1.0)",
-        two / one
-    );
+    common::databases("events to one webhook", &extra, async |servers, n| {
+        one_webhook_rate(servers, n).await
+    })
+    .await;
 }

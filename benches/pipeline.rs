@@ -416,12 +416,8 @@ async fn front_rate(
 }
 
 /// Last part: Front → delivered on SQLite, on PostgreSQL with one `serve`, and with two
-/// sharing the database, in one run (`BENCH_DB_EVENTS`, default 20,000).
+/// sharing the database, in one run (see `common::databases`).
 async fn databases(received: &AtomicU64, receiver: &str) {
-    let n: usize = std::env::var("BENCH_DB_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
     let workers = std::env::var("BENCH_WORKERS")
         .map(|w| format!("[jobs]\nworkers = {w}\n"))
         .unwrap_or_default();
@@ -429,48 +425,10 @@ async fn databases(received: &AtomicU64, receiver: &str) {
         "[front]\nwebhook_secret = \"{SECRET}\"\n\
          [delivery]\nallow_http = true\nallow_private_networks = true\n{workers}"
     );
-    let sqlite = {
-        let server = common::Server::start(&extra);
-        front_rate(std::slice::from_ref(&server), received, receiver, n).await
-    };
-    // PostgreSQL's own durability, as a server runs it (fsync and synchronous_commit on).
-    let settings = std::env::var("BENCH_PG_SETTINGS").unwrap_or_default();
-    let Some(pg) = common::postgres::PgCluster::start_with(
-        "the PostgreSQL part of the pipeline benchmark",
-        &settings,
-    ) else {
-        println!(
-            "databases: SQLite {sqlite:.0} Front events/s delivered; PostgreSQL skipped (apt-get install postgresql)"
-        );
-        return;
-    };
-    pg.create_db("one").await;
-    pg.create_db("two").await;
-    let top = common::top_statements_wanted(&pg, "one").await;
-    let one = {
-        let server = common::Server::start_on(Some(&pg.url("one")), "", &extra);
-        front_rate(std::slice::from_ref(&server), received, receiver, n).await
-    };
-    if top {
-        common::print_top_statements(&pg, "one").await;
-    }
-    let two = {
-        let servers = [
-            common::Server::start_on(Some(&pg.url("two")), "", &extra),
-            common::Server::start_on(Some(&pg.url("two")), "", &extra),
-        ];
-        front_rate(&servers, received, receiver, n).await
-    };
-    println!("\n== databases, {n} Front events → delivered, same run (events/s end to end):");
-    println!("  SQLite                      {sqlite:>8.0}");
-    println!(
-        "  PostgreSQL, one replica     {one:>8.0}   {:.2} x SQLite (target >= 0.5)",
-        one / sqlite
-    );
-    println!(
-        "  PostgreSQL, two replicas    {two:>8.0}   {:.2} x one replica (target >= 1.0)",
-        two / one
-    );
+    common::databases("Front events → delivered", &extra, async |servers, n| {
+        front_rate(servers, received, receiver, n).await
+    })
+    .await;
 }
 
 fn verdict(pass: bool) -> &'static str {

@@ -693,26 +693,19 @@ impl Connection {
         match &self.0 {
             Inner::Sqlite(c) => Ok(Statement(StatementInner::Sqlite(c.prepare_cached(sql)?))),
             Inner::Postgres(c) => {
-                if let Some((s, uses)) = c.statements.borrow_mut().get_mut(sql) {
-                    *uses += 1;
-                    if !REPLAN_AT.contains(uses) {
+                let uses = match c.statements.borrow_mut().get_mut(sql) {
+                    Some((s, uses)) if !REPLAN_AT.contains(&(*uses + 1)) => {
+                        *uses += 1;
                         return Ok(Statement(StatementInner::Postgres(c, s.clone())));
                     }
-                }
-                let prepared = c.noted(c.client.borrow_mut().prepare(&to_postgres(sql)));
-                let s = match prepared {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Not counted: the next use tries again.
-                        if let Some((_, uses)) = c.statements.borrow_mut().get_mut(sql) {
-                            *uses -= 1;
-                        }
-                        return Err(e);
-                    }
+                    Some((_, uses)) => *uses + 1,
+                    None => 0,
                 };
-                let mut cache = c.statements.borrow_mut();
-                let uses = cache.get(sql).map_or(0, |(_, n)| *n);
-                cache.insert(sql.to_string(), (s.clone(), uses));
+                // Counted once prepared: a failed prepare is tried again at the next use.
+                let s = c.noted(c.client.borrow_mut().prepare(&to_postgres(sql)))?;
+                c.statements
+                    .borrow_mut()
+                    .insert(sql.to_string(), (s.clone(), uses));
                 Ok(Statement(StatementInner::Postgres(c, s)))
             }
         }
@@ -757,16 +750,33 @@ impl Connection {
     /// # Errors
     /// `f`'s error, or the transaction's.
     pub fn read_consistently<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
-        self.execute_batch(self.dialect_sql(
-            "BEGIN DEFERRED",
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        ))?;
-        let out = f(self);
-        // Nothing was written: ending it either way is the same.
-        let end = self.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
-        let out = out?;
-        end?;
-        Ok(out)
+        self.transaction(
+            self.dialect_sql(
+                "BEGIN DEFERRED",
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            ),
+            f,
+        )
+    }
+
+    /// Runs `f` in a transaction opened with `begin` (a `BEGIN …`, with settings after it):
+    /// committed when `f` succeeds, rolled back when it fails. For a transaction outside the
+    /// writer's batches.
+    ///
+    /// # Errors
+    /// `f`'s error, or the transaction's.
+    pub fn transaction<T>(&self, begin: &str, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.execute_batch(begin)?;
+        match f(self) {
+            Ok(v) => {
+                self.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// The failure of the database itself (not of a statement: the session lost, the disk

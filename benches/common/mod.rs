@@ -337,3 +337,57 @@ pub async fn print_top_statements(pg: &postgres::PgCluster, db: &str) {
         println!("  {calls:>8} {total:>9.0} {:>7.0}  {query}", mean * 1000.0);
     }
 }
+
+/// The last part of the delivery and pipeline benchmarks: `rate` (events/s end to end for
+/// `BENCH_DB_EVENTS` events, default 20,000, through the servers given) on SQLite, on
+/// PostgreSQL with one `serve`, and with two sharing the database, in one run, printed side by
+/// side under `heading`. PostgreSQL is a throwaway cluster with its own durability, as a server
+/// runs it (fsync and synchronous_commit on); `BENCH_PG_SETTINGS` adds server settings
+/// (`-c name=value …`), `BENCH_PG_TOP` prints where its time went.
+#[allow(dead_code)]
+pub async fn databases(heading: &str, extra: &str, rate: impl AsyncFn(&[Server], usize) -> f64) {
+    let n: usize = std::env::var("BENCH_DB_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let sqlite = {
+        let server = Server::start(extra);
+        rate(std::slice::from_ref(&server), n).await
+    };
+    let settings = std::env::var("BENCH_PG_SETTINGS").unwrap_or_default();
+    let Some(pg) =
+        postgres::PgCluster::start_with("the PostgreSQL part of the benchmark", &settings)
+    else {
+        println!(
+            "databases: SQLite {sqlite:.0} events/s; PostgreSQL skipped (apt-get install postgresql)"
+        );
+        return;
+    };
+    pg.create_db("one").await;
+    pg.create_db("two").await;
+    let top = top_statements_wanted(&pg, "one").await;
+    let one = {
+        let server = Server::start_on(Some(&pg.url("one")), "", extra);
+        rate(std::slice::from_ref(&server), n).await
+    };
+    if top {
+        print_top_statements(&pg, "one").await;
+    }
+    let two = {
+        let servers = [
+            Server::start_on(Some(&pg.url("two")), "", extra),
+            Server::start_on(Some(&pg.url("two")), "", extra),
+        ];
+        rate(&servers, n).await
+    };
+    println!("\n== databases, {n} {heading}, same run (events/s end to end):");
+    println!("  SQLite                      {sqlite:>8.0}");
+    println!(
+        "  PostgreSQL, one replica     {one:>8.0}   {:.2} x SQLite (target >= 0.5)",
+        one / sqlite
+    );
+    println!(
+        "  PostgreSQL, two replicas    {two:>8.0}   {:.2} x one replica (target >= 1.0)",
+        two / one
+    );
+}

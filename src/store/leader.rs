@@ -119,7 +119,8 @@ impl Leader {
             // lock is held for this statement only, so no replica's writer waits for another's
             // batch, and a try that cannot get the row soon fails instead of waiting.
             let take = store.writer().run_outside_transaction(move |conn| {
-                in_transaction(conn, |c| take(c, TICKER, &holder, term)).map_err(StoreError::from)
+                conn.transaction(SHORT_TRANSACTION, |c| take(c, TICKER, &holder, term))
+                    .map_err(StoreError::from)
             });
             // No longer than this process may still believe it leads: past that it has lost.
             let wait = match s.until.load(Ordering::Acquire).checked_sub(millis(started)) {
@@ -170,7 +171,8 @@ impl Leader {
         let given = store
             .writer()
             .run_outside_transaction(move |conn| {
-                in_transaction(conn, |c| give_up(c, TICKER, &holder)).map_err(StoreError::from)
+                conn.transaction(SHORT_TRANSACTION, |c| give_up(c, TICKER, &holder))
+                    .map_err(StoreError::from)
             })
             .await;
         if let Err(e) = given {
@@ -179,23 +181,8 @@ impl Leader {
     }
 }
 
-/// Runs `f` in a transaction of its own that waits at most a moment for a row lock.
-fn in_transaction<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> crate::sql::Result<T>,
-) -> crate::sql::Result<T> {
-    conn.execute_batch("BEGIN; SET LOCAL lock_timeout = '500ms'")?;
-    match f(conn) {
-        Ok(v) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
+/// A transaction of its own that waits at most a moment for a row lock.
+const SHORT_TRANSACTION: &str = "BEGIN; SET LOCAL lock_timeout = '500ms'";
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -347,18 +347,12 @@ async fn two_replicas_share_one_database_deliver_each_event_once_and_see_each_ot
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Every cron tick ran once: one replica ticks (not even a `skipped` record of the other).
-    let doubled: Vec<(i64, i64)> = client
-        .query(
-            "SELECT scheduled_at, COUNT(*) FROM cron_runs
-             WHERE name = 'endpoint_health'
-             GROUP BY scheduled_at HAVING COUNT(*) > 1",
-            &[],
-        )
-        .await
-        .expect("ticks")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let doubled = per_tick(
+        &client,
+        "SELECT scheduled_at, COUNT(*) FROM cron_runs WHERE name = 'endpoint_health'
+         GROUP BY scheduled_at HAVING COUNT(*) > 1",
+    )
+    .await;
     assert!(doubled.is_empty(), "ticks run twice: {doubled:?}");
 }
 
@@ -399,19 +393,25 @@ async fn one_leader(apps: &[&ChildApp], within: Duration) -> (usize, Duration) {
     }
 }
 
-/// The ticks of `endpoint_health` recorded, in order, each with how many records it has.
-async fn ticks(client: &tokio_postgres::Client) -> Vec<(i64, i64)> {
+/// `(tick, records)` rows of a `SELECT tick, COUNT(*) … GROUP BY tick ORDER BY tick`.
+async fn per_tick(client: &tokio_postgres::Client, sql: &str) -> Vec<(i64, i64)> {
     client
-        .query(
-            "SELECT scheduled_at, COUNT(*) FROM cron_runs WHERE name = 'endpoint_health'
-             GROUP BY scheduled_at ORDER BY scheduled_at",
-            &[],
-        )
+        .query(sql, &[])
         .await
         .expect("ticks")
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect()
+}
+
+/// The ticks of `endpoint_health` recorded, in order, each with how many records it has.
+async fn ticks(client: &tokio_postgres::Client) -> Vec<(i64, i64)> {
+    per_tick(
+        client,
+        "SELECT scheduled_at, COUNT(*) FROM cron_runs WHERE name = 'endpoint_health'
+         GROUP BY scheduled_at ORDER BY scheduled_at",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -512,17 +512,12 @@ async fn one_replica_ticks_and_another_takes_over_when_it_stops_or_dies() {
     );
 
     // The schedule likewise: one task per tick, and its ticks went on after both takeovers.
-    let beats: Vec<(i64, i64)> = client
-        .query(
-            "SELECT scheduled_for, COUNT(*) FROM tasks WHERE schedule = 'beat'
-             GROUP BY scheduled_for ORDER BY scheduled_for",
-            &[],
-        )
-        .await
-        .expect("beats")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let beats = per_tick(
+        &client,
+        "SELECT scheduled_for, COUNT(*) FROM tasks WHERE schedule = 'beat'
+         GROUP BY scheduled_for ORDER BY scheduled_for",
+    )
+    .await;
     assert!(
         beats.iter().all(|(_, n)| *n == 1),
         "a schedule tick ran twice: {beats:?}"
