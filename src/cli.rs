@@ -325,7 +325,12 @@ fn reencrypt(cfg: &Config) -> anyhow::Result<()> {
         Some(url) => {
             let mut client = store::postgres::connect(url.expose())?;
             store::postgres::migrate(&mut client, &crate::app::postgres_schema())?;
-            (None, crate::sql::Connection::from(client))
+            drop(client);
+            let config = store::postgres::session_config(url.expose())?;
+            (
+                None,
+                crate::sql::Connection::connect_postgres(&config, false)?,
+            )
         }
     };
     // Unknown key ids are reported row by row below; only a missing generated key file is

@@ -14,9 +14,12 @@
 //! `BIGINT`, a `boolean` comparison takes 0/1), so callers bind `u32`, `usize` or `bool` as
 //! they hold them.
 //!
-//! The PostgreSQL side runs the synchronous `postgres` client (tokio-postgres driven on its own
-//! small runtime), so that both databases are used the same way: from the writer thread and
-//! from blocking tasks holding a pooled connection, never from the async threads.
+//! The PostgreSQL side is a tokio-postgres session driven on its own small runtime and used
+//! blockingly ([`PgClient`]), so that both databases are used the same way: from the writer
+//! thread and from blocking tasks holding a pooled connection, never from the async threads.
+//! In the writer's batches it pipelines: [`Statement::execute_later`] queues a write whose
+//! answer nobody reads, and the next statement that needs an answer sends the queue ahead of
+//! itself, one round trip for all.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,6 +44,9 @@ pub enum Error {
     /// `query_row` found no row ([`OptionalExtension::optional`] turns it into `None`).
     #[error("the query returned no row")]
     NoRow,
+    /// A PostgreSQL session's runtime could not start.
+    #[error("starting a PostgreSQL session: {0}")]
+    Runtime(std::io::Error),
     /// A column held a value the caller's type cannot take.
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
@@ -473,8 +479,14 @@ enum Inner {
 /// A PostgreSQL client with its prepared statements, keyed by the SQLite-dialect text.
 pub struct PgConnection {
     /// How to connect again when the session is lost (the writer's connection).
-    reconnect: Option<postgres::Config>,
+    reconnect: Option<tokio_postgres::Config>,
     client: RefCell<PgClient>,
+    /// Whether [`Statement::execute_later`] queues (the writer's batches) or runs at once.
+    deferring: std::cell::Cell<bool>,
+    /// Statements queued by [`Statement::execute_later`], sent with the next round trip.
+    deferred: RefCell<Vec<Deferred>>,
+    /// A queued statement failed since [`Connection::take_deferred_failure`] last asked.
+    deferred_failed: std::cell::Cell<bool>,
     /// Each statement with how often it was used (see [`REPLAN_AT`]).
     statements: RefCell<HashMap<String, (postgres::Statement, u64)>>,
     /// The last failure of the database itself a statement met (see [`Connection::take_storage_failure`]).
@@ -482,6 +494,49 @@ pub struct PgConnection {
 }
 
 impl PgConnection {
+    fn new(client: PgClient, reconnect: Option<tokio_postgres::Config>) -> Self {
+        Self {
+            reconnect,
+            client: RefCell::new(client),
+            deferring: std::cell::Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
+            deferred_failed: std::cell::Cell::new(false),
+            statements: RefCell::new(HashMap::new()),
+            storage_failure: RefCell::new(None),
+        }
+    }
+
+    /// Runs `then` after the queued statements (sent in the same round trip). A failure of
+    /// a queued statement is the answer (and noted: the transaction is lost).
+    fn run(&self, then: Then<'_>) -> Result<Answer> {
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        match self.client.borrow_mut().after(&deferred, then) {
+            Ok(r) => self.noted(r),
+            Err(e) => {
+                self.deferred_failed.set(true);
+                self.noted(Err(e))
+            }
+        }
+    }
+
+    fn execute(&self, s: &postgres::Statement, args: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        match self.run(Then::Execute(s, args))? {
+            Answer::Count(n) => Ok(n),
+            Answer::Rows(_) | Answer::Done => Ok(0),
+        }
+    }
+
+    fn query(
+        &self,
+        s: &postgres::Statement,
+        args: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>> {
+        match self.run(Then::Query(s, args))? {
+            Answer::Rows(rows) => Ok(rows),
+            Answer::Count(_) | Answer::Done => Ok(Vec::new()),
+        }
+    }
+
     /// `r`, noting a failure of the database itself (not of the statement).
     fn noted<T>(&self, r: std::result::Result<T, postgres::Error>) -> Result<T> {
         r.map_err(|e| {
@@ -528,51 +583,219 @@ fn is_storage_failure(e: &postgres::Error) -> bool {
 /// size as it is then (one more round trip, three times per statement).
 const REPLAN_AT: [u64; 3] = [1_000, 10_000, 100_000];
 
-/// A PostgreSQL client that says goodbye off the async threads: `postgres::Client`'s drop
-/// blocks on its own runtime, which panics on a thread that drives async tasks (a read pool
-/// dropped at shutdown).
-pub struct PgClient(Option<postgres::Client>);
+/// A PostgreSQL session: a tokio-postgres client driven on its own single-thread runtime,
+/// used blockingly (as the `postgres` crate does) — plus pipelining: statements queued with
+/// [`Statement::execute_later`] go out together with the next statement that needs an answer,
+/// without a round trip each.
+///
+/// It says goodbye off the async threads: dropping a runtime blocks, which panics on a thread
+/// that drives async tasks (a read pool dropped at shutdown).
+pub struct PgClient(Option<PgSession>);
 
-impl std::ops::Deref for PgClient {
-    type Target = postgres::Client;
-    fn deref(&self) -> &postgres::Client {
-        self.0
-            .as_ref()
-            .expect("a client is only taken when dropped")
+struct PgSession {
+    client: tokio_postgres::Client,
+    /// Drives the connection (the socket) whenever the runtime runs, i.e. while a call waits.
+    driver: tokio::task::JoinHandle<()>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A statement queued for the next round trip, with its parameters.
+struct Deferred {
+    statement: postgres::Statement,
+    values: Vec<OwnedValue>,
+}
+
+/// A [`Value`] that owns its text or bytes, for a statement that runs later.
+#[derive(Debug, Clone, PartialEq)]
+enum OwnedValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl OwnedValue {
+    fn of(v: &Value<'_>) -> Self {
+        match *v {
+            Value::Null => Self::Null,
+            Value::Int(i) => Self::Int(i),
+            Value::Real(f) => Self::Real(f),
+            Value::Text(t) => Self::Text(t.to_string()),
+            Value::Blob(b) => Self::Blob(b.to_vec()),
+        }
+    }
+
+    fn value(&self) -> Value<'_> {
+        match self {
+            Self::Null => Value::Null,
+            Self::Int(i) => Value::Int(*i),
+            Self::Real(f) => Value::Real(*f),
+            Self::Text(t) => Value::Text(t),
+            Self::Blob(b) => Value::Blob(b),
+        }
     }
 }
 
-impl std::ops::DerefMut for PgClient {
-    fn deref_mut(&mut self) -> &mut postgres::Client {
+impl PgClient {
+    /// Connects with `config`.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or refuses the session.
+    pub fn connect(config: &tokio_postgres::Config) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let (client, connection) = runtime.block_on(config.connect(postgres::NoTls))?;
+        let driver = runtime.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a PostgreSQL session ended");
+            }
+        });
+        Ok(Self(Some(PgSession {
+            client,
+            driver,
+            runtime,
+        })))
+    }
+
+    fn session(&mut self) -> &mut PgSession {
         self.0
             .as_mut()
-            .expect("a client is only taken when dropped")
+            .expect("a session is only taken when dropped")
+    }
+
+    /// Whether the session is gone (the server closed it, or the socket broke).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.0.as_ref().is_none_or(|s| s.client.is_closed())
+    }
+
+    fn prepare(&mut self, sql: &str) -> std::result::Result<postgres::Statement, postgres::Error> {
+        let s = self.session();
+        s.runtime.block_on(s.client.prepare(sql))
+    }
+
+    /// Sends the `deferred` statements, then `then`, in one go, and waits for every answer:
+    /// `Err` with the first failure of a deferred statement, else `then`'s result.
+    fn after(
+        &mut self,
+        deferred: &[Deferred],
+        then: Then<'_>,
+    ) -> std::result::Result<std::result::Result<Answer, postgres::Error>, postgres::Error> {
+        use futures_util::future::{MaybeDone, maybe_done};
+        use std::pin::Pin;
+        use std::task::Poll;
+
+        let s = self.session();
+        let client = &s.client;
+        if deferred.is_empty() {
+            return Ok(s.runtime.block_on(then.send(client)));
+        }
+        let values: Vec<Vec<Value<'_>>> = deferred
+            .iter()
+            .map(|d| d.values.iter().map(OwnedValue::value).collect())
+            .collect();
+        let args: Vec<Vec<&(dyn ToSql + Sync)>> = values.iter().map(|v| pg_args(v)).collect();
+        s.runtime.block_on(async {
+            // Each request is written when its future is first polled, so all are polled in
+            // the order given: the server runs them in that order, one after the other.
+            let mut sent: Vec<Pin<Box<MaybeDone<_>>>> = deferred
+                .iter()
+                .zip(&args)
+                .map(|(d, a)| Box::pin(maybe_done(client.execute(&d.statement, a))))
+                .collect();
+            let mut last = Box::pin(maybe_done(then.send(client)));
+            std::future::poll_fn(|cx| {
+                let mut done = true;
+                for f in &mut sent {
+                    done &= f.as_mut().poll(cx).is_ready();
+                }
+                done &= last.as_mut().poll(cx).is_ready();
+                if done { Poll::Ready(()) } else { Poll::Pending }
+            })
+            .await;
+            for f in &mut sent {
+                if let Some(Err(e)) = f.as_mut().take_output() {
+                    return Err(e);
+                }
+            }
+            Ok(last.as_mut().take_output().expect("every future is done"))
+        })
     }
 }
 
-impl From<postgres::Client> for PgClient {
-    fn from(c: postgres::Client) -> Self {
-        Self(Some(c))
+/// The statement that goes out after the queued ones.
+enum Then<'a> {
+    Execute(&'a postgres::Statement, &'a [&'a (dyn ToSql + Sync)]),
+    Query(&'a postgres::Statement, &'a [&'a (dyn ToSql + Sync)]),
+    Batch(&'a str),
+    /// Only the queued ones.
+    Nothing,
+}
+
+/// What a [`Then`] answered.
+enum Answer {
+    Count(u64),
+    Rows(Vec<postgres::Row>),
+    Done,
+}
+
+impl<'a> Then<'a> {
+    async fn send(
+        self,
+        client: &tokio_postgres::Client,
+    ) -> std::result::Result<Answer, postgres::Error> {
+        match self {
+            Self::Execute(s, args) => client.execute(s, args).await.map(Answer::Count),
+            Self::Query(s, args) => client.query(s, args).await.map(Answer::Rows),
+            Self::Batch(sql) => client.batch_execute(sql).await.map(|()| Answer::Done),
+            Self::Nothing => Ok(Answer::Done),
+        }
     }
 }
 
 impl Drop for PgClient {
     fn drop(&mut self) {
-        if let Some(client) = self.0.take()
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            let closing = std::sync::Arc::new(std::sync::Mutex::new(Some(client)));
-            let handed = std::sync::Arc::clone(&closing);
-            let spawned = std::thread::Builder::new()
-                .name("hookrelay-pg-close".into())
-                .spawn(move || drop(handed.lock().ok().and_then(|mut c| c.take())));
-            if spawned.is_err()
-                && let Some(client) = closing.lock().ok().and_then(|mut c| c.take())
-            {
-                // No thread to say goodbye on: let the server notice the closed socket.
-                std::mem::forget(client);
-            }
+        let Some(session) = self.0.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            session.close();
+            return;
         }
+        let closing = std::sync::Arc::new(std::sync::Mutex::new(Some(session)));
+        let handed = std::sync::Arc::clone(&closing);
+        let spawned = std::thread::Builder::new()
+            .name("hookrelay-pg-close".into())
+            .spawn(move || {
+                if let Some(s) = handed.lock().ok().and_then(|mut s| s.take()) {
+                    s.close();
+                }
+            });
+        if spawned.is_err()
+            && let Some(session) = closing.lock().ok().and_then(|mut s| s.take())
+        {
+            // No thread to say goodbye on: let the server notice the closed socket.
+            std::mem::forget(session);
+        }
+    }
+}
+
+impl PgSession {
+    /// Says goodbye: without its client the connection sends Terminate and ends.
+    fn close(self) {
+        let Self {
+            client,
+            driver,
+            runtime,
+        } = self;
+        drop(client);
+        // The timer is made inside the runtime (it needs its clock).
+        let _ = runtime.block_on(async move {
+            tokio::time::timeout(std::time::Duration::from_secs(1), driver).await
+        });
     }
 }
 
@@ -588,14 +811,18 @@ impl From<rusqlite::Connection> for Connection {
     }
 }
 
-impl From<postgres::Client> for Connection {
-    fn from(c: postgres::Client) -> Self {
-        Self(Inner::Postgres(Box::new(PgConnection {
-            reconnect: None,
-            client: RefCell::new(PgClient(Some(c))),
-            statements: RefCell::new(HashMap::new()),
-            storage_failure: RefCell::new(None),
-        })))
+impl Connection {
+    /// A PostgreSQL session opened with `config`; with `reconnect`,
+    /// [`Connection::reconnect_if_closed`] opens it again when it is lost (the writer's).
+    ///
+    /// # Errors
+    /// When the server cannot be reached or refuses the session.
+    pub fn connect_postgres(config: &tokio_postgres::Config, reconnect: bool) -> Result<Self> {
+        let client = PgClient::connect(config)?;
+        Ok(Self(Inner::Postgres(Box::new(PgConnection::new(
+            client,
+            reconnect.then(|| config.clone()),
+        )))))
     }
 }
 
@@ -618,17 +845,6 @@ impl Connection {
         }
     }
 
-    /// A PostgreSQL connection that [`Connection::reconnect_if_closed`] can open again with
-    /// `config`.
-    #[must_use]
-    pub fn postgres_reconnecting(client: postgres::Client, config: postgres::Config) -> Self {
-        let mut conn = Self::from(client);
-        if let Inner::Postgres(c) = &mut conn.0 {
-            c.reconnect = Some(config);
-        }
-        conn
-    }
-
     /// Opens a lost PostgreSQL session again (a restarted server, a dropped connection), with
     /// its prepared statements forgotten; whether it did. SQLite connections are never lost.
     ///
@@ -644,9 +860,10 @@ impl Connection {
         if !c.client.get_mut().is_closed() {
             return Ok(false);
         }
-        let client = config.connect(postgres::NoTls)?;
-        *c.client.get_mut() = PgClient(Some(client));
+        let client = PgClient::connect(config)?;
+        *c.client.get_mut() = client;
         c.statements.get_mut().clear();
+        c.deferred.get_mut().clear();
         Ok(true)
     }
 
@@ -739,7 +956,44 @@ impl Connection {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.0 {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Postgres(c) => c.noted(c.client.borrow_mut().batch_execute(sql)),
+            Inner::Postgres(c) => c.run(Then::Batch(sql)).map(|_| ()),
+        }
+    }
+
+    /// Lets [`Statement::execute_later`] queue its statements (`true`: the writer's batches)
+    /// or makes it run them at once (`false`, as outside a batch). Only PostgreSQL queues.
+    pub fn defer_writes(&self, on: bool) {
+        if let Inner::Postgres(c) = &self.0 {
+            c.deferring.set(on);
+        }
+    }
+
+    /// Runs the statements [`Statement::execute_later`] queued (one round trip).
+    ///
+    /// # Errors
+    /// The first failure among them.
+    pub fn flush_deferred(&self) -> Result<()> {
+        match &self.0 {
+            Inner::Postgres(c) if !c.deferred.borrow().is_empty() => {
+                c.run(Then::Nothing).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Drops the queued statements unrun (their transaction is being rolled back).
+    pub fn discard_deferred(&self) {
+        if let Inner::Postgres(c) = &self.0 {
+            c.deferred.borrow_mut().clear();
+        }
+    }
+
+    /// Whether a statement [`Statement::execute_later`] queued failed since the last call:
+    /// whichever call sent it saw that failure as its own.
+    pub fn take_deferred_failure(&self) -> bool {
+        match &self.0 {
+            Inner::Postgres(c) => c.deferred_failed.replace(false),
+            Inner::Sqlite(_) => false,
         }
     }
 
@@ -810,9 +1064,30 @@ impl Statement<'_> {
             StatementInner::Sqlite(s) => Ok(s.execute(rusqlite::params_from_iter(values.iter()))?),
             StatementInner::Postgres(c, s) => {
                 let args = pg_args(&values);
-                let n = c.noted(c.client.borrow_mut().execute(&*s, &args))?;
+                let n = c.execute(s, &args)?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
+        }
+    }
+
+    /// Runs the statement, or on PostgreSQL inside the writer's batch queues it to go out with
+    /// the next statement that needs an answer (or the commit), saving a round trip: for
+    /// writes whose row count nobody reads. A failure then fails whichever call sends it, and
+    /// the writer runs the batch again with each command on its own, where nothing is queued.
+    ///
+    /// # Errors
+    /// A database error (at once on SQLite and outside a batch).
+    pub fn execute_later(&mut self, params: impl Params) -> Result<()> {
+        match &mut self.0 {
+            StatementInner::Postgres(c, s) if c.deferring.get() => {
+                let values = params.values().iter().map(OwnedValue::of).collect();
+                c.deferred.borrow_mut().push(Deferred {
+                    statement: s.clone(),
+                    values,
+                });
+                Ok(())
+            }
+            _ => self.execute(params).map(|_| ()),
         }
     }
 
@@ -837,7 +1112,7 @@ impl Statement<'_> {
             StatementInner::Postgres(c, s) => {
                 let args = pg_args(&values);
                 // The first row, as SQLite gives it (`query_opt` refuses a second one).
-                let rows = c.noted(c.client.borrow_mut().query(&*s, &args))?;
+                let rows = c.query(s, &args)?;
                 match rows.first() {
                     Some(r) => f(&Row(RowInner::Postgres(r))),
                     None => Err(Error::NoRow),
@@ -866,7 +1141,7 @@ impl Statement<'_> {
             }
             StatementInner::Postgres(c, s) => {
                 let args = pg_args(&values);
-                let rows = c.noted(c.client.borrow_mut().query(&*s, &args))?;
+                let rows = c.query(s, &args)?;
                 out.extend(rows.iter().map(|r| f(&Row(RowInner::Postgres(r)))));
             }
         }
@@ -967,7 +1242,7 @@ fn placeholders(sql: &str) -> String {
 #[derive(Debug)]
 pub enum Manager {
     Sqlite(r2d2_sqlite::SqliteConnectionManager),
-    Postgres(r2d2_postgres::PostgresConnectionManager<postgres::NoTls>),
+    Postgres(tokio_postgres::Config),
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -977,7 +1252,7 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<Connection> {
         match self {
             Self::Sqlite(m) => Ok(m.connect()?.into()),
-            Self::Postgres(m) => Ok(m.connect()?.into()),
+            Self::Postgres(config) => Connection::connect_postgres(config, false),
         }
     }
 

@@ -297,12 +297,12 @@ pub fn note_attempt(
         tx.prepare_cached(
             "UPDATE webhooks SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
         )?
-        .execute([webhook_id])?;
+        .execute_later([webhook_id])?;
     } else {
         tx.prepare_cached(
             "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?2), last_failure_at = ?2 WHERE id = ?1",
         )?
-        .execute(params![webhook_id, at])?;
+        .execute_later(params![webhook_id, at])?;
     }
     Ok(())
 }
@@ -572,7 +572,7 @@ pub fn create(
                 })
             },
         )?;
-        insert.execute(params![
+        insert.execute_later(params![
             id,
             event.id,
             s.webhook_id,
@@ -925,7 +925,7 @@ pub fn record_attempt(
                                         error_kind, error, response_headers_truncated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![
+    .execute_later(params![
         delivery_id,
         a.number,
         a.at,
@@ -947,7 +947,7 @@ pub fn record_attempt(
                 finished_at = ?7, updated_at = ?8
          WHERE id = ?1",
     )?
-    .execute(params![
+    .execute_later(params![
         delivery_id,
         a.number,
         a.status,

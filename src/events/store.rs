@@ -42,7 +42,7 @@ pub fn insert(
         "INSERT INTO events (id, idempotency_key, publisher, action, source, body, deliveries, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![
+    .execute_later(params![
         p.id,
         p.idempotency_key,
         p.publisher,
@@ -56,7 +56,7 @@ pub fn insert(
         tx.prepare_cached(
             "INSERT INTO event_types (action, first_seen) VALUES (?1, ?2) ON CONFLICT (action) DO NOTHING",
         )?
-        .execute(params![p.action.as_str(), p.created_at])?;
+        .execute_later(params![p.action.as_str(), p.created_at])?;
     }
     Ok(())
 }

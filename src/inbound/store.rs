@@ -58,7 +58,7 @@ pub fn store(
                                      raw_body, headers, job_id, received_at, updated_at)
          VALUES (?1, ?10, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?9)",
     )?
-    .execute(params![
+    .execute_later(params![
         id,
         event.channel.as_str(),
         event.external_id,
@@ -167,7 +167,7 @@ pub fn mark_processed(
                 processed_at = ?4, updated_at = ?4
          WHERE id = ?1",
     )?
-    .execute(params![id, fetched, event_id, now])?;
+    .execute_later(params![id, fetched, event_id, now])?;
     Ok(())
 }
 
@@ -177,7 +177,7 @@ pub fn mark_processed(
 /// A database error.
 pub fn note_error(tx: &WriteTx<'_>, id: &str, error: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("UPDATE inbound_events SET error = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, error, clock::now_ms()])?;
+        .execute_later(params![id, error, clock::now_ms()])?;
     Ok(())
 }
 
@@ -189,7 +189,7 @@ pub fn mark_failed(tx: &WriteTx<'_>, id: &str, error: &str) -> crate::sql::Resul
     tx.prepare_cached(
         "UPDATE inbound_events SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1",
     )?
-    .execute(params![id, error, clock::now_ms()])?;
+    .execute_later(params![id, error, clock::now_ms()])?;
     Ok(())
 }
 

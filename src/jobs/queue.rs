@@ -240,7 +240,7 @@ pub fn insert_claimed(
                            lease_owner, claim_seq, created_at, updated_at)
          VALUES (?1, ?2, ?3, 'running', 1, ?4, ?5, ?6, ?7, 1, ?5, ?5)",
     )?
-    .execute(params![
+    .execute_later(params![
         id,
         job.kind,
         job.payload.to_string(),

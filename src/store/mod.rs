@@ -296,22 +296,24 @@ impl Store {
     ) -> anyhow::Result<Self> {
         let mut client = postgres::connect(url)?;
         postgres::migrate(&mut client, schema)?;
-        let conn = sql::Connection::postgres_reconnecting(client, postgres::config(url)?);
+        drop(client);
+        let shown = crate::redact::url(url);
+        let mut config = postgres::session_config(url)?;
+        let conn = sql::Connection::connect_postgres(&config, true)
+            .with_context(|| format!("connecting to {shown}"))?;
         let writer = Writer::start(conn, wake).context("starting the writer thread")?;
-        let mut config = postgres::config(url)?;
         // Added to the URL's own `options` (a `search_path`, say), which writes use too.
         let options = match config.get_options() {
             Some(o) => format!("{o} -c default_transaction_read_only=on"),
             None => "-c default_transaction_read_only=on".to_string(),
         };
         config.options(&options);
-        let manager = r2d2_postgres::PostgresConnectionManager::new(config, ::postgres::NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(cfg.pool_size)
             .min_idle(Some(1))
             .connection_timeout(POOL_TIMEOUT)
-            .build(sql::Manager::Postgres(manager))
-            .with_context(|| format!("opening the read pool on {}", crate::redact::url(url)))?;
+            .build(sql::Manager::Postgres(config))
+            .with_context(|| format!("opening the read pool on {shown}"))?;
         Ok(Self {
             pool,
             writer,

@@ -47,16 +47,24 @@ pub fn connect(url: &str) -> anyhow::Result<Client> {
 /// # Errors
 /// As [`connect`], before connecting.
 pub fn config(url: &str) -> anyhow::Result<::postgres::Config> {
+    session_config(url).map(Into::into)
+}
+
+/// [`config`] for the store's own sessions ([`crate::sql::Connection::connect_postgres`]).
+///
+/// # Errors
+/// As [`connect`], before connecting.
+pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     anyhow::ensure!(
         is_postgres_url(url),
         "expected a postgres:// (or postgresql://) URL"
     );
     let shown = crate::redact::url(url);
-    let mut config: ::postgres::Config = url
+    let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| anyhow::anyhow!("{shown} is not a valid PostgreSQL URL: {e}"))?;
     anyhow::ensure!(
-        config.get_ssl_mode() != ::postgres::config::SslMode::Require,
+        config.get_ssl_mode() != tokio_postgres::config::SslMode::Require,
         "{shown} asks for sslmode=require, but hookrelay connects to PostgreSQL without TLS: \
          use a private network, a loopback or an SSH tunnel, and drop sslmode=require"
     );

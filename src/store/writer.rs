@@ -16,6 +16,12 @@
 //! besides SQL must be safe to repeat (ids drawn afresh are; [`WriteTx::on_commit`] hooks of a
 //! run that was rolled back are dropped with it).
 //!
+//! On PostgreSQL, where every statement is a round trip, the commands of a batch run with
+//! their `execute_later` writes queued ([`crate::sql::Statement::execute_later`]): they go out
+//! with the next statement that needs an answer, or before the commit. A queued write that
+//! fails makes the run dirty as a failed command does, and the rerun with savepoints queues
+//! nothing, so the failure reaches its own command.
+//!
 //! Maintenance that cannot run inside a transaction (a WAL checkpoint) goes through
 //! [`Writer::run_outside_transaction`]: the thread runs it between two batches, so it never
 //! competes with the writer for the database.
@@ -592,6 +598,11 @@ fn apply(wtx: &WriteTx<'_>, batch: &mut [Command], isolate: bool) -> Applied {
                 Ran::Panicked
             }
         };
+        if !isolate && wtx.take_deferred_failure() {
+            // A statement queued by an earlier command failed when this one's went out: the
+            // transaction is lost, and which command broke it is found by running each alone.
+            return Applied::Dirty;
+        }
         if outcome == Ran::Ok {
             ran.push(outcome);
             if isolate && let Err(e) = exec(wtx, "RELEASE cmd") {
@@ -636,6 +647,14 @@ fn apply(wtx: &WriteTx<'_>, batch: &mut [Command], isolate: bool) -> Applied {
             };
         }
     }
+    // What the last commands queued goes out now, so that its failure is still a command's.
+    if let Err(e) = wtx.flush_deferred() {
+        if let Some(reason) = wtx.take_storage_failure() {
+            return Applied::Aborted { ran, reason };
+        }
+        tracing::debug!(error = %e, "a queued statement failed; the batch runs again, each command alone");
+        return Applied::Dirty;
+    }
     Applied::All(ran)
 }
 
@@ -664,6 +683,10 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
         }
         // A failure noted before this batch (a read, a direct command) is not this batch's.
         let _ = conn.take_storage_failure();
+        let _ = conn.take_deferred_failure();
+        // On PostgreSQL, writes whose answer nobody reads go out together (see
+        // `Statement::execute_later`); a command run alone runs each statement at once.
+        conn.defer_writes(!isolate);
         let wtx = WriteTx {
             conn,
             wake_workers: Cell::new(false),
@@ -674,6 +697,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
                 // Everything this run did is undone, its hooks with it; the batch runs again,
                 // this time each command in its own savepoint.
                 drop(wtx);
+                conn.discard_deferred();
                 if let Err(e) = conn.execute_batch("ROLLBACK") {
                     stats.failed(&e.to_string());
                     tracing::error!(error = %e, commands = n, "cannot roll back a write transaction");
@@ -685,9 +709,13 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, wake: &Notify, sta
             applied => break (applied, wtx.wake_workers.get(), wtx.after_commit.take()),
         }
     };
+    conn.defer_writes(false);
     let (ran, aborted) = match applied {
         Applied::All(ran) => (ran, None),
-        Applied::Aborted { ran, reason } => (ran, Some(reason)),
+        Applied::Aborted { ran, reason } => {
+            conn.discard_deferred();
+            (ran, Some(reason))
+        }
         Applied::Dirty => unreachable!("a dirty run is run again"),
     };
     let outcome = match aborted {

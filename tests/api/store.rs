@@ -217,6 +217,63 @@ async fn a_command_failing_before_it_wrote_does_not_run_its_batch_again() {
     );
 }
 
+/// Inserts each of `keys` with `execute_later` (on PostgreSQL queued to go out with the next
+/// statement that needs an answer); then counts them with `count` (an immediate query).
+async fn insert_later(
+    store: &Store,
+    keys: &'static [&'static str],
+    count: bool,
+) -> Result<i64, StoreError> {
+    store
+        .writer()
+        .write(move |tx| {
+            for key in keys {
+                tx.prepare_cached("INSERT INTO kv (key, value, updated_at) VALUES (?1, 'v', 0)")?
+                    .execute_later([key])?;
+            }
+            if !count {
+                return Ok(-1);
+            }
+            let placeholders = vec!["?"; keys.len()].join(", ");
+            let n = tx.query_row(
+                &format!("SELECT COUNT(*) FROM kv WHERE key IN ({placeholders})"),
+                hookrelay::sql::params_from_iter(keys.iter()),
+                |r| r.get(0),
+            )?;
+            Ok(n)
+        })
+        .await
+}
+
+#[tokio::test]
+async fn writes_queued_to_go_out_together_are_seen_in_order_and_fail_only_their_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path());
+    insert_kv(&store, "dup".into()).await.expect("first");
+    let blocker = hold_writer(&store, 200).await;
+    let (a, b, c) = tokio::join!(
+        insert_later(&store, &["a1", "a2"], true),
+        insert_later(&store, &["b1", "dup"], false),
+        insert_later(&store, &["c"], false),
+    );
+    blocker.await.expect("task").expect("blocker");
+    assert_eq!(
+        a.expect("the first command committed"),
+        2,
+        "a query sees the rows its command queued before it"
+    );
+    assert!(
+        matches!(b, Err(StoreError::Query(_))),
+        "the queued duplicate fails its own command: {b:?}"
+    );
+    c.expect("the command after it committed");
+    assert_eq!(
+        kv_keys(&store).await,
+        ["a1", "a2", "c", "dup"],
+        "the failed command's first row is rolled back with it"
+    );
+}
+
 #[tokio::test]
 async fn a_panicking_command_fails_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
