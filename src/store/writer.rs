@@ -431,6 +431,8 @@ fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Command>) -> Drained {
 
 /// Runs a [`Msg::Direct`] on the bare connection; rolls back a transaction it left open.
 fn run_direct(conn: &Connection, direct: Direct) {
+    // Outside a batch every statement runs at once, whatever way the last batch ended.
+    conn.defer_writes(false);
     direct(conn);
     match conn.sqlite() {
         Some(c) if !c.is_autocommit() => {
@@ -599,6 +601,12 @@ fn apply(wtx: &WriteTx<'_>, batch: &mut [Command], isolate: bool) -> Applied {
             }
         };
         if !isolate && wtx.take_deferred_failure() {
+            if let Some(reason) = wtx.take_storage_failure() {
+                // The database itself failed (see below): running the batch again would not help.
+                wtx.after_commit.borrow_mut().truncate(hooks_before);
+                ran.push(outcome);
+                return Applied::Aborted { ran, reason };
+            }
             // A statement queued by an earlier command failed when this one's went out: the
             // transaction is lost, and which command broke it is found by running each alone.
             return Applied::Dirty;
