@@ -602,8 +602,8 @@ fn apply(wtx: &WriteTx<'_>, batch: &mut [Command], isolate: bool) -> Applied {
         };
         if !isolate && wtx.take_deferred_failure() {
             if let Some(reason) = wtx.take_storage_failure() {
-                // The database itself failed (see below): running the batch again would not help.
-                wtx.after_commit.borrow_mut().truncate(hooks_before);
+                // The database itself failed (see below): running the batch again would not
+                // help. Nothing commits, so no hook runs.
                 ran.push(outcome);
                 return Applied::Aborted { ran, reason };
             }
